@@ -1,0 +1,17 @@
+"""Regenerate the README's measured-results table from results/ (floorline evidence table --markdown)."""
+
+import re
+import sys
+from pathlib import Path
+
+from floorline.evidence.table import build_rows, markdown
+
+root = Path(__file__).resolve().parents[1]
+readme = root / "README.md"
+text = readme.read_text()
+table = markdown(build_rows(root / "results"))
+new = re.sub(r"(<!-- results-table:start -->\n).*?(<!-- results-table:end -->)",
+             lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+if "--check" in sys.argv:
+    sys.exit(0 if new == text else 1)
+readme.write_text(new)

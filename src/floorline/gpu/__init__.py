@@ -1,0 +1,1 @@
+"""GPU facts and the timing harness every benchmark uses."""

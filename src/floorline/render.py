@@ -1,0 +1,39 @@
+"""Shared terminal rendering: rich tables and JSON output."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(_clean(obj), indent=2, default=str) + "\n")
+
+
+def table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for h in headers:
+        t.add_column(str(h))
+    for r in rows:
+        t.add_row(*("" if c is None else str(c) for c in r))
+    console.print(t)

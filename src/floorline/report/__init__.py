@@ -1,0 +1,1 @@
+"""`floorline report`: every section this machine can run, one registration per capability."""

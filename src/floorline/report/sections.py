@@ -1,0 +1,13 @@
+"""The one list of modules that hold report sections. A capability adds one line here."""
+
+from importlib import import_module
+
+SECTION_MODULES = (
+    "floorline.gpu.report",
+    "floorline.evidence.report",
+)
+
+
+def load_all() -> None:
+    for mod in SECTION_MODULES:
+        import_module(mod)
