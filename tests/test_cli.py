@@ -73,12 +73,17 @@ def test_verify_cli_exit_codes(tmp_path):
     assert r.returncode == 1 and "does not match content hash" in r.stderr
 
 
-def test_report_on_cpu_lists_skipped_gpu_sections(tmp_path):
+def test_report_runs_and_lists_skipped_sections(tmp_path):
+    from floorline.gpu.probe import cuda_available
+
     r = run("report", "--json", "--results", str(tmp_path / "results"), "--html", str(tmp_path / "r.html"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     by = {s["section"]: s for s in out["sections"]}
-    assert by["device"]["status"] == "skipped" and "GPU" in by["device"]["reason"]
+    if cuda_available():
+        assert by["device"]["status"] == "passed" and by["device"]["packets"]
+    else:
+        assert by["device"]["status"] == "skipped" and "GPU" in by["device"]["reason"]
     html = (tmp_path / "r.html").read_text()
     assert "<svg" in html or "<table" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html

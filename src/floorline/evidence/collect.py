@@ -62,8 +62,17 @@ def host_info() -> HostInfo:
     )
 
 
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def software_info() -> SoftwareInfo:
-    """Versions of what is already imported; never imports torch itself."""
+    """Versions of torch/triton (from their metadata if not imported: never imports torch itself)."""
     torch = sys.modules.get("torch")
     triton = sys.modules.get("triton")
     cuda = nccl = None
@@ -78,8 +87,8 @@ def software_info() -> SoftwareInfo:
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)}
     return SoftwareInfo(
         floorline=__version__,
-        torch=getattr(torch, "__version__", None) if torch else None,
-        triton=getattr(triton, "__version__", None) if triton else None,
+        torch=getattr(torch, "__version__", None) if torch else _dist_version("torch"),
+        triton=getattr(triton, "__version__", None) if triton else _dist_version("triton"),
         cuda=cuda,
         nccl=nccl,
         env=env,
