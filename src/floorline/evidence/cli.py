@@ -124,3 +124,27 @@ def schema_cmd(write: Path = typer.Option(None, "--write", help="write the JSON 
         write.write_text(text)
     else:
         print(text, end="")
+
+
+@evidence_app.command("targets")
+def targets_cmd(
+    directory: Path = typer.Argument(Path("results")),
+    targets: Path = typer.Option(Path("docs/targets.toml"), "--targets", help="the targets file"),
+    markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Each issue's targets next to the latest committed measurement that speaks to it."""
+    from floorline.evidence.targets import evaluate, load_targets
+    from floorline.evidence.targets import markdown as md
+
+    res = evaluate(load_targets(targets), directory)
+    if json_out:
+        print_json([{"issue": r.target.issue, "title": r.target.title, "metric": r.target.metric,
+                     "op": r.target.op, "target": r.target.value, "measured": r.measured, "met": r.met,
+                     "file": r.file} for r in res])
+    elif markdown:
+        print(md(res))
+    else:
+        table("targets", ["issue", "target", "measured", "met", "packet"],
+              [[r.target.issue, r.target.title, "-" if r.measured is None else f"{r.measured:.4g}",
+                "not run" if r.met is None else ("yes" if r.met else "no"), r.file or "-"] for r in res])
