@@ -1,0 +1,273 @@
+"""Paged GQA decode attention, split-KV (flash-decoding): each program streams one slice of one
+sequence's cache for one KV head and all the query heads that share it; attention_combine merges
+the slices.
+
+Why this shape: decode reads every cached byte once and does little math per byte, so the kernel
+is held to the HBM read ceiling. One program per (sequence, KV head, split) reads each K/V byte once
+for the whole GQA group (G query heads x T query tokens form the M side of one tensor-core dot),
+and the split count is picked so the grid fills every SM even at batch 1.
+
+Query token t of T (speculative verification) sits at position seq_len - T + t and sees keys at
+positions <= its own (and > its own - window when window > 0). seq_len 0 gives a zero output.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import triton
+import triton.language as tl
+
+from floorline.errors import InputError
+from floorline.kernels.kv_cache import KVCache
+
+LOG2E = 1.4426950408889634
+# Triton's CPU interpreter multiplies bf16 tiles in tl.dot as their raw 16-bit integers (numpy has no
+# bf16), so under TRITON_INTERPRET=1 the bf16 path upcasts to fp32 before the dot. Same math,
+# products of bf16 values are exact in fp32 either way; only the GPU build uses bf16 tensor cores.
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Launch shape. num_splits=0 picks splits so that about ctas_per_sm x SMs programs run."""
+
+    block_n: int = 64
+    num_warps: int = 4
+    num_stages: int = 3
+    num_splits: int = 0
+    ctas_per_sm: int = 4
+
+
+@triton.jit
+def _decode_kernel(
+    q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
+    sq_b, sq_t, sq_h,
+    sk_page, sk_head, sk_slot,
+    ss_page, ss_head, ss_slot,
+    pt_stride, so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h,
+    PAGE_SIZE, split_len, window, qk_scale,
+    T: tl.constexpr, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr,
+):
+    b = tl.program_id(0)
+    hk = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(len_ptr + b)
+
+    rows = tl.arange(0, BLOCK_M)
+    t_row = rows // G
+    h_row = hk * G + rows % G
+    row_ok = rows < G * T
+    q_pos = seq_len - T + t_row  # position of each row's query token
+
+    start = split * split_len
+    end = tl.minimum(start + split_len, seq_len)
+    if window > 0:  # skip whole blocks left of the earliest key any query sees
+        lo = tl.maximum(seq_len - T - window + 1, 0)
+        start = tl.maximum(start, (lo // BLOCK_N) * BLOCK_N)
+
+    q_base = q_ptr + b * sq_b + t_row[:, None] * sq_t + h_row[:, None] * sq_h
+    if KV_DTYPE == "fp4":
+        dh = tl.arange(0, D // 2)
+        q_lo = tl.load(q_base + 2 * dh[None, :], mask=row_ok[:, None], other=0.0).to(tl.float16)
+        q_hi = tl.load(q_base + 2 * dh[None, :] + 1, mask=row_ok[:, None], other=0.0).to(tl.float16)
+        acc_lo = tl.zeros([BLOCK_M, D // 2], dtype=tl.float32)
+        acc_hi = tl.zeros([BLOCK_M, D // 2], dtype=tl.float32)
+    else:
+        d = tl.arange(0, D)
+        q = tl.load(q_base + d[None, :], mask=row_ok[:, None], other=0.0)
+        if KV_DTYPE == "fp8":
+            q = q.to(tl.float16)
+        acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+
+    pt_row = pt_ptr + b * pt_stride
+    kv_head_off = hk.to(tl.int64) * sk_head
+    for n0 in range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < end
+        page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        slot = offs_n % PAGE_SIZE
+        tok_off = page * sk_page + kv_head_off + slot * sk_slot  # [BLOCK_N], in elements of k/v
+        if KV_DTYPE == "fp4":
+            kp = tl.load(k_ptr + tok_off[:, None] + dh[None, :], mask=n_ok[:, None], other=0)
+            vp = tl.load(v_ptr + tok_off[:, None] + dh[None, :], mask=n_ok[:, None], other=0)
+            sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+            ks = tl.load(ks_ptr + sc_off[:, None] + dh[None, :] // 16, mask=n_ok[:, None], other=0)
+            vs = tl.load(vs_ptr + sc_off[:, None] + dh[None, :] // 16, mask=n_ok[:, None], other=0)
+            k_scale = _e8m0_times_2p14(ks)
+            v_scale = _e8m0_times_2p14(vs)
+            k_lo = (_e2m1_to_f32(kp & 15) * k_scale).to(tl.float16)
+            k_hi = (_e2m1_to_f32(kp >> 4) * k_scale).to(tl.float16)
+            s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
+        else:
+            k = tl.load(k_ptr + tok_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+            v = tl.load(v_ptr + tok_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+            if KV_DTYPE == "fp8":
+                sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+                k_scale = tl.load(ks_ptr + sc_off, mask=n_ok, other=0.0)
+                v_scale = tl.load(vs_ptr + sc_off, mask=n_ok, other=0.0)
+                s = tl.dot(q, tl.trans(k.to(tl.float16))) * k_scale[None, :]
+            elif UPCAST_BF16:
+                s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
+            else:
+                s = tl.dot(q, tl.trans(k))
+        s = s * qk_scale  # log2 domain
+        visible = n_ok[None, :] & (offs_n[None, :] <= q_pos[:, None])
+        if window > 0:
+            visible = visible & (offs_n[None, :] > q_pos[:, None] - window)
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        m_i = m_new
+        if KV_DTYPE == "fp4":
+            acc_lo = acc_lo * alpha[:, None]
+            acc_hi = acc_hi * alpha[:, None]
+            v_lo = (_e2m1_to_f32(vp & 15) * v_scale).to(tl.float16)
+            v_hi = (_e2m1_to_f32(vp >> 4) * v_scale).to(tl.float16)
+            p16 = p.to(tl.float16)
+            acc_lo += tl.dot(p16, v_lo)
+            acc_hi += tl.dot(p16, v_hi)
+        elif KV_DTYPE == "fp8":
+            acc = acc * alpha[:, None]
+            acc += tl.dot((p * v_scale[None, :]).to(tl.float16), v.to(tl.float16))
+        else:
+            acc = acc * alpha[:, None]
+            if UPCAST_BF16:
+                acc += tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32))
+            else:
+                acc += tl.dot(p.to(v.dtype), v)
+
+    l_safe = tl.where(l_i > 0, l_i, 1.0)
+    lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))  # log2 domain
+    o_base = o_ptr + b * so_b + t_row[:, None] * so_t + h_row[:, None] * so_h + split * so_s
+    if KV_DTYPE == "fp4":
+        tl.store(o_base + 2 * dh[None, :], acc_lo / l_safe[:, None], mask=row_ok[:, None])
+        tl.store(o_base + 2 * dh[None, :] + 1, acc_hi / l_safe[:, None], mask=row_ok[:, None])
+    else:
+        tl.store(o_base + d[None, :], acc / l_safe[:, None], mask=row_ok[:, None])
+    tl.store(lse_ptr + b * sl_b + t_row * sl_t + h_row * sl_h + split, lse, mask=row_ok)
+
+
+@triton.jit
+def _e2m1_to_f32(code):
+    """E2M1 code (uint8 0..15) -> its value times 2**-14, by placing sign|exp|mantissa in fp16 bits
+    (E2M1's subnormal 0.5 lands on fp16's subnormal range, so no special case)."""
+    c = code.to(tl.int16)
+    bits = ((c & 8) << 12) | ((c & 7) << 9)
+    return bits.to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _e8m0_times_2p14(e):
+    """E8M0 byte -> 2**(e - 127 + 14) as float32 (e = 0, an all-zero block, gives 0)."""
+    ei = e.to(tl.int32)
+    return tl.where(ei > 0, ((ei + 14) << 23).to(tl.float32, bitcast=True), 0.0)
+
+
+def _check(q: Any, cache: KVCache, page_table: Any, seq_lens: Any) -> tuple[int, int, int, int]:
+    import torch
+
+    if q.dim() != 4:
+        raise InputError(f"q: must be [batch, tokens, q_heads, head_dim], got shape {tuple(q.shape)}")
+    b, t, hq, d = q.shape
+    if d != cache.head_dim:
+        raise InputError(f"q: head_dim {d} does not match the cache's {cache.head_dim}")
+    if not 1 <= t <= 8:
+        raise InputError(f"q: tokens per sequence must be 1..8, got {t}")
+    hk = cache.kv_heads
+    if hq % hk or not 1 <= hq // hk <= 16:
+        raise InputError(f"q: q_heads ({hq}) must be a multiple of kv_heads ({hk}) with group size 1..16")
+    if q.stride(3) != 1:
+        raise InputError("q: head_dim must be the innermost, contiguous dimension")
+    if page_table.dim() != 2 or page_table.shape[0] != b or page_table.dtype != torch.int32:
+        raise InputError(f"page_table: must be int32 [{b}, max_pages], got {page_table.dtype} {tuple(page_table.shape)}")
+    if seq_lens.shape != (b,) or seq_lens.dtype != torch.int32:
+        raise InputError(f"seq_lens: must be int32 [{b}], got {seq_lens.dtype} {tuple(seq_lens.shape)}")
+    if cache.k.stride(3) != 1:
+        raise InputError("k_cache: head_dim must be contiguous")
+    return b, t, hq, d
+
+
+def split_plan(batch: int, kv_heads: int, max_len: int, cfg: DecodeConfig, sm_count: int) -> tuple[int, int]:
+    """(num_splits, split_len): split_len is a multiple of block_n, fixed by max_len alone so that a
+    CUDA graph captured at max_len serves every shorter length."""
+    blocks = max(1, triton.cdiv(max_len, cfg.block_n))
+    splits = cfg.num_splits or max(1, triton.cdiv(cfg.ctas_per_sm * sm_count, batch * kv_heads))
+    splits = min(splits, blocks)
+    split_len = triton.cdiv(blocks, splits) * cfg.block_n
+    return triton.cdiv(max(max_len, 1), split_len), split_len
+
+
+def _sm_count(device: Any) -> int:
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return 4  # interpreter: a few programs are plenty
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def decode_attention(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int,
+                     scale: float | None = None, window: int = 0, cfg: DecodeConfig = DecodeConfig(),
+                     out: Any = None, workspace: tuple[Any, Any] | None = None) -> Any:
+    """Attention of q over a paged KV cache; returns [batch, tokens, q_heads, head_dim] in q's dtype.
+
+    q: [batch, tokens (1..8), q_heads, head_dim]; cache: a KVCache (bf16 | fp8 | fp4; see kv_cache);
+    page_table: int32 [batch, max_pages]; seq_lens: int32 [batch] on the device, each <= max_len and
+    counting the query tokens themselves (they were appended before the call). max_len is a host int
+    and fixes the launch (split count), so a CUDA graph captured at max_len replays for any lengths.
+    scale defaults to head_dim**-0.5; window > 0 keeps only the last `window` keys per query.
+    workspace: optional (partial_out, partial_lse) from `decode_workspace` to avoid allocation.
+    """
+    import torch
+
+    from floorline.kernels.attention_combine import combine_splits
+
+    b, t, hq, d = _check(q, cache, page_table, seq_lens)
+    if window < 0:
+        raise InputError(f"window: must be >= 0, got {window}")
+    hk = cache.kv_heads
+    g = hq // hk
+    scale = d**-0.5 if scale is None else scale
+    splits, split_len = split_plan(b, hk, max_len, cfg, _sm_count(q.device))
+    if cache.rotation is not None:
+        q = (q.float() @ cache.rotation.to(q.device)).to(q.dtype)
+    o_part, lse = workspace if workspace is not None else decode_workspace(b, t, hq, d, splits, q.device)
+    if o_part.shape[3] < splits:
+        raise InputError(f"workspace: has {o_part.shape[3]} splits, this launch needs {splits}")
+    block_m = max(16, triton.next_power_of_2(g * t))
+    ks = cache.k_scale if cache.k_scale is not None else cache.k
+    vs = cache.v_scale if cache.v_scale is not None else cache.v
+    _decode_kernel[(b, hk, splits)](
+        q, cache.k, cache.v, ks, vs, page_table, seq_lens, o_part, lse,
+        q.stride(0), q.stride(1), q.stride(2),
+        cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
+        ks.stride(0), ks.stride(1), ks.stride(2),
+        page_table.stride(0), o_part.stride(0), o_part.stride(1), o_part.stride(2), o_part.stride(3),
+        lse.stride(0), lse.stride(1), lse.stride(2),
+        cache.page_size, split_len, window, scale * LOG2E,
+        T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
+        UPCAST_BF16=_INTERPRET,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    if out is None:
+        out = torch.empty_like(q)
+    combine_splits(o_part, lse, splits, out)
+    if cache.rotation is not None:
+        out.copy_((out.float() @ cache.rotation.to(out.device).T).to(out.dtype))
+    return out
+
+
+def decode_workspace(batch: int, tokens: int, q_heads: int, head_dim: int, splits: int, device: Any) -> tuple[Any, Any]:
+    """Per-split partial outputs (float32) and log2-sum-exps, reusable across calls and graph replays."""
+    import torch
+
+    return (torch.empty(batch, tokens, q_heads, splits, head_dim, dtype=torch.float32, device=device),
+            torch.empty(batch, tokens, q_heads, splits, dtype=torch.float32, device=device))

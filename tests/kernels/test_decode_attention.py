@@ -1,0 +1,146 @@
+"""decode_attention vs a float64 reference: fresh random inputs, shuffled pages, odd lengths,
+poisoned outputs, GQA groups 1..16, head_dim 64/128/256, 1..8 query tokens, windows, length 0/1."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from floorline.errors import InputError
+from floorline.kernels.decode_attention import DecodeConfig, decode_attention
+from floorline.kernels.kv_cache import KERNEL_REL_L2, allocate_kv_cache, kv_append
+from tests.kernels.reference_attention import decode_reference
+
+
+def rel_l2(x: torch.Tensor, ref: torch.Tensor) -> float:
+    x, ref = x.double().cpu(), ref.double().cpu()
+    den = ref.norm().item()
+    return (x - ref).norm().item() / den if den > 0 else (x - ref).norm().item()
+
+
+def build(lengths, hq, hk, d, kv_dtype, page_size, device, gen, *, rotate=False, tokens=1, mag=1.0):
+    """A cache filled through kv_append with shuffled pages, and a query batch."""
+    n_pages = [max(1, -(-n // page_size)) for n in lengths]
+    total = sum(n_pages) + 3  # spare pages nobody owns
+    perm = torch.randperm(total, generator=gen).to(torch.int32)
+    pt = torch.zeros(len(lengths), max(n_pages), dtype=torch.int32)
+    at = 0
+    for i, n in enumerate(n_pages):
+        pt[i, :n] = perm[at:at + n]
+        at += n
+    cache = allocate_kv_cache(total, hk, page_size, d, kv_dtype, device, rotate=rotate)
+    # poison every page first: a read of a slot the sequence does not own shows up as NaN/garbage
+    for x in (cache.k, cache.v):
+        x.view(torch.uint8).fill_(0x7F)
+    seq_ids = torch.cat([torch.full((n,), i, dtype=torch.int32) for i, n in enumerate(lengths)])
+    pos = torch.cat([torch.arange(n, dtype=torch.int32) for n in lengths])
+    ntok = int(sum(lengths))
+    k = (torch.randn(ntok, hk, d, generator=gen) * mag).to(torch.bfloat16)
+    v = torch.randn(ntok, hk, d, generator=gen).to(torch.bfloat16)
+    pt_d = pt.to(device)
+    kv_append(cache, k.to(device), v.to(device), pt_d, seq_ids.to(device), pos.to(device))
+    q = (torch.randn(len(lengths), tokens, hq, d, generator=gen) * mag).to(torch.bfloat16).to(device)
+    return cache, q, pt_d, torch.tensor(lengths, dtype=torch.int32, device=device)
+
+
+def run_case(device, lengths, hq, hk, d, kv_dtype="bf16", page_size=16, tokens=1, window=0, seed=0,
+             cfg=DecodeConfig(block_n=16, num_warps=4, num_stages=1), rotate=False, mag=1.0):
+    gen = torch.Generator().manual_seed(seed + 1000 * hq + 17 * d + sum(lengths))
+    cache, q, pt, lens = build(lengths, hq, hk, d, kv_dtype, page_size, device, gen, rotate=rotate,
+                               tokens=tokens, mag=mag)
+    out = torch.full_like(q, float("nan"))  # poisoned: every element must be written
+    decode_attention(q, cache, pt, lens, max_len=max(max(lengths), 1), window=window, cfg=cfg, out=out)
+    ref = decode_reference(q, cache, pt, lens, d**-0.5, window)
+    assert torch.isfinite(out).all(), "NaN/inf in the output"
+    err = rel_l2(out, ref)
+    assert err < KERNEL_REL_L2[kv_dtype], f"rel-L2 {err:.3g} over budget {KERNEL_REL_L2[kv_dtype]}"
+    return out
+
+
+@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8", "fp4"])
+def test_dtypes_batch_of_lengths(device, kv_dtype):
+    run_case(device, [1, 7, 45], hq=8, hk=2, d=64, kv_dtype=kv_dtype)
+
+
+@pytest.mark.parametrize("group", [1, 3, 16])
+def test_gqa_groups(device, group):
+    run_case(device, [33, 5], hq=2 * group, hk=2, d=64)
+
+
+@pytest.mark.parametrize("d", [128, 256])
+def test_head_dims(device, d):
+    run_case(device, [19], hq=4, hk=1, d=d, kv_dtype="bf16")
+
+
+def test_fp4_head_dim_128_rotated(device):
+    run_case(device, [23, 9], hq=4, hk=2, d=128, kv_dtype="fp4", rotate=True)
+
+
+@pytest.mark.parametrize("tokens", [2, 8])
+def test_speculative_query_tokens(device, tokens):
+    run_case(device, [tokens, 21], hq=4, hk=2, d=64, tokens=tokens)
+
+
+def test_sliding_window(device):
+    run_case(device, [50, 7], hq=4, hk=1, d=64, window=9, tokens=2)
+
+
+def test_many_splits_and_page_sizes(device):
+    cfg = DecodeConfig(block_n=16, num_warps=4, num_stages=1, num_splits=5)
+    run_case(device, [77, 1], hq=4, hk=2, d=64, page_size=32, cfg=cfg)
+    run_case(device, [40], hq=4, hk=2, d=64, page_size=1, cfg=cfg)
+
+
+def test_length_zero_and_one_are_finite(device):
+    out = run_case(device, [0, 1], hq=4, hk=2, d=64)
+    assert out[0].abs().max().item() == 0.0  # nothing to attend to: zero, not NaN
+
+
+def test_large_logits(device):
+    # scores of order 1e4: a naive exp overflows, the online softmax must not
+    run_case(device, [29, 3], hq=4, hk=2, d=64, mag=12.0)
+
+
+def test_graph_max_len_serves_shorter(device):
+    """Launch fixed at max_len; shorter device-side lengths still give the right answer."""
+    gen = torch.Generator().manual_seed(5)
+    cache, q, pt, lens = build([40, 11], 4, 2, 64, "bf16", 16, device, gen)
+    cfg = DecodeConfig(block_n=16, num_warps=4, num_stages=1)
+    out = decode_attention(q, cache, pt, lens, max_len=64, cfg=cfg)
+    ref = decode_reference(q, cache, pt, lens, 64**-0.5)
+    assert rel_l2(out, ref) < KERNEL_REL_L2["bf16"]
+
+
+def test_bad_shapes_are_input_errors(device):
+    gen = torch.Generator().manual_seed(1)
+    cache, q, pt, lens = build([4], 4, 2, 64, "bf16", 16, device, gen)
+    with pytest.raises(InputError, match="q_heads"):
+        decode_attention(q[:, :, :3], cache, pt, lens, max_len=4)
+    with pytest.raises(InputError, match="seq_lens"):
+        decode_attention(q, cache, pt, lens.long(), max_len=4)
+    with pytest.raises(InputError, match="window"):
+        decode_attention(q, cache, pt, lens, max_len=4, window=-1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8", "fp4"])
+def test_gpu_odd_long_sequence(kv_dtype):
+    """1,000,003 tokens (not a multiple of any page or block) plus lengths 1 and 7, default config."""
+    lengths = [1_000_003, 1, 7]
+    gen = torch.Generator().manual_seed(7)
+    cache, q, pt, lens = build(lengths, 16, 1, 128, kv_dtype, 64, "cuda", gen)
+    out = torch.full_like(q, float("nan"))
+    decode_attention(q, cache, pt, lens, max_len=max(lengths), out=out)
+    ref = decode_reference(q.cpu(), cache, pt, lens, 128**-0.5)
+    assert torch.isfinite(out).all()
+    assert rel_l2(out, ref) < KERNEL_REL_L2[kv_dtype]
+
+
+@pytest.mark.gpu
+def test_gpu_default_configs_all_shapes():
+    for d in (64, 128, 256):
+        for group in (1, 8, 16):
+            run_case("cuda", [3000, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=DecodeConfig())
+    assert math.isfinite(1.0)
