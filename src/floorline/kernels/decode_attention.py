@@ -97,10 +97,12 @@ def _decode_kernel(
             kp = tl.load(k_ptr + tok_off[:, None] + dh[None, :], mask=n_ok[:, None], other=0)
             vp = tl.load(v_ptr + tok_off[:, None] + dh[None, :], mask=n_ok[:, None], other=0)
             sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
-            ks = tl.load(ks_ptr + sc_off[:, None] + dh[None, :] // 16, mask=n_ok[:, None], other=0)
-            vs = tl.load(vs_ptr + sc_off[:, None] + dh[None, :] // 16, mask=n_ok[:, None], other=0)
-            k_scale = _e8m0_times_2p14(ks)
-            v_scale = _e8m0_times_2p14(vs)
+            # one E8M0 byte per 32 values: load [N, D/32] once, widen to the [N, D/2] byte tile
+            grp = tl.arange(0, D // 32)
+            ks = tl.load(ks_ptr + sc_off[:, None] + grp[None, :], mask=n_ok[:, None], other=0)
+            vs = tl.load(vs_ptr + sc_off[:, None] + grp[None, :], mask=n_ok[:, None], other=0)
+            k_scale = _widen(_e8m0_times_2p14(ks), BLOCK_N, D)
+            v_scale = _widen(_e8m0_times_2p14(vs), BLOCK_N, D)
             k_lo = (_e2m1_to_f32(kp & 15) * k_scale).to(tl.float16)
             k_hi = (_e2m1_to_f32(kp >> 4) * k_scale).to(tl.float16)
             s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
@@ -163,6 +165,13 @@ def _e2m1_to_f32(code):
     c = code.to(tl.int16)
     bits = ((c & 8) << 12) | ((c & 7) << 9)
     return bits.to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _widen(scale, BLOCK_N: tl.constexpr, D: tl.constexpr):
+    """[N, D/32] group scales -> [N, D/2], one per packed byte (16 bytes per group)."""
+    wide = tl.broadcast_to(scale[:, :, None], [BLOCK_N, D // 32, 16])
+    return tl.reshape(wide, [BLOCK_N, D // 2])
 
 
 @triton.jit
