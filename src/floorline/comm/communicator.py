@@ -1,0 +1,304 @@
+"""`Communicator`: one rank's handle on the push all-reduce kernels.
+
+Create it once (buffers are registered at creation, never per call), then call it every layer:
+
+    comm = floorline.comm.init_process()                 # one process per GPU (torch.distributed bootstrap)
+    comms = floorline.comm.init_threads([0, 1])          # or: one process, one host thread, every GPU
+
+    y = comm.all_reduce(x)                                           # sum over ranks, same dtype as x
+    out, residual = comm.all_reduce_residual_rmsnorm(x, residual, weight, eps=1e-6)
+
+Every call launches one kernel on torch's current stream of the communicator's device, with no host
+synchronisation, so calls can be captured in a CUDA graph and replayed any number of times: the epoch
+that picks the Lamport buffer lives in device memory and advances inside the kernel. Kernels that wait
+longer than `timeout_s` for a peer give up and flag a host-visible status word; `check()` (cheap, no
+sync) and `synchronize()` turn that flag into a CommTimeout naming the peer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from typing import Any
+
+from floorline.comm import choice, cuda_api, protocol
+from floorline.comm.errors import CommError, CommTimeout
+from floorline.errors import InputError
+from floorline.kernels import allreduce_fused_rmsnorm, allreduce_oneshot, allreduce_pingpong, allreduce_twoshot
+
+_OPS = {
+    "oneshot": allreduce_oneshot,
+    "twoshot": allreduce_twoshot,
+    "fused": allreduce_fused_rmsnorm,
+    "pingpong": allreduce_pingpong,
+}
+
+
+@dataclass(frozen=True)
+class CommConfig:
+    max_bytes: int = 64 << 20  # largest message the kernels carry (two-shot); beyond it NCCL or an error
+    oneshot_max_bytes: int = 1 << 20  # largest one-shot message the slots are sized for
+    timeout_s: float = 10.0  # a kernel gives up waiting for a peer after this long
+
+
+@dataclass
+class Registration:
+    """What one rank holds: its region, every rank's region as mapped here, and the host status word."""
+
+    region: int
+    peers: list[int]
+    status_host: int
+    status_dev: int
+    release: list[Any] = field(default_factory=list)  # callables run by close(), in order
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype).removeprefix("torch.")
+    if name not in protocol.ELEM_BYTES:
+        raise InputError(f"x: dtype must be one of bfloat16, float16, float32, got {name}")
+    return name
+
+
+class Communicator:
+    def __init__(
+        self,
+        *,
+        rank: int,
+        world: int,
+        device: int,
+        mode: str,
+        layout: protocol.Layout,
+        reg: Registration,
+        config: CommConfig,
+        nccl_group: Any = None,
+    ) -> None:
+        import torch
+
+        protocol.check_world(world)
+        self.rank, self.world, self.device, self.mode = rank, world, device, mode
+        self.layout, self.config, self.nccl_group = layout, config, nccl_group
+        self._reg = reg
+        cap = torch.cuda.get_device_capability(device)
+        self.arch = f"sm_{cap[0]}{cap[1]}"
+        self.sm_count = torch.cuda.get_device_properties(device).multi_processor_count
+        self.crossover = choice.crossover(world)
+        self._timeout_ns = int(config.timeout_s * 1e9)
+        self._probe_base = 0
+        self._broken: str | None = None
+        self._fns: dict[tuple[str, str], Any] = {}
+        for op in ("oneshot", "twoshot", "fused"):  # compile and load now: never inside a graph capture
+            for dt in protocol.KERNEL_SUFFIX:
+                self._fn(op, dt)
+        self._fn("pingpong", "")
+
+    # ---- kernels -------------------------------------------------------------------------------
+    def _fn(self, op: str, dtype: str) -> Any:
+        key = (op, dtype)
+        fn = self._fns.get(key)
+        if fn is None:
+            mod = _OPS[op]
+            kernel = mod.NAME if op == "pingpong" else f"{mod.NAME}_{protocol.KERNEL_SUFFIX[dtype]}"
+            fn = cuda_api.function(self.device, mod.SOURCE, mod.NAME, kernel, self.arch)
+            self._fns[key] = fn
+        return fn
+
+    def kernel_attributes(self, op: str, dtype: str = "bfloat16") -> dict[str, int]:
+        return cuda_api.function_attributes(self._fn(op, "" if op == "pingpong" else dtype))
+
+    def _stream(self) -> int:
+        import torch
+
+        return torch.cuda.current_stream(self.device).cuda_stream
+
+    def _common_args(self) -> list[cuda_api.Arg]:
+        A = cuda_api.Arg
+        return [
+            A("peers", self._reg.peers),
+            A("u32", self.rank),
+            A("u32", self.world),
+            A("u64", self.layout.slot_bytes),
+            A("u64", self._reg.status_dev),
+            A("u64", self._timeout_ns),
+        ]
+
+    def _check_tensor(self, name: str, t: Any, like: Any = None) -> None:
+        if not t.is_cuda or t.device.index != self.device:
+            raise InputError(f"{name}: must be on cuda:{self.device} (this rank's GPU), got {t.device}")
+        if not t.is_contiguous():
+            raise InputError(f"{name}: must be contiguous")
+        if t.data_ptr() % protocol.PACKET_BYTES:
+            raise InputError(f"{name}: data must start 16-byte aligned (a fresh tensor, not an offset view)")
+        if like is not None and (t.dtype != like.dtype or t.numel() != like.numel()):
+            raise InputError(f"{name}: must match x ({like.dtype}, {like.numel()} elements), got {t.dtype}, {t.numel()}")
+
+    # ---- public API ----------------------------------------------------------------------------
+    def choose(self, nbytes: int) -> str:
+        """The algorithm `all_reduce(..., algorithm='auto')` uses for a message of `nbytes`."""
+        return choice.choose(nbytes, self.world, self.nccl_group is not None, self.crossover)
+
+    def all_reduce(self, x: Any, out: Any = None, algorithm: str = "auto") -> Any:
+        """Sum of x over all ranks (fp32 accumulation, x's dtype out), on torch's current stream.
+
+        algorithm: 'auto' (by size, crossover.toml), 'oneshot', 'twoshot' or 'nccl' (process mode only).
+        Every rank must make the same sequence of calls with the same sizes.
+        """
+        import torch
+
+        self._ensure_usable()
+        dt = _dtype_name(x.dtype)
+        self._check_tensor("x", x)
+        out = torch.empty_like(x) if out is None else out
+        self._check_tensor("out", out, like=x)
+        n = x.numel()
+        if n == 0:
+            return out
+        eb = protocol.ELEM_BYTES[dt]
+        alg = self.choose(n * eb) if algorithm == "auto" else algorithm
+        if alg not in choice.CHOICES:
+            raise InputError(f"algorithm: must be one of auto, {', '.join(choice.CHOICES)}, got {algorithm!r}")
+        if alg != "nccl" and not self.layout.fits(alg, n, eb):
+            if algorithm == "auto" and self.nccl_group is not None:
+                alg = "nccl"
+            else:
+                cap = self.layout.max_elems(alg, eb) * eb
+                raise InputError(f"x: {n * eb} bytes exceed the registered {alg} capacity of {cap} bytes; "
+                                 "create the communicator with a larger max_bytes")
+        if alg == "nccl":
+            if self.nccl_group is None:
+                raise InputError("algorithm: 'nccl' needs process mode with a NCCL group")
+            import torch.distributed as dist
+
+            out.copy_(x)
+            dist.all_reduce(out, group=self.nccl_group)
+            return out
+        npk = protocol.packets(n, eb)
+        blocks, threads = protocol.grid(npk, self.sm_count)
+        cuda_api.context(self.device)
+        A = cuda_api.Arg
+        args = [A("u64", x.data_ptr()), A("u64", out.data_ptr()), A("u64", n), *self._common_args()]
+        cuda_api.launch(self._fn(alg, dt), blocks, threads, self._stream(), args)
+        return out
+
+    def all_reduce_residual_rmsnorm(
+        self, x: Any, residual: Any, weight: Any, eps: float = 1e-6, out: Any = None, residual_out: Any = None
+    ) -> tuple[Any, Any]:
+        """One kernel: h = residual + all_reduce(x); returns (rmsnorm(h) * weight, h).
+
+        x, residual: [tokens, hidden] (or [hidden]); weight: [hidden]; all the same dtype. `residual_out`
+        may be `residual` itself (in-place update, as a decoder layer wants). hidden must be a multiple of
+        8 (bf16/fp16) or 4 (fp32), at most 16384 (bf16/fp16) or 8192 (fp32).
+        """
+        import torch
+
+        self._ensure_usable()
+        dt = _dtype_name(x.dtype)
+        eb = protocol.ELEM_BYTES[dt]
+        hidden = x.shape[-1]
+        per = protocol.elems_per_packet(eb)
+        if hidden % per:
+            raise InputError(f"x: hidden size must be a multiple of {per} for {dt}, got {hidden}")
+        self._check_tensor("x", x)
+        self._check_tensor("residual", residual, like=x)
+        if weight.numel() != hidden or weight.dtype != x.dtype:
+            raise InputError(f"weight: must be [{hidden}] {x.dtype}, got {list(weight.shape)} {weight.dtype}")
+        self._check_tensor("weight", weight)
+        out = torch.empty_like(x) if out is None else out
+        residual_out = torch.empty_like(x) if residual_out is None else residual_out
+        self._check_tensor("out", out, like=x)
+        self._check_tensor("residual_out", residual_out, like=x)
+        rows = x.numel() // hidden
+        if rows == 0:
+            return out, residual_out
+        row_pk = hidden // per
+        if not self.layout.fits("oneshot", x.numel(), eb):
+            raise InputError(f"x: {x.numel() * eb} bytes exceed the one-shot capacity of "
+                             f"{self.layout.max_elems('oneshot', eb) * eb} bytes")
+        try:
+            blocks, threads = protocol.fused_grid(rows, row_pk, self.sm_count, allreduce_fused_rmsnorm.ITEMS)
+        except ValueError as e:
+            raise InputError(f"x: {e}") from None
+        cuda_api.context(self.device)
+        A = cuda_api.Arg
+        args = [
+            A("u64", x.data_ptr()),
+            A("u64", residual.data_ptr()),
+            A("u64", weight.data_ptr()),
+            A("u64", out.data_ptr()),
+            A("u64", residual_out.data_ptr()),
+            A("u64", rows),
+            A("u64", hidden),
+            A("f32", eps),
+            *self._common_args(),
+        ]
+        cuda_api.launch(self._fn("fused", dt), blocks, threads, self._stream(), args)
+        return out, residual_out
+
+    def launch_pingpong(self, peer: int, role: int, rounds: int) -> None:
+        """Start this rank's half of the floor probe (see allreduce_pingpong); the peer starts the other."""
+        self._ensure_usable()
+        base = self._probe_base
+        self._probe_base += rounds
+        cuda_api.context(self.device)
+        A = cuda_api.Arg
+        args = [
+            A("u64", self._reg.peers[self.rank]),
+            A("u64", self._reg.peers[peer]),
+            A("u32", role),
+            A("u64", base),
+            A("u32", rounds),
+            A("u64", self._reg.status_dev),
+            A("u64", self._timeout_ns),
+        ]
+        cuda_api.launch(self._fn("pingpong", ""), 1, 32, self._stream(), args)
+
+    # ---- health --------------------------------------------------------------------------------
+    def status_code(self) -> int:
+        return ctypes.c_uint32.from_address(self._reg.status_host).value
+
+    def check(self) -> None:
+        """Raise CommTimeout if any kernel of this rank gave up waiting (reads host memory; no sync)."""
+        code = self.status_code()
+        if code and self._broken is None:
+            self._broken = describe_status(code, self.rank, self.config.timeout_s)
+        if self._broken:
+            raise CommTimeout(self._broken)
+
+    def synchronize(self, timeout_s: float | None = None) -> None:
+        """Wait (with a deadline) for this rank's stream, then check the status word."""
+        import torch
+
+        from floorline.gpu.timing import DeviceTimeout, wait_event
+
+        ev = torch.cuda.Event()
+        ev.record(torch.cuda.current_stream(self.device))
+        try:
+            wait_event(ev, timeout_s or self.config.timeout_s * 3 + 30, f"rank {self.rank} all-reduce")
+        except DeviceTimeout as e:
+            raise CommTimeout(str(e)) from None
+        self.check()
+
+    def _ensure_usable(self) -> None:
+        if self._reg is None:
+            raise CommError("communicator is closed")
+        if self._broken:
+            raise CommError(f"communicator is unusable after an earlier failure: {self._broken}")
+
+    def close(self) -> None:
+        """Free the registered memory (after the device is idle). Collective in process mode."""
+        if self._reg is None:
+            return
+        cuda_api.ctx_synchronize(self.device)
+        for release in self._reg.release:
+            release()
+        self._reg = None
+
+
+def describe_status(code: int, rank: int, timeout_s: float) -> str:
+    """The one-line message for a non-zero status word written by a kernel."""
+    if code == 0x200:
+        return f"rank {rank}: floor probe got no answer from its peer within {timeout_s:g} s"
+    if code >= 0x100:
+        return (f"rank {rank}: timed out after {timeout_s:g} s waiting for rank {code - 0x100}'s reduced chunk "
+                "(peer stalled, missing, or calls out of step)")
+    return (f"rank {rank}: timed out after {timeout_s:g} s waiting for rank {code - 1}'s data "
+            "(peer stalled, missing, or calls out of step)")
