@@ -33,6 +33,7 @@ class Outcome:
     limit: object
     cmp: str  # "<=" or ">="
     ref: object = None  # what the margin is a fraction of (default: the limit)
+    unit: str | None = None  # display unit when it depends on the design (air flows read in CFM)
 
 
 CHECKS: list[CheckDef] = []
@@ -51,8 +52,12 @@ def le(value, limit, ref=None) -> Outcome:
     return Outcome(value, limit, "<=", ref)
 
 
-def ge(value, limit) -> Outcome:
-    return Outcome(value, limit, ">=")
+def ge(value, limit, unit: str | None = None) -> Outcome:
+    return Outcome(value, limit, ">=", None, unit)
+
+
+def _flow_unit(c) -> str:
+    return c.design.constants["cooling.tray_flow"].unit
 
 
 # --- power ---------------------------------------------------------------------------------------
@@ -98,7 +103,8 @@ def _allowed_rise(c, limit_key):
 @check("cooling.flow_per_kw", "cooling", "Coolant flow per kW of loop heat", "L/min/kW",
        "cooling.tray_flow / tray_loop_heat >= cooling.min_flow_per_kw")
 def _flow_per_kw(c):
-    return ge((c.k("cooling.tray_flow") / c.d("tray_loop_heat")).to("L/min/kW"), c.k("cooling.min_flow_per_kw"))
+    unit = f"{_flow_unit(c)}/kW"
+    return ge((c.k("cooling.tray_flow") / c.d("tray_loop_heat")).to(unit), c.k("cooling.min_flow_per_kw"), unit)
 
 
 @check("cooling.coolant_dt", "cooling", "Coolant temperature rise across the tray", "K",
@@ -127,7 +133,7 @@ def _cdu(c):
 
 @check("cooling.cdu_flow", "cooling", "Rack coolant flow within the CDU rating", "L/min", "rack_flow <= cooling.loop_max_flow")
 def _cdu_flow(c):
-    return le(c.d("rack_flow"), c.k("cooling.loop_max_flow"))
+    return Outcome(c.d("rack_flow"), c.k("cooling.loop_max_flow"), "<=", None, _flow_unit(c))
 
 
 @check("cooling.air_heat", "cooling", "Heat left on air per rack", "kW", "rack_air_heat <= cooling.air_capacity")
@@ -260,13 +266,14 @@ def evaluate(design: Design, only: str | None = None) -> dict:
         if only and cd.id != only:
             continue
         out, keys = ctx.trace(cd.fn)
-        value, limit = _mag(out.value, cd.unit), _mag(out.limit, cd.unit)
+        unit = out.unit or cd.unit
+        value, limit = _mag(out.value, unit), _mag(out.limit, unit)
         margin = _margin(out)
         doubtful = sorted(k for k in keys if design.constants[k].confidence in DOUBTFUL)
         status = "FAIL" if (math.isnan(margin) or margin < 0) else ("CONDITIONAL" if doubtful else "PASS")
         rows.append({
-            "id": cd.id, "group": cd.group, "title": cd.title, "value": value, "unit": cd.unit, "limit": limit,
-            "margin": margin, "status": status, "reason": _reason(cd, value, limit, out.cmp, margin, doubtful, design),
+            "id": cd.id, "group": cd.group, "title": cd.title, "value": value, "unit": unit, "limit": limit,
+            "margin": margin, "status": status, "reason": _reason(unit, value, limit, out.cmp, margin, doubtful, design),
             "_inputs": sorted(keys), "_formula": cd.formula, "_cmp": out.cmp,
         })
     summary = {s.lower(): sum(r["status"] == s for r in rows) for s in ("PASS", "CONDITIONAL", "FAIL")}
@@ -290,8 +297,8 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
 
 
-def _reason(cd, value, limit, cmp, margin, doubtful, design) -> str:
-    unit = "" if cd.unit == "lanes" else f" {cd.unit}"
+def _reason(unit, value, limit, cmp, margin, doubtful, design) -> str:
+    unit = "" if unit == "lanes" else f" {unit}"
     rel = {"<=": "≤", ">=": "≥"}[cmp]
     if math.isnan(margin) or margin < 0:
         text = f"{_fmt(value)}{unit} breaks the limit ({rel} {_fmt(limit)}{unit})"
