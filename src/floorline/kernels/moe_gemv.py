@@ -1,0 +1,136 @@
+"""MoE expert GEMV: each (token, expert) slot multiplies its row by that expert's weight, reading
+only the selected experts' weights, each selected expert once per call however many tokens chose it.
+
+Slots are s = token * k + j (j-th choice of token). Two launch modes, one kernel:
+- per-slot (batch 1: k distinct experts): program (s, n-block) streams its expert's rows, fp32 math;
+- grouped (batch > 1): slots sorted by expert; the program at the first sorted position of each
+  expert's run streams that expert's [BLOCK_N, K] tile once and multiplies every token in the run on
+  bf16 tensor cores (x split hi + lo, see gemv.py); the other positions exit at once.
+SWIGLU=True fuses silu(gate) * up over the [E, 2I, H] gate-up weights (gate rows n, up rows I + n),
+so the intermediate never round-trips through HBM. With routing weights the output rows come out
+weighted; the next add_rmsnorm sums a token's k rows into the residual (the MoE combine).
+A dense MLP layer runs through the same kernel as a single expert (E = 1, k = 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import triton
+import triton.language as tl
+
+from floorline.errors import InputError
+from floorline.kernels.gemv import _INTERPRET, GemvConfig, block_b, split_hi_lo
+from floorline.kernels.swiglu import silu_mul
+
+
+@triton.jit
+def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr, out_ptr,
+                     S, N, K, INTER, ROW_DIV, s_x, s_we, s_wn, s_se, s_out,
+                     SWIGLU: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                     S_P2: tl.constexpr, UPCAST: tl.constexpr):
+    p = tl.program_id(0)
+    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = n < N
+    if BLOCK_M == 1:
+        e = tl.load(slot_e_ptr + p).to(tl.int64)
+        xrow = x_ptr + (p // ROW_DIV) * s_x
+        wg = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn
+        wu = wg + INTER * s_wn
+        acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            kmask = k < K
+            m2 = nmask[:, None] & kmask[None, :]
+            x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)[None, :]
+            acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x
+            if SWIGLU:
+                acc_u += tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x
+        g = tl.sum(acc_g, axis=1)
+        if HAS_SCALE:
+            g = g * tl.load(scale_ptr + e * s_se + n, mask=nmask, other=0.0)
+        if SWIGLU:
+            u = tl.sum(acc_u, axis=1)
+            if HAS_SCALE:
+                u = u * tl.load(scale_ptr + e * s_se + INTER + n, mask=nmask, other=0.0)
+            g = silu_mul(g, u)
+        if HAS_WEIGHT:
+            g = g * tl.load(slot_w_ptr + p)
+        tl.store(out_ptr + p * s_out + n, g.to(out_ptr.dtype.element_ty), mask=nmask)
+    else:
+        all_e = tl.load(slot_e_ptr + tl.arange(0, S_P2), mask=tl.arange(0, S_P2) < S, other=-1)
+        e = tl.load(slot_e_ptr + tl.load(order_ptr + p))
+        prev = tl.load(slot_e_ptr + tl.load(order_ptr + tl.maximum(p - 1, 0)))
+        cnt = tl.sum((all_e == e).to(tl.int32), axis=0)  # the run of e in sorted order starts at p
+        if (p == 0) | (prev != e):
+            e64 = e.to(tl.int64)
+            wg = w_ptr + e64 * s_we + n.to(tl.int64)[:, None] * s_wn
+            wu = wg + INTER * s_wn
+            for c0 in range(0, cnt, BLOCK_M):
+                m = c0 + tl.arange(0, BLOCK_M)
+                mmask = m < cnt
+                slot = tl.load(order_ptr + p + m, mask=mmask, other=0)
+                xrows = x_ptr + (slot // ROW_DIV).to(tl.int64)[:, None] * s_x
+                acc_g = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+                acc_u = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+                for k0 in range(0, K, BLOCK_K):
+                    k = k0 + tl.arange(0, BLOCK_K)
+                    kmask = k < K
+                    m2 = nmask[:, None] & kmask[None, :]
+                    x = tl.load(xrows + k[None, :], mask=mmask[:, None] & kmask[None, :], other=0.0)
+                    hi, lo = split_hi_lo(x.to(tl.float32), UPCAST)
+                    wt = tl.trans(tl.load(wg + k[None, :], mask=m2, other=0.0).to(hi.dtype))
+                    acc_g += tl.dot(hi, wt) + tl.dot(lo, wt)
+                    if SWIGLU:
+                        wt = tl.trans(tl.load(wu + k[None, :], mask=m2, other=0.0).to(hi.dtype))
+                        acc_u += tl.dot(hi, wt) + tl.dot(lo, wt)
+                if HAS_SCALE:
+                    acc_g = acc_g * tl.load(scale_ptr + e64 * s_se + n, mask=nmask, other=0.0)[None, :]
+                if SWIGLU:
+                    if HAS_SCALE:
+                        acc_u = acc_u * tl.load(scale_ptr + e64 * s_se + INTER + n, mask=nmask, other=0.0)[None, :]
+                    acc_g = silu_mul(acc_g, acc_u)
+                if HAS_WEIGHT:
+                    acc_g = acc_g * tl.load(slot_w_ptr + slot, mask=mmask, other=0.0)[:, None]
+                tl.store(out_ptr + slot.to(tl.int64)[:, None] * s_out + n[None, :], acc_g.to(out_ptr.dtype.element_ty),
+                         mask=mmask[:, None] & nmask[None, :])
+
+
+def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale: Any = None,
+             slot_weights: Any = None, swiglu: bool = False, order: Any = None,
+             cfg: GemvConfig = GemvConfig()) -> Any:
+    """x: float32 [R, K] (R = tokens when slots share a token's row, R = S for per-slot rows);
+    w: [E, N_w, K] bf16/fp8; slot_experts: int32 [S]; out: [S, N] with N = N_w/2 if swiglu else N_w.
+    order: int32 [S] argsort of slot_experts (stable), required when tokens > 1.
+    slot_weights: float32 [S] multiplies each output row (the routing weights)."""
+    S = slot_experts.numel()
+    R, K = x.shape
+    E, n_w, kw = w.shape
+    N = n_w // 2 if swiglu else n_w
+    if kw != K or w.stride(2) != 1 or x.stride(1) != 1:
+        raise InputError(f"moe_gemv: x [R, {K}] and w [E, N, {K}] with contiguous rows, got {tuple(x.shape)}, {tuple(w.shape)}")
+    if S % R and R % S:
+        raise InputError(f"moe_gemv: slots ({S}) and x rows ({R}) must divide one another")
+    if out.shape != (S, N) or out.stride(1) != 1:
+        raise InputError(f"moe_gemv: out must be [{S}, {N}], got {tuple(out.shape)}")
+    if scale is not None and scale.shape != (E, n_w):
+        raise InputError(f"moe_gemv: scale must be [{E}, {n_w}], got {tuple(scale.shape)}")
+    if not 1 <= tokens <= 64:
+        raise InputError(f"moe_gemv: tokens must be 1..64, got {tokens}")
+    bm = block_b(tokens)
+    if bm > 1 and (order is None or order.shape != (S,)):
+        raise InputError(f"moe_gemv: order (argsort of slot_experts, int32 [{S}]) is required for batch > 1")
+    bn = cfg.block_n if bm == 1 else max(16, cfg.block_n)
+    bk = cfg.block_k if bm == 1 else min(cfg.block_k, 128 if bm <= 16 else 64)
+    _moe_gemv_kernel[(S, triton.cdiv(N, bn))](
+        x, w, scale if scale is not None else x, slot_experts, order if order is not None else slot_experts,
+        slot_weights if slot_weights is not None else x, out,
+        S, N, K, n_w // 2, max(1, S // R), x.stride(0), w.stride(0), w.stride(1),
+        scale.stride(0) if scale is not None else 0, out.stride(0),
+        SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, S_P2=triton.next_power_of_2(S), UPCAST=_INTERPRET,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out

@@ -1,0 +1,78 @@
+"""Rotary embedding for decode, with the QK-norm in front: per head x <- rmsnorm(x) * gain, then
+rotate pairs (i, i + d/2) by angle position * inv_freq[i].
+
+One program per (token, head) over the qkv GEMV output, writing q and k (normed, rotated) and v
+(copied) into their own buffers, so attention and KV append read contiguous heads.
+The angle is formed in float64 and reduced mod 2*pi before cos/sin: in float32, position x inv_freq
+at position 131072 carries an absolute error near 0.01 rad, which the float64 reference would see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import triton
+import triton.language as tl
+
+from floorline.errors import InputError
+
+TWO_PI = 6.283185307179586
+
+
+@triton.jit
+def _qk_norm_rope_kernel(qkv_ptr, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, q_ptr, k_ptr, v_ptr,
+                         s_qkv, s_q, s_k, s_v, HQ, HK, eps, cos_scale,
+                         D: tl.constexpr, HALF: tl.constexpr, NORM: tl.constexpr):
+    tok = tl.program_id(0)
+    h = tl.program_id(1)  # 0..HQ-1: q heads, HQ..HQ+HK-1: k heads, then v heads
+    i = tl.arange(0, HALF)
+    src = qkv_ptr + tok * s_qkv + h * D
+    x1 = tl.load(src + i).to(tl.float32)
+    x2 = tl.load(src + HALF + i).to(tl.float32)
+    if h >= HQ + HK:  # v: no norm, no rotation
+        dst = v_ptr + tok * s_v + (h - HQ - HK) * D
+        tl.store(dst + i, x1.to(v_ptr.dtype.element_ty))
+        tl.store(dst + HALF + i, x2.to(v_ptr.dtype.element_ty))
+    else:
+        is_q = h < HQ
+        if NORM:
+            r = tl.rsqrt((tl.sum(x1 * x1, axis=0) + tl.sum(x2 * x2, axis=0)) / D + eps)
+            gp = tl.where(is_q, qg_ptr, kg_ptr)
+            x1 = x1 * r * tl.load(gp + i).to(tl.float32)
+            x2 = x2 * r * tl.load(gp + HALF + i).to(tl.float32)
+        pos = tl.load(pos_ptr + tok).to(tl.float64)
+        ang = pos * tl.load(inv_freq_ptr + i)  # float64
+        ang = (ang - tl.floor(ang / 6.283185307179586) * 6.283185307179586).to(tl.float32)
+        c = tl.cos(ang) * cos_scale
+        s = tl.sin(ang) * cos_scale
+        y1 = x1 * c - x2 * s
+        y2 = x2 * c + x1 * s
+        if is_q:
+            dst = q_ptr + tok * s_q + h * D
+            tl.store(dst + i, y1.to(q_ptr.dtype.element_ty))
+            tl.store(dst + HALF + i, y2.to(q_ptr.dtype.element_ty))
+        else:
+            dst = k_ptr + tok * s_k + (h - HQ) * D
+            tl.store(dst + i, y1.to(k_ptr.dtype.element_ty))
+            tl.store(dst + HALF + i, y2.to(k_ptr.dtype.element_ty))
+
+
+def qk_norm_rope(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_gain: Any, k_gain: Any,
+                 eps: float, q_out: Any, k_out: Any, v_out: Any, q_heads: int, kv_heads: int) -> None:
+    """qkv: [T, (q_heads + 2 kv_heads) * d]; positions: int [T]; inv_freq: float64 [d/2];
+    q_out: [T, q_heads, d]; k_out, v_out: [T, kv_heads, d]. q_gain/k_gain None skips the norm."""
+    T = qkv.shape[0]
+    d = q_out.shape[-1]
+    if qkv.shape[1] != (q_heads + 2 * kv_heads) * d or qkv.stride(1) != 1:
+        raise InputError(f"qkv: must be [T, {(q_heads + 2 * kv_heads) * d}] row-contiguous, got {tuple(qkv.shape)}")
+    if d & (d - 1) or inv_freq.shape != (d // 2,) or inv_freq.dtype.itemsize != 8:
+        raise InputError(f"head_dim {d}: must be a power of two with float64 inv_freq [{d // 2}]")
+    for name, t, h in (("q_out", q_out, q_heads), ("k_out", k_out, kv_heads), ("v_out", v_out, kv_heads)):
+        if t.shape != (T, h, d) or not t.is_contiguous():
+            raise InputError(f"{name}: must be contiguous [{T}, {h}, {d}], got {tuple(t.shape)}")
+    norm = q_gain is not None
+    _qk_norm_rope_kernel[(T, q_heads + 2 * kv_heads)](
+        qkv, positions, inv_freq, q_gain if norm else qkv, k_gain if norm else qkv, q_out, k_out, v_out,
+        qkv.stride(0), q_out.stride(0), k_out.stride(0), v_out.stride(0), q_heads, kv_heads, eps, cos_scale,
+        D=d, HALF=d // 2, NORM=norm, num_warps=1,
+    )

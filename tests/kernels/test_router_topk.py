@@ -1,0 +1,26 @@
+"""router_topk vs float64 softmax + topk (+ renormalise), including k that is not a power of two."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from floorline.kernels.router_topk import router_topk
+
+
+@pytest.mark.parametrize("B,H,E,k", [(1, 96, 6, 2), (5, 173, 128, 8), (3, 256, 16, 3), (64, 64, 60, 4)])
+@pytest.mark.parametrize("renorm", [True, False])
+@pytest.mark.parametrize("wdtype", [torch.float32, torch.bfloat16])
+def test_router_topk(device, B, H, E, k, renorm, wdtype):
+    g = torch.Generator().manual_seed(B * E + k)
+    x = torch.randn(B, H, generator=g)
+    w = (torch.randn(E, H, generator=g) / H**0.5).to(wdtype)
+    ids = torch.full((B, k), -7, dtype=torch.int32, device=device)
+    wts = torch.full((B, k), float("nan"), device=device)
+    router_topk(x.to(device), w.to(device), k, renorm, ids, wts)
+    probs = torch.softmax(x.double() @ w.double().T, dim=-1)
+    want_w, want_i = torch.topk(probs, k, dim=-1)
+    if renorm:
+        want_w = want_w / want_w.sum(-1, keepdim=True)
+    assert torch.equal(ids.cpu().long(), want_i)
+    assert float((wts.double().cpu() - want_w).abs().max()) < 1e-6
