@@ -5,6 +5,8 @@ from importlib import import_module
 SECTION_MODULES = (
     "floorline.gpu.report",
     "floorline.evidence.report",
+    "floorline.economics.report",
+    "floorline.replay.report",
 )
 
 
