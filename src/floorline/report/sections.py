@@ -3,6 +3,7 @@
 from importlib import import_module
 
 SECTION_MODULES = (
+    "floorline.bench.attention_report",
     "floorline.gpu.report",
     "floorline.evidence.report",
     "floorline.economics.report",

@@ -59,15 +59,15 @@ def attention_f64(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len: in
 
 def decode_reference(q, cache, page_table, seq_lens, scale, window=0) -> torch.Tensor:
     """Float64 output [B, T, Hq, D] of decode attention over what the cache holds."""
-    kd, vd = dequant_pages(cache)
+    kd, vd = (x.cpu() for x in dequant_pages(cache))
     rot = cache.rotation.double().cpu() if cache.rotation is not None else None
     out = torch.zeros(q.shape, dtype=torch.float64)
     qc, pt = q.cpu(), page_table.cpu()
     for b, length in enumerate(seq_lens.tolist()):
         if length == 0:
             continue
-        k = gather_sequence(kd.cpu(), pt, b, length)
-        v = gather_sequence(vd.cpu(), pt, b, length)
+        k = gather_sequence(kd, pt, b, length)
+        v = gather_sequence(vd, pt, b, length)
         qb = qc[b].double() @ rot if rot is not None else qc[b].double()
         o = attention_f64(qb, k, v, length, scale, window)
         out[b] = o @ rot.T if rot is not None else o
