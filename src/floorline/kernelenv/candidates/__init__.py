@@ -1,0 +1,1 @@
+"""Honest candidates for the shipped tasks: small Triton kernels, one op per file, each defining ModelNew."""
