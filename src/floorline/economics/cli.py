@@ -217,7 +217,9 @@ def _cost(app: typer.Typer) -> None:
         pue: float = typer.Option(None, "--pue", help="[1.2]"),
         usd_per_kwh: float = typer.Option(None, "--usd-per-kwh", help="[0.10]"),
         gpus_per_rack: float = typer.Option(None, "--gpus-per-rack", help="[72]"),
-        usd_per_gpu_hour: float = typer.Option(None, "--usd-per-gpu-hour", help="use this price instead of the rack-hour"),
+        usd_per_gpu_hour: float = typer.Option(None, "--usd-per-gpu-hour", help="all-in price, instead of the rack-hour"),
+        hardware_usd_per_gpu_hour: float = typer.Option(None, "--hardware-usd-per-gpu-hour",
+                                                        help="capex/rental share per GPU-hour instead of --rack-capex/--years; power is added"),
         json_out: bool = JSON,
     ) -> None:
         """$/GPU-hour, $/M tokens (input and output), J/token and kWh per M tokens."""
@@ -235,7 +237,8 @@ def _cost(app: typer.Typer) -> None:
         r = serving_cost(ServingInputs.seed_defaults(
             output_tokens_per_s=tokens_per_s, input_tokens_per_s=input_tokens_per_s,
             input_per_output=input_per_output, rack_capex_usd=rack_capex, years=years, rack_kw=rack_kw, pue=pue,
-            usd_per_kwh=usd_per_kwh, gpus_per_rack=gpus_per_rack, usd_per_gpu_hour=usd_per_gpu_hour))
+            usd_per_kwh=usd_per_kwh, gpus_per_rack=gpus_per_rack, usd_per_gpu_hour=usd_per_gpu_hour,
+            hardware_usd_per_gpu_hour=hardware_usd_per_gpu_hour))
         r["evidence"] = prov
         if json_out:
             print_json(r)

@@ -1,6 +1,7 @@
 """Serving price and energy from throughput: rack-hour -> $/GPU-hour -> $/M tokens, J/token.
 
 rack-hour $ = capex / years / 8,760 + IT kW * PUE * $/kWh
+              (or: hardware $/GPU-hour * GPUs per rack + IT kW * PUE * $/kWh)
 $/GPU-hour  = rack-hour $ / GPUs per rack   (or given directly)
 $/M tokens  = $/GPU-hour * 1e6 / (tokens/s/GPU * 3,600), for input (prefill) and output (decode)
 J/token     = facility W per GPU / tokens/s/GPU;  kWh per M tokens = J/token * 1e6 / 3.6e6
@@ -26,7 +27,8 @@ class ServingInputs:
     pue: float = 1.2
     usd_per_kwh: float = 0.10
     gpus_per_rack: float = 72
-    usd_per_gpu_hour: float | None = None  # overrides the rack-hour derivation for the price
+    usd_per_gpu_hour: float | None = None  # all-in price: overrides the rack-hour derivation
+    hardware_usd_per_gpu_hour: float | None = None  # capex or rental share only; power is added on top
 
     @classmethod
     def seed_defaults(cls, **over) -> ServingInputs:
@@ -55,7 +57,11 @@ def serving_cost(x: ServingInputs) -> dict:
     positive(x.usd_per_kwh, "--usd-per-kwh", allow_zero=True)
     positive(x.gpus_per_rack, "--gpus-per-rack")
     hours_per_year = assumption("serving", "hours_per_year")
-    capex_per_hour = x.rack_capex_usd / x.years / hours_per_year
+    if x.hardware_usd_per_gpu_hour is not None:
+        capex_per_hour = positive(x.hardware_usd_per_gpu_hour, "--hardware-usd-per-gpu-hour",
+                                  allow_zero=True) * x.gpus_per_rack
+    else:
+        capex_per_hour = x.rack_capex_usd / x.years / hours_per_year
     power_per_hour = x.rack_kw * x.pue * x.usd_per_kwh
     rack_hour = capex_per_hour + power_per_hour
     if x.usd_per_gpu_hour is not None:
