@@ -206,7 +206,7 @@ def _allreduce(c):
 
 # --- mechanical ----------------------------------------------------------------------------------
 
-@check("mechanical.height", "mechanical", "Rack units used", "U", "rack_height_used <= rack.usable_height")
+@check("mechanical.height", "mechanical", "Rack units used", "RU", "rack_height_used <= rack.usable_height")
 def _height(c):
     return le(c.d("rack_height_used"), c.k("rack.usable_height"))
 

@@ -243,11 +243,11 @@ def _ar_time(c):
 
 # --- mechanical ----------------------------------------------------------------------------------
 
-@derived("rack_height_used", "U",
+@derived("rack_height_used", "RU",
          "rack.trays × tray.height + rack.shelves × rack.shelf_height + rack.switch_trays × rack.switch_tray_height + rack.other_height")
 def _height(c):
     return (c.n("rack.trays") * c.k("tray.height") + c.n("rack.shelves") * c.k("rack.shelf_height")
-            + c.n("rack.switch_trays") * c.k("rack.switch_tray_height") + c.k("rack.other_height")).to("U")
+            + c.n("rack.switch_trays") * c.k("rack.switch_tray_height") + c.k("rack.other_height")).to("RU")
 
 
 @derived("rack_weight", "kg",

@@ -11,8 +11,9 @@ def ureg():
     import pint
 
     reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
-    # Rack units: EIA-310 "U" (44.45 mm) is what the seed and ORv3 gear quote heights in.
-    reg.define("rack_unit = 44.45 * millimeter = U")
+    # Rack units: EIA-310's 44.45 mm, what the seed and ORv3 gear quote heights in. Spelled RU because
+    # pint already owns "U" (the unified atomic mass unit).
+    reg.define("rack_unit = 44.45 * millimeter = RU")
     reg.define("CFM = foot ** 3 / minute")
     return reg
 
