@@ -6,6 +6,7 @@ SECTION_MODULES = (
     "floorline.bench.attention_report",
     "floorline.gpu.report",
     "floorline.evidence.report",
+    "floorline.machine.report",
     "floorline.economics.report",
     "floorline.replay.report",
 )
