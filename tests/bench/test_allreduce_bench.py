@@ -1,0 +1,82 @@
+"""bench allreduce without a GPU: one-line errors (exit 2), and the packet writer on a synthetic
+measurement (fields the issue's tests read: params, baselines with ratios, floor, verification)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from floorline.bench import allreduce as B
+
+
+@pytest.mark.parametrize("args,needle", [(["--mode", "sideways"], "--mode"), (["--world", "9"], "--world"),
+                                         (["--world", "1"], "--world")])
+def test_bad_input_is_one_line_exit_2(args, needle) -> None:
+    p = subprocess.run([sys.executable, "-m", "floorline", "bench", "allreduce", *args], capture_output=True, text=True)
+    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def _synthetic(world: int = 2) -> tuple[dict, dict, dict]:
+    """A measurement shaped like run_process_mode's, with made-up samples (this tests the writer only)."""
+    floor = {"one_way_us": 1.0, "round_trips": 100, "kernel_slot_us": 1.0, "pingpong_kernel_us": [200.0]}
+    kern = {"attributes": {"registers": 40, "local_bytes": 64, "shared_bytes": 0}, "nvrtc": "13.0", "arch": "sm_90",
+            "crossover": {"oneshot_max_bytes": 1 << 20, "twoshot_max_bytes": 4 << 20, "source": "test"}}
+    ours, nccl, symm = [], {}, {}
+    for size in (1024, 8192, 8 << 20):
+        auto = "oneshot" if size <= (1 << 20) else "nccl"
+        ours.append({"size_bytes": size, "n": size // 2, "auto": auto, "nccl": {}, "symm": {},
+                     "ours": {"oneshot": {"graph": [3.0, 3.2, 3.1], "eager": [20.0, 21.0], "err": 0.4},
+                              "twoshot": {"graph": [5.0, 5.1], "eager": [22.0], "err": 0.3}}})
+        nccl[size] = {"configs": {"default/default": {"graph": [10.0, 11.0], "eager": [60.0], "err": 0.2},
+                                  "NCCL_PROTO=LL/default": {"graph": [12.0], "eager": [61.0], "err": 0.2}},
+                      "notes": {"default/registered_mempool": "failed: test"}}
+        symm[size] = {"graph": [6.0, 6.2], "eager": [30.0], "err": 0.1} if size < (1 << 20) else \
+            {"reason": "torch symmetric memory unavailable: test"}
+    fused = {"hidden": 4096, "tokens": 1, "fused": [3.3], "plain": [3.0], "unfused": [9.0], "err": 0.5}
+    proc = {"floor": floor, "ours": ours, "fused": fused, "nccl": nccl, "symm": symm, "kernel": kern}
+    return proc, {"gbps": 400.0, "bytes": 1, "method": "test"}, {"process": proc}
+
+
+def test_packets_carry_the_evidence_fields(tmp_path) -> None:
+    from floorline.evidence.store import verify_packet
+
+    proc, link, by_mode = _synthetic()
+    cfg = B.BenchConfig(world=2, modes=("process",), sizes=(1024, 8192, 8 << 20))
+    rows = B.build_rows("process", proc, proc, link, 2)
+    paths = B.write_packets(rows, by_mode, proc, link, cfg, tmp_path)
+    assert len(paths) == 3
+    for p in paths:
+        pk = verify_packet(p)
+        assert pk.kind == "bench.allreduce"
+        for k in ("size_bytes", "world", "mode", "graph", "algorithm", "dtype"):
+            assert k in pk.params
+        assert pk.params["mode"] == "process" and pk.params["graph"] is True and pk.params["world"] == 2
+        n = pk.baseline("nccl")
+        assert n.ratio == pytest.approx(n.timing.median / pk.timing.median)
+        assert n.config["chosen"] == "default/default" and "NCCL_PROTO=LL/default" in n.config["tried"]
+        assert pk.floor.value == 1.0 and pk.floor.fraction == pytest.approx(1.0 / pk.timing.median)
+        assert pk.baseline("torch_symm_mem") is not None
+    small = json.loads(paths[0].read_text())
+    assert small["params"]["algorithm"] == "oneshot" and small["timing"]["median"] == pytest.approx(3.1)
+    big = verify_packet(paths[2])
+    assert big.params["algorithm"] == "nccl"  # NCCL wins there: the auto choice uses it and says so
+    assert big.baseline("nccl").ratio == pytest.approx(1.0)
+    assert any("NCCL is faster" in n for n in big.notes)
+    assert big.baseline("torch_symm_mem").status == "skipped" and "unavailable" in big.baseline("torch_symm_mem").reason
+    fused = verify_packet(paths[1]).params["fused_residual_rmsnorm"]
+    assert fused["fused_over_plain"] == pytest.approx(1.1)
+
+
+def test_table_has_the_rccl_tests_columns() -> None:
+    proc, link, _ = _synthetic()
+    rows = B.build_rows("process", proc, proc, link, 2)
+    t = B.table_rows(rows, "bfloat16")
+    assert B.HEADERS[:10] == ["mode", "size(B)", "count", "type", "redop", "algo", "time(us)", "algbw(GB/s)",
+                              "busbw(GB/s)", "#wrong"]
+    assert t[0][1] == 1024 and t[0][2] == 512 and t[0][9] == 0
+    assert float(t[0][8]) == pytest.approx(1024 / 3.1e-6 / 1e9 * 2 * 1 / 2, rel=1e-2)
+    assert "<svg" in B.plot_svg(rows)

@@ -1,0 +1,124 @@
+"""A step-by-step model of the Lamport push protocol on several ranks, for CPU tests.
+
+Each rank runs the same calls as the CUDA kernels, built from the same functions of
+floorline.comm.protocol (buffer rotation, clearing, chunking, dirty extents). A call is a set of
+"threads", each a short sequence of operations (push a packet to a peer, clear a packet, wait for a
+packet); a random scheduler interleaves every thread of every rank. Reads check that the packet holds
+exactly the value of this epoch (never a stale one); a state where no thread can move is a deadlock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from floorline.comm import protocol
+
+EMPTY = None
+
+
+class ProtocolViolation(AssertionError):
+    pass
+
+
+@dataclass
+class Rank:
+    epoch: int = 0
+    dirty: list[int] = field(default_factory=lambda: [0] * protocol.N_BUFFERS)
+    threads: list[list[tuple]] = field(default_factory=list)
+    call: int = 0
+
+
+class LamportSim:
+    def __init__(self, world: int, slot_packets: int, n_buffers: int = protocol.N_BUFFERS,
+                 buffer_of: Callable[[int], int] = protocol.buffer_index,
+                 clear_of: Callable[[int], int] = protocol.clear_index) -> None:
+        self.world, self.nb = world, n_buffers
+        self.buffer_of, self.clear_of = buffer_of, clear_of
+        # mem[rank][buf][slot][packet]
+        self.mem = [[[[EMPTY] * slot_packets for _ in range(world)] for _ in range(n_buffers)] for _ in range(world)]
+        self.ranks = [Rank(dirty=[0] * n_buffers) for _ in range(world)]
+        self.reads = 0
+
+    # one call's threads, as the kernel's grid would run them
+    def _threads(self, r: int, alg: str, npk: int) -> list[list[tuple]]:
+        st = self.ranks[r]
+        e, w = st.epoch, self.world
+        b, prev = self.buffer_of(e), self.clear_of(e)
+        threads: list[list[tuple]] = []
+        for s in range(w):
+            for q in range(st.dirty[prev]):
+                threads.append([("clear", r, prev, s, q)])
+        if alg == "oneshot":
+            for p in range(npk):
+                ops = [("push", (r + k) % w, b, r, p, (e, "in", r, p)) for k in range(1, w)]
+                ops += [("wait", b, s, p, (e, "in", s, p)) for s in range(w) if s != r]
+                threads.append(ops)
+        else:
+            chunk = protocol.twoshot_chunk(npk, w)
+            for p in range(npk):
+                o = protocol.owner(p, npk, w)
+                threads.append([("push", o, b, r, p - o * chunk, (e, "in", r, p))])
+            lo, hi = protocol.chunk_range(r, npk, w)
+            for p in range(lo, hi):
+                ops = [("wait", b, s, p - lo, (e, "in", s, p)) for s in range(w)]
+                ops += [("push", (r + k) % w, b, r, chunk + p - lo, (e, "red", r, p)) for k in range(1, w)]
+                threads.append(ops)
+            for p in range(npk):
+                o = protocol.owner(p, npk, w)
+                if o != r:
+                    threads.append([("wait", b, o, chunk + p - o * chunk, (e, "red", o, p))])
+        return threads
+
+    def _step(self, r: int, t: list[tuple]) -> bool:
+        """Run thread t's next op on rank r; False if it must wait."""
+        op = t[0]
+        if op[0] == "push":
+            _, dst, b, slot, q, val = op
+            self.mem[dst][b][slot][q] = val
+        elif op[0] == "clear":
+            _, _, b, slot, q = op
+            self.mem[r][b][slot][q] = EMPTY
+        else:
+            _, b, slot, q, want = op
+            got = self.mem[r][b][slot][q]
+            if got is EMPTY:
+                return False
+            if got != want:
+                raise ProtocolViolation(f"rank {r} read {got} at buf {b} slot {slot} packet {q}, expected {want}")
+            self.reads += 1
+        t.pop(0)
+        return True
+
+    def run(self, calls: list[tuple[str, int]], rng: random.Random, max_steps: int = 10**7) -> None:
+        for r in range(self.world):
+            self.ranks[r].threads = self._threads(r, *calls[0])
+        done = [False] * self.world
+        for _ in range(max_steps):
+            if all(done):
+                return
+            movable = []
+            for r, st in enumerate(self.ranks):
+                if done[r]:
+                    continue
+                for t in st.threads:
+                    if t and (t[0][0] != "wait" or self.mem[r][t[0][1]][t[0][2]][t[0][3]] is not EMPTY):
+                        movable.append((r, t))
+            if not movable:
+                raise ProtocolViolation(f"deadlock: ranks at calls {[s.call for s in self.ranks]}")
+            # skew: a random rank moves first more often, so ranks drift apart by whole calls
+            r, t = rng.choice(movable) if rng.random() < 0.5 else min(movable, key=lambda m: (m[0] != 0, rng.random()))
+            self._step(r, t)
+            st = self.ranks[r]
+            st.threads = [x for x in st.threads if x]
+            if not st.threads:
+                alg, npk = calls[st.call]
+                st.dirty[self.buffer_of(st.epoch)] = protocol.dirty_packets(alg, npk, self.world)
+                st.epoch += 1
+                st.call += 1
+                if st.call == len(calls):
+                    done[r] = True
+                else:
+                    st.threads = self._threads(r, *calls[st.call])
+        raise ProtocolViolation("step budget exhausted")
