@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem,memory.total,driver_ver
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
 python3 -c "import flashinfer; print('flashinfer', flashinfer.__version__)" 2>&1 | tail -1
 stage pytest
-timeout ${PYTEST_S:-170} python3 -m pytest -q -x -p no:cacheprovider tests/kernels tests/bench 2>&1 | tail -25
+timeout ${PYTEST_S:-170} python3 -m pytest -q -p no:cacheprovider tests/kernels tests/bench 2>&1 | tail -25
 stage "bench hbm"
 timeout ${HBM_S:-100} python3 -m floorline bench hbm $([ "$MODE" = quick ] && echo --quick)
 stage "bench attention"

@@ -33,10 +33,10 @@ def test_graph_mode_for_short_calls_only():
     assert not Case(1024 * 1024).graph and not Case(32 * 1024, batch=64).graph
 
 
-def test_accuracy_report_on_cpu():
+def test_accuracy_report_kernel_in_the_loop(device):
     from floorline.bench.accuracy import accuracy_report
 
-    acc = accuracy_report("cpu", tokens=48)
+    acc = accuracy_report(device, tokens=48 if device == "cpu" else 2048)
     e = acc.rel_l2
     assert e["bf16"] < e["fp8"] < e["fp4"], e
     for k, v in e.items():

@@ -60,7 +60,10 @@ def render(res, table, console) -> None:
           [[r["case"], r["mode"], f"{r['us']:.1f}", f"{r['tbps']:.2f}", f"{100 * r['of_ceiling']:.1f}%",
             f"{r['us_per_kv_head']:.2f}", f"{r['sdpa_us']:.1f}", f"{r['vs_sdpa']:.2f}",
             f(r["flashinfer_us"], ".1f") if r["flashinfer_us"] else r["flashinfer"], f(r["vs_flashinfer"], ".2f")]
-           for r in res["cases"]])
+           for r in res["cases"] if "error" not in r])
+    for r in res["cases"]:
+        if "error" in r:
+            console.print(f"[red]{r['case']}: {r['error']}[/red]")
     reasons = {r["flashinfer_reason"] for r in res["cases"] if r["flashinfer_reason"]}
     for reason in reasons:
         console.print(f"FlashInfer not measured: {reason}")

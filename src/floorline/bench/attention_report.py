@@ -29,9 +29,11 @@ def attention_section(ctx: ReportContext) -> SectionResult:
 
     res = run(ctx.quick, ctx.out_dir, progress=ctx.progress, ceiling=ctx.shared.get("hbm_read_result"))
     rows = [[r["case"], r["mode"], f"{r['us']:.1f}", f"{100 * r['of_ceiling']:.1f}%", f"{r['vs_sdpa']:.2f}",
-             "-" if r["vs_flashinfer"] is None else f"{r['vs_flashinfer']:.2f}"] for r in res["cases"]]
+             "-" if r["vs_flashinfer"] is None else f"{r['vs_flashinfer']:.2f}"] for r in res["cases"] if "error" not in r]
     series: dict[str, list[tuple[float, float]]] = {}
     for r in res["cases"]:
+        if "error" in r:
+            continue
         dtype, shape, *layout = r["case"].split(" ")
         batch, ctxlen = shape.split("x")
         if batch == "1" and " ".join(layout) in ("page 64", "contig"):
