@@ -76,3 +76,14 @@ def test_round_robin_splits_a_conversation(tm):
     ca = replay(reqs, ReplayConfig(instances=2, routing="cache-aware", cache_blocks=None), tm)
     assert rr["hit_ratio_blocks"] == pytest.approx(2 / 8)  # block 1 hits once per instance after its first
     assert ca["hit_ratio_blocks"] == pytest.approx(3 / 8)  # all follow-ups land where block 1 lives
+
+
+def test_kv_budget_holds_a_request_until_memory_frees(tm):
+    reqs = [_req(0.0, 1000, 3, [1, 2]), _req(0.0, 1000, 3, [3, 4])]
+    free = replay(reqs, ReplayConfig(cache_blocks=None), tm)
+    tight = replay(reqs, ReplayConfig(cache_blocks=None, kv_budget_tokens=1500), tm)
+    p = tm.prefill_s(1000, 0)
+    decode1 = sum(tm.decode_step_s(1, 1001 + j) for j in range(2))
+    # with room for one sequence only, the second prefill starts when the first has finished decoding
+    assert max(free["ttft_ms"]["p99"], 0) < tight["ttft_ms"]["p99"]
+    assert np.percentile([p * 1e3, (2 * p + decode1) * 1e3], 99) == pytest.approx(tight["ttft_ms"]["p99"], rel=1e-12)

@@ -99,11 +99,19 @@ def prepare(s: ReplaySettings) -> tuple[ReplayConfig, TimeModel, dict]:
     else:
         cache = s.cache_blocks or None
         cache_src = "unbounded (--cache-blocks 0)" if cache is None else "--cache-blocks"
+    # Running sequences' KV lives in the same HBM left over after the weights (the prefix cache is
+    # modelled as a separate pool of --cache-blocks; docs/replay.md says why that is a simplification).
+    kv_budget = math.floor((hbm * s.mem_fraction - tm.weight_bytes) / tm.kv_bytes_per_token)
+    if kv_budget < 1:
+        raise InputError(f"--model {s.model}: {tm.weight_bytes / 1e9:.1f} GB of {s.weight_dtype} weights leave no "
+                         f"HBM for KV in {s.gpus_per_instance} x {dev.key} at --mem-fraction {s.mem_fraction}; "
+                         "add --gpus-per-instance")
     price = s.usd_per_gpu_hour if s.usd_per_gpu_hour is not None else dev.si("usd_per_gpu_hour")
     power = s.power_w if s.power_w is not None else dev.si("power")
     cfg = ReplayConfig(instances=s.instances, routing=s.routing, cache_blocks=cache, block_size=s.block_size,
                        max_batch=s.max_batch, gpus_per_instance=s.gpus_per_instance, usd_per_gpu_hour=price,
-                       power_w=power, pue=s.pue, success_rate=s.success_rate)
+                       power_w=power, pue=s.pue, success_rate=s.success_rate,
+                       kv_budget_tokens=kv_budget)
     cfg.check()
     prov = {
         "settings": asdict(s),
@@ -113,6 +121,7 @@ def prepare(s: ReplaySettings) -> tuple[ReplayConfig, TimeModel, dict]:
         "cache_blocks_per_instance": cache,
         "cache_blocks_source": cache_src,
         "kv_block_bytes": block_bytes,
+        "kv_budget_tokens_per_instance": kv_budget,
         "weight_bytes": tm.weight_bytes,
         "usd_per_gpu_hour_source": "--usd-per-gpu-hour" if s.usd_per_gpu_hour is not None
         else dev.get("usd_per_gpu_hour").source,

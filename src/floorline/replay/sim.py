@@ -38,6 +38,7 @@ class ReplayConfig:
     pue: float = 1.2
     success_rate: float = 1.0  # used when the trace has no success column
     balance_s: float = 5.0  # cache-aware: leave the best-hit instance if its prefill backlog is this much longer
+    kv_budget_tokens: int | None = None  # running sequences' KV (prompt + output) per instance; None = no limit
 
     def check(self) -> None:
         if self.instances < 1:
@@ -58,6 +59,8 @@ class ReplayConfig:
                 raise InputError(f"{name}: must be > 0, got {v}")
         if not (0 < self.success_rate <= 1):
             raise InputError(f"--success-rate: must be > 0 and <= 1, got {self.success_rate}")
+        if self.kv_budget_tokens is not None and self.kv_budget_tokens < 1:
+            raise InputError(f"kv budget: must be >= 1 token, got {self.kv_budget_tokens}")
         if not (self.balance_s >= 0):
             raise InputError(f"--balance-s: must be >= 0, got {self.balance_s}")
 
@@ -95,8 +98,13 @@ def place(reqs: list[Request], cfg: ReplayConfig, tm: TimeModel, tick: Callable[
 
 
 def run_instance(idx: list[int], reqs: list[Request], placed: list[_Placed], tm: TimeModel, max_batch: int,
-                 first_token: np.ndarray, finish: np.ndarray, tick: Callable[[int], None]) -> float:
-    """Pass 2 for one instance; fills first_token/finish (seconds) and returns its busy seconds."""
+                 first_token: np.ndarray, finish: np.ndarray, tick: Callable[[int], None],
+                 kv_budget: int | None = None) -> float:
+    """Pass 2 for one instance; fills first_token/finish (seconds) and returns its busy seconds.
+
+    A request joins the batch only if its whole KV (prompt + output tokens) fits next to the running
+    ones in kv_budget tokens (reserved up front, so nothing is ever preempted); one request alone
+    always runs, however long, so the clock cannot deadlock."""
     t = 0.0
     busy = 0.0
     g = 0  # decode steps run so far on this instance
@@ -104,13 +112,20 @@ def run_instance(idx: list[int], reqs: list[Request], placed: list[_Placed], tm:
     running: list[tuple[int, int]] = []  # heap of (finish step, request)
     ctx_base = 0  # sum over running of (context at join - join step); context total = ctx_base + B g
     ctx_of: dict[int, int] = {}
+    reserved = 0  # KV tokens promised to running sequences
+
+    def fits(j: int) -> bool:
+        if len(running) >= max_batch:
+            return False
+        return kv_budget is None or not running or reserved + reqs[j].input_tokens + reqs[j].output_tokens <= kv_budget
+
     p = 0
     n = len(idx)
     while True:
         while p < n and reqs[idx[p]].arrival_s <= t:
             waiting.append(idx[p])
             p += 1
-        if waiting and len(running) < max_batch:
+        if waiting and fits(waiting[0]):
             j = waiting.popleft()
             pl = placed[j]
             dt = tm.prefill_s(pl.computed, pl.reused)
@@ -124,6 +139,7 @@ def run_instance(idx: list[int], reqs: list[Request], placed: list[_Placed], tm:
                 ctx_of[j] = c0
                 ctx_base += c0
                 heapq.heappush(running, (g + r.output_tokens - 1, j))
+                reserved += r.input_tokens + r.output_tokens
             else:
                 finish[j] = t
             continue
@@ -131,7 +147,7 @@ def run_instance(idx: list[int], reqs: list[Request], placed: list[_Placed], tm:
             b = len(running)
             k = running[0][0] - g  # steps to the next completion
             s0 = ctx_base + b * g
-            if p < n and len(running) < max_batch:
+            if p < n and not waiting and fits(idx[p]):  # an arrival that could start now cuts the run short
                 ta = reqs[idx[p]].arrival_s
                 if t + steps_time(tm, b, s0, k) > ta:
                     lo, hi = 1, k  # fewest steps that reach the arrival
@@ -150,6 +166,7 @@ def run_instance(idx: list[int], reqs: list[Request], placed: list[_Placed], tm:
                 _, j = heapq.heappop(running)
                 finish[j] = t
                 ctx_base -= ctx_of.pop(j)
+                reserved -= reqs[j].input_tokens + reqs[j].output_tokens
             continue
         if p < n:
             t = max(t, reqs[idx[p]].arrival_s)
@@ -177,7 +194,7 @@ def replay(reqs: list[Request], cfg: ReplayConfig, tm: TimeModel, progress=None)
     for i, pl in enumerate(placed):
         per_inst[pl.instance].append(i)
     busy = [run_instance(ix, reqs, placed, tm, cfg.max_batch, first, fin,
-                         (lambda m: progress.advance(task2, m)) if progress else (lambda m: None))
+                         (lambda m: progress.advance(task2, m)) if progress else (lambda m: None), cfg.kv_budget_tokens)
             for ix in per_inst]
 
     arrival = np.array([r.arrival_s for r in reqs])
