@@ -111,3 +111,39 @@ def test_bad_flags(capsys, trace_slice, argv, needle):
 
 def test_missing_trace(capsys, tmp_path):
     assert "no such trace file" in fails(capsys, "replay", str(tmp_path / "nope.jsonl"))
+
+
+def _decode_packet(tmp_path, fraction):
+    from floorline.evidence.schema import Floor, Timing
+    from floorline.evidence.store import new_packet, write_packet
+
+    timing = Timing(method="cuda_graph_replay", warmup=3, iterations=20, median=2.0, min=1.9, p10=1.95, p90=2.1,
+                    max=2.2, unit="ms/token")
+    floor = Floor(model="bytes / HBM ceiling", value=2.0 * fraction, fraction=fraction)
+    return write_packet(new_packet("bench.decode", command=["t"], timing=timing, floor=floor,
+                                   params={"model": "qwen3-30b-a3b", "batch": 1, "tp": 1}), tmp_path, "decode")
+
+
+def test_calibrate_from_a_decode_packet_slows_decode(capsys, tmp_path, trace_slice):
+    pk = _decode_packet(tmp_path, 0.5)
+    floor = ok_json(capsys, "replay", str(trace_slice), "--limit", "200", "--cache-blocks", "0")
+    cal = ok_json(capsys, "replay", str(trace_slice), "--limit", "200", "--cache-blocks", "0", "--calibrate", str(pk))
+    assert cal["provenance"]["calibration"]["bandwidth_efficiency"] == 0.5
+    assert cal["tpot_ms"]["p50"] > floor["tpot_ms"]["p50"] * 1.2  # prefill stalls (compute-bound) dilute the 2x
+    assert cal["gpu_seconds"] > floor["gpu_seconds"]
+    assert cal["hit_ratio_tokens"] == floor["hit_ratio_tokens"]  # the cache does not depend on time
+
+
+def test_calibrate_rejects_other_kinds(capsys, tmp_path, trace_slice):
+    from floorline.evidence.store import new_packet, write_packet
+
+    p = write_packet(new_packet("device.probe", command=["t"]), tmp_path, "probe")
+    assert "expected 'bench.decode'" in fails(capsys, "replay", str(trace_slice), "--calibrate", str(p))
+
+
+def test_packet_dir_writes_a_verifying_replay_packet(capsys, tmp_path, trace_slice):
+    from floorline.evidence.store import verify_packet
+
+    r = ok_json(capsys, "replay", str(trace_slice), "--limit", "100", "--packet-dir", str(tmp_path))
+    pk = verify_packet(r["packet"])
+    assert pk.kind == "replay" and pk.params["result"]["requests"] == 100
