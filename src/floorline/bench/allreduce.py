@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -359,11 +360,11 @@ def measure_nccl(local: Local, sizes: tuple[int, ...], cfg: BenchConfig, label: 
                 except Exception:  # noqa: BLE001 - already registered segments are fine
                     pass
 
-            def op(rank: int, i: int, x: Any = x, buf: Any = buf) -> None:
-                buf.copy_(x)
-                dist.all_reduce(buf)
+            def op(rank: int, i: int, buf: Any = buf) -> None:
+                dist.all_reduce(buf)  # in place, no copy in the timed op (values overflow harmlessly)
 
             try:
+                buf.copy_(x)
                 op(r, 0)
                 _spin_sync(local.devices, local.timeout_s)
                 err = error_ratio(buf, reference_sum(n, local.world, cfg.seed + size, dtype, buf.device), cfg.dtype)
@@ -462,8 +463,8 @@ def _process_worker(rank: int, cfg: BenchConfig, port: int, result_path: str, nc
     local = Local([rank], [rank], cfg.world, gather, lambda: dist.barrier(group=gloo), timeout_s=cfg.timeout_s * 6)
 
     def progress(msg: str) -> None:
-        if rank == 0:
-            print(f"  {msg}", flush=True)
+        if rank == 0:  # stderr: stdout stays clean for --json
+            print(f"  {msg}", file=sys.stderr, flush=True)
 
     result: dict[str, Any] = {}
     if nccl_only:

@@ -170,7 +170,7 @@ def memset8(ptr: int, value: int, nbytes: int) -> None:
 def host_alloc_mapped(nbytes: int) -> tuple[int, int]:
     """Pinned host memory every context can write: (host pointer, device pointer)."""
     driver, _ = _bindings()
-    flags = driver.CU_MEMHOSTALLOC_PORTABLE | driver.CU_MEMHOSTALLOC_DEVICEMAP
+    flags = int(driver.CU_MEMHOSTALLOC_PORTABLE) | int(driver.CU_MEMHOSTALLOC_DEVICEMAP)
     host = int(check(driver.cuMemHostAlloc(nbytes, flags), "cuMemHostAlloc"))
     ctypes.memset(host, 0, nbytes)
     dev = int(check(driver.cuMemHostGetDevicePointer(host, 0), "cuMemHostGetDevicePointer"))
@@ -191,7 +191,7 @@ def ipc_open(handle: bytes) -> int:
     driver, _ = _bindings()
     h = driver.CUipcMemHandle()
     h.reserved = handle
-    flags = driver.CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS
+    flags = int(driver.CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)
     return int(check(driver.cuIpcOpenMemHandle(h, flags), "cuIpcOpenMemHandle"))
 
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One device call for issue 5 (nvidia-h200-x2): smoke, GPU tests, the full all-reduce bench.
+# Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_allreduce.sh [quick]
+# Writes $OUT/{log.txt,pytest.txt,bench.json,results.tgz}. Every stage has its own time limit and the
+# whole script stays under LIMIT_S, so a hung stage still leaves the others' evidence behind.
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+MODE=${1:-full}
+LIMIT_S=${LIMIT_S:-540}
+export FLOORLINE_GIT_DIRTY=0 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+exec > >(tee -a "$OUT/log.txt") 2>&1
+t0=$(date +%s)
+left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }
+stage() { echo "=== $1 (t=$(( $(date +%s) - t0 ))s)"; }
+stage env
+nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv
+nvidia-smi topo -m
+python3 -c "import torch, cuda.bindings as cb; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'nccl', torch.cuda.nccl.version(), 'cuda.bindings', cb.__version__, 'gpus', torch.cuda.device_count())"
+stage smoke
+timeout 90 python3 - <<'PY' || { echo "SMOKE FAILED"; }
+import torch
+from floorline.comm import CommConfig, init_threads
+cs = init_threads([0, 1], CommConfig(max_bytes=1 << 20, oneshot_max_bytes=1 << 20, timeout_s=5))
+xs = [torch.randn(1001, device=f"cuda:{r}").to(torch.bfloat16) for r in range(2)]
+for alg in ("oneshot", "twoshot"):
+    outs = []
+    for c in cs:
+        with torch.cuda.device(c.device):
+            outs.append(c.all_reduce(xs[c.rank], algorithm=alg))
+    for c in cs:
+        c.synchronize()
+    ref = xs[0].double() + xs[1].double().to("cuda:0")
+    print(alg, "max err", float((outs[0].double() - ref).abs().max()), float((outs[1].double().to("cuda:0") - ref).abs().max()))
+print("kernel attrs", cs[0].kernel_attributes("oneshot"), cs[0].kernel_attributes("fused"))
+for c in cs:
+    c.close()
+PY
+stage pytest
+if [ "$MODE" != bench-only ]; then
+  timeout ${PYTEST_S:-200} python3 -m pytest -q -p no:cacheprovider -m gpu -rs \
+    tests/kernels/test_allreduce.py tests/kernels/test_allreduce_process.py > "$OUT/pytest.txt" 2>&1
+  echo "pytest rc=$?"; tail -30 "$OUT/pytest.txt"
+fi
+stage "bench allreduce"
+b=$(left); [ "$b" -gt 30 ] || b=30
+timeout "$b" python3 -m floorline bench allreduce --world 2 --mode both --json $([ "$MODE" = quick ] && echo --quick) \
+  --out results/nvidia-h200-x2 > "$OUT/bench.json"
+echo "bench rc=$?"
+python3 -m floorline evidence verify results/nvidia-h200-x2/bench-allreduce-*.json 2>&1 | tail -3
+stage pack
+tar czf "$OUT/results.tgz" results/nvidia-h200-x2/bench-allreduce-* results/nvidia-h200-x2/allreduce-*.svg 2>/dev/null
+ls -la "$OUT"
+stage done
