@@ -15,7 +15,8 @@ Python so CPU tests can check it):
   A peer can only write buffer (e + 2) % 3 again at epoch e + 2, which needs our epoch e + 1 data,
   which we send after this kernel ends: three buffers make that clear race-free with no barrier.
 - The epoch lives in device memory (ctrl word 0); the last block to finish bumps it, so graph
-  replays and back-to-back calls advance it with no host involvement.
+  replays and back-to-back calls advance it with no host involvement. It is stored modulo 3: a plain
+  u32 count would wrap after 2^32 calls (days of decode) onto a buffer index used the call before.
 - A reader that waits longer than `timeout_ns` sets the abort word, writes a code into the
   host-mapped status word and gives up, so a stalled peer becomes an error instead of a hang.
 """
@@ -195,7 +196,7 @@ __device__ __forceinline__ void finish_epoch(u32* ctrl, u32 epoch, u32 dirty) {
       ctrl[CTRL_DIRTY + epoch % N_BUFFERS] = dirty;
       ctrl[CTRL_ARRIVE] = 0u;
       __threadfence();
-      st_volatile_u32(ctrl + CTRL_EPOCH, epoch + 1u);
+      st_volatile_u32(ctrl + CTRL_EPOCH, (epoch + 1u) % N_BUFFERS);  // kept mod 3: a u32 would wrap to a repeat
     }
   }
 }
