@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api", tags=["machine"])
 # The sliders the page shows: key, label, and how far each may travel around the design's value
 # (lo, hi as factors of it, or absolute where a factor means nothing, e.g. a temperature).
 SLIDERS = (
-    ("gpu.power", "GPU power (OAM/TBP)", ("x", 0.5, 1.6)),
+    ("gpu.power", "GPU power (board, TBP)", ("x", 0.5, 1.6)),
     ("cooling.tray_flow", "Coolant flow per tray", ("x", 0.3, 2.5)),
     ("cooling.inlet_temp", "Coolant inlet temperature", ("abs", 10, 50)),
     ("rack.trays", "Trays per rack", ("count", 1, 2.0)),

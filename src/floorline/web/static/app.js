@@ -51,7 +51,7 @@ function buildSliders() {
       schedule();
     });
     const meta = el("div", "slider-meta");
-    const key = el("span", "", s.key);
+    const key = el("span", "key", s.key);
     const conf = el("span", "conf " + s.confidence, s.confidence);
     conf.title = s.source;
     meta.append(key, conf);
@@ -66,6 +66,13 @@ function paintSlider(wrap, s) {
   const v = s.key in overrides ? overrides[s.key] : s.value;
   wrap.querySelector(".slider-val").textContent = fmt(v, s.unit);
   wrap.classList.toggle("changed", s.key in overrides);
+  wrap.querySelector(".slider-meta .key").textContent = s.key in overrides ? `${s.key} · design ${fmt(s.value, s.unit)}` : s.key;
+}
+
+function cliLine() {
+  // The same what-if from the terminal: values are in the design's unit, which is what a bare number means.
+  const sets = Object.entries(overrides).map(([k, v]) => ` --set ${k}=${+v.toPrecision(6)}`).join("");
+  $("cli").textContent = `$ floorline machine check ${current.name}${sets}`;
 }
 
 function schedule() {
@@ -100,6 +107,7 @@ function showError(msg) {
 }
 
 function render(rep) {
+  cliLine();
   const s = rep.summary;
   $("n-pass").textContent = s.pass;
   $("n-cond").textContent = s.conditional;
@@ -176,6 +184,7 @@ async function init() {
   }
   sel.addEventListener("change", () => selectDesign(sel.value));
   $("reset").addEventListener("click", () => selectDesign(current.name));
+  $("only-bad").addEventListener("change", (e) => $("groups").classList.toggle("only-bad", e.target.checked));
   selectDesign((designs.find((d) => d.default) || designs[0]).name);
 }
 
