@@ -154,7 +154,7 @@ def load_trace(path: Path, block_size: int = 512, limit: int | None = None) -> l
                     continue
                 where = f"{path}: line {lineno}"
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line.rstrip("\r\n"))
                 except json.JSONDecodeError as e:
                     raise InputError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
                 if not isinstance(obj, dict):
