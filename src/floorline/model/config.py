@@ -295,14 +295,14 @@ _PUBLISHED: dict[str, dict[str, Any]] = {
 _SMALL: dict[str, dict[str, Any]] = {
     "tiny-moe": {
         "hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "head_dim": 24, "num_experts": 6, "num_experts_per_tok": 2, "moe_intermediate_size": 40,
+        "head_dim": 64, "num_experts": 6, "num_experts_per_tok": 2, "moe_intermediate_size": 40,
         "intermediate_size": 80, "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": [1],
         "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "vocab_size": 211, "tie_word_embeddings": False,
         "max_position_embeddings": 512,
     },
     "small-moe": {
         "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
-        "head_dim": 32, "num_experts": 16, "num_experts_per_tok": 4, "moe_intermediate_size": 96,
+        "head_dim": 64, "num_experts": 16, "num_experts_per_tok": 4, "moe_intermediate_size": 96,
         "intermediate_size": 384, "norm_topk_prob": False, "decoder_sparse_step": 2, "mlp_only_layers": [],
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "vocab_size": 1000, "tie_word_embeddings": True,
         "max_position_embeddings": 4096,

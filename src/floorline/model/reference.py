@@ -72,7 +72,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 def route(cfg: ModelConfig, x: torch.Tensor, router: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax over all experts, keep the top k, optionally renormalise. -> weights [T,k], ids [T,k]."""
-    probs = torch.softmax(x @ router.to(F64).T, dim=-1)  # [T, E]
+    probs = torch.softmax(x @ router.to(x.dtype).T, dim=-1)  # [T, E]
     weights, ids = torch.topk(probs, cfg.num_experts_per_tok, dim=-1)
     if cfg.norm_topk_prob:
         weights = weights / weights.sum(-1, keepdim=True)
@@ -81,16 +81,16 @@ def route(cfg: ModelConfig, x: torch.Tensor, router: torch.Tensor) -> tuple[torc
 
 def expert(L: LayerWeights, e: int, x: torch.Tensor) -> torch.Tensor:
     """SwiGLU MLP of expert e (e = 0 for a dense layer). x: [H] -> [H]."""
-    gate_up, down = _expert_real(L.gate_up, e), _expert_real(L.down, e)  # [2I, H], [H, I]
+    gate_up, down = _expert_real(L.gate_up, e, x.dtype), _expert_real(L.down, e, x.dtype)  # [2I, H], [H, I]
     inter = gate_up.shape[0] // 2
     g, u = gate_up[:inter] @ x, gate_up[inter:] @ x  # [I], [I]
     return down @ (torch.nn.functional.silu(g) * u)  # [H]
 
 
-def _expert_real(lin: Any, e: int) -> torch.Tensor:
+def _expert_real(lin: Any, e: int, dtype: torch.dtype) -> torch.Tensor:
     # Index before upcasting: only the selected expert's weights become float64.
-    w = lin.w[e].to(F64)
-    return w if lin.scale is None else w * lin.scale[e].to(F64).unsqueeze(-1)
+    w = lin.w[e].to(dtype)
+    return w if lin.scale is None else w * lin.scale[e].to(dtype).unsqueeze(-1)
 
 
 def mlp(cfg: ModelConfig, L: LayerWeights, x: torch.Tensor) -> torch.Tensor:
@@ -107,10 +107,14 @@ def mlp(cfg: ModelConfig, L: LayerWeights, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Cache:
-    """Keys and values seen so far, per layer: [S, kv_heads, d] in float64 (post-norm, post-RoPE keys)."""
+    """Keys and values seen so far, per layer: [S, kv_heads, d] in float64 (post-norm, post-RoPE keys).
+
+    store (None: exact) rounds each key and value as the fast path's cache stores them (e.g. to bf16)
+    before it is kept, which separates cache-storage rounding from arithmetic error in `decode --check`."""
 
     k: list[torch.Tensor] = field(default_factory=list)
     v: list[torch.Tensor] = field(default_factory=list)
+    store: Any = None
 
     @property
     def length(self) -> int:
@@ -119,13 +123,15 @@ class Cache:
 
 def attention(cfg: ModelConfig, L: LayerWeights, i: int, x: torch.Tensor, pos: torch.Tensor, cache: Cache) -> torch.Tensor:
     T, d = x.shape[0], cfg.head_dim
-    qkv = x @ L.qkv.real(F64).T  # [T, q_size + 2 kv_size]
+    qkv = x @ L.qkv.real(x.dtype).T  # [T, q_size + 2 kv_size]
     q = qkv[:, : cfg.q_size].view(T, cfg.num_attention_heads, d)
     k = qkv[:, cfg.q_size : cfg.q_size + cfg.kv_size].view(T, cfg.num_key_value_heads, d)
     v = qkv[:, cfg.q_size + cfg.kv_size :].view(T, cfg.num_key_value_heads, d)
     q, k = rms_norm(q, L.q_norm, cfg.rms_norm_eps), rms_norm(k, L.k_norm, cfg.rms_norm_eps)
     cos, sin = rope_cos_sin(cfg, pos)
-    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    q, k = apply_rope(q, cos.to(x.dtype), sin.to(x.dtype)), apply_rope(k, cos.to(x.dtype), sin.to(x.dtype))
+    if cache.store is not None:
+        k, v = cache.store(k), cache.store(v)
     if len(cache.k) <= i:
         cache.k.append(k)
         cache.v.append(v)
@@ -139,28 +145,28 @@ def attention(cfg: ModelConfig, L: LayerWeights, i: int, x: torch.Tensor, pos: t
     key_pos = torch.arange(K.shape[0], device=x.device)
     scores = scores.masked_fill(key_pos[None, None, :] > pos[None, :, None], float("-inf"))  # causal
     out = torch.einsum("hts,shd->thd", torch.softmax(scores, dim=-1), V)  # [T, heads, d]
-    return out.reshape(T, cfg.q_size) @ L.o.real(F64).T  # [T, H]
+    return out.reshape(T, cfg.q_size) @ L.o.real(x.dtype).T  # [T, H]
 
 
 class ReferenceModel:
     """forward(tokens, cache) -> float64 logits for each new token; the cache grows in place."""
 
-    def __init__(self, weights: ModelWeights) -> None:
+    def __init__(self, weights: ModelWeights, dtype: torch.dtype = F64) -> None:
         if weights.tp[1] != 1:
             raise ValueError("the reference runs the unsharded model")
-        self.w, self.cfg = weights, weights.cfg
+        self.w, self.cfg, self.dtype = weights, weights.cfg, dtype  # float64 is the spec
 
-    def new_cache(self) -> Cache:
-        return Cache()
+    def new_cache(self, store: Any = None) -> Cache:
+        return Cache(store=store)
 
     @torch.no_grad()
     def forward(self, tokens: list[int] | torch.Tensor, cache: Cache) -> torch.Tensor:
         cfg, w = self.cfg, self.w
         ids = torch.as_tensor(tokens, device=w.device).long().view(-1)
         pos = torch.arange(cache.length, cache.length + ids.numel(), device=w.device)
-        x = w.embed[ids].to(F64)  # [T, H]: the fp32/fp64 residual stream
+        x = w.embed[ids].to(self.dtype)  # [T, H]
         for i, L in enumerate(w.layers):
             x = x + attention(cfg, L, i, rms_norm(x, L.attn_norm, cfg.rms_norm_eps), pos, cache)
             x = x + mlp(cfg, L, rms_norm(x, L.mlp_norm, cfg.rms_norm_eps))
         x = rms_norm(x, w.norm, cfg.rms_norm_eps)
-        return x @ w.lm_head.to(F64).T  # [T, V]
+        return x @ w.lm_head.to(self.dtype).T  # [T, V]

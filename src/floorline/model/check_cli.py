@@ -1,0 +1,90 @@
+"""The body of `floorline decode --check`: run model/run.check, print, write a decode.check packet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from floorline.errors import InputError
+
+
+def run_check(checkpoint: Path | None, model: str | None, layers: int | None, experts: int | None,
+              prompt_ids: str | None, batch: int, prompt_len: int, steps: int, dtype: str, device: str, seed: int,
+              tolerance: float, results: Path | None, no_evidence: bool, as_json: bool) -> None:
+    import torch
+
+    from floorline.model.run import build_weights, check, parse_prompts, pick_device
+
+    if dtype not in ("bf16", "fp8"):
+        raise InputError(f"--dtype: must be bf16 or fp8 (the fast path), got {dtype!r}")
+    if not 1 <= batch <= 64 or prompt_len < 1:
+        raise InputError(f"--batch/--prompt-len: need batch in 1..64 and prompt-len >= 1, got {batch}, {prompt_len}")
+    dev = pick_device(device, dtype)
+    w = build_weights(checkpoint, model, layers, experts, dtype, dev, seed)
+    if prompt_ids:
+        prompts = parse_prompts(prompt_ids)
+    else:
+        g = torch.Generator().manual_seed(seed + 1)
+        # own lengths per sequence: prompt_len, prompt_len + 3, ...
+        prompts = [torch.randint(0, w.cfg.vocab_size, (prompt_len + 3 * b,), generator=g).tolist() for b in range(batch)]
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=as_json) as bar:
+        task = bar.add_task("decode --check", total=steps + 1)
+        r = check(w, prompts, steps, progress=lambda s: bar.update(task, completed=s + 1))
+    passed = r.max_rel_l2 <= tolerance and r.greedy_match
+    cfg = w.cfg
+    notes = [
+        "correctness.value: max over steps (step 0 = prefill) and sequences of rel-L2(fast logits, float64 "
+        "reference logits) on the same weights; both fed the fast path's greedy token.",
+        f"with the reference storing K/V rounded as the bf16 cache does: max rel-L2 {max(r.per_step_kv_matched):.3e} "
+        "(arithmetic error alone; the rest is KV storage rounding).",
+        f"greedy tokens identical: {r.greedy_match}" + ("" if r.first_mismatch is None else f", first difference at step {r.first_mismatch}"),
+    ]
+    if cfg.cut_down:
+        notes.append("cut down: " + ", ".join(cfg.cut_down))
+    out = {
+        "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": len(prompts),
+        "steps": steps, "dtype": dtype, "device": dev, "max_rel_l2": r.max_rel_l2,
+        "max_rel_l2_kv_matched": max(r.per_step_kv_matched), "greedy_match": r.greedy_match,
+        "first_mismatch": r.first_mismatch, "tolerance": tolerance, "passed": passed,
+        "per_step_rel_l2": r.per_step, "cut_down": list(cfg.cut_down), "seconds": r.seconds,
+    }
+    if not no_evidence:
+        out["packet"] = str(_write_packet(w, r, prompts, dtype, seed, tolerance, passed, notes, results))
+    if as_json:
+        from floorline.render import print_json
+
+        print_json(out)
+    else:
+        from floorline.render import console
+
+        cut = f" (cut down: {', '.join(cfg.cut_down)})" if cfg.cut_down else ""
+        console.print(f"{cfg.name}{cut}, {dtype}, batch {len(prompts)}, {steps} steps on {dev}")
+        console.print(f"  max per-step logits rel-L2 vs float64: {r.max_rel_l2:.3e} (tolerance {tolerance:g})")
+        console.print(f"  same, K/V storage rounding matched:    {max(r.per_step_kv_matched):.3e}")
+        console.print(f"  greedy tokens identical: {r.greedy_match}")
+        console.print(f"  {'PASSED' if passed else 'FAILED'}" + (f"  packet: {out['packet']}" if "packet" in out else ""))
+    if not passed:
+        raise SystemExit(1)
+
+
+def _write_packet(w, r, prompts, dtype, seed, tolerance, passed, notes, results):
+    from floorline.evidence.schema import Correctness
+    from floorline.evidence.store import new_packet, write_packet
+    from floorline.gpu.probe import device_slug
+
+    cfg = w.cfg
+    packet = new_packet(
+        "decode.check",
+        status="passed" if passed else "failed",
+        failure_class=None if passed else ("greedy_mismatch" if not r.greedy_match else "tolerance"),
+        params={"model": cfg.name, "steps": r.steps, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts,
+                "batch": len(prompts), "prompt_lens": [len(p) for p in prompts], "weight_dtype": dtype,
+                "kv_dtype": "bf16", "seed": seed, "tp": 1, "cut_down": list(cfg.cut_down)},
+        correctness=Correctness(reference="floorline.model.reference (float64)", metric="max per-step logits rel-L2",
+                                value=r.max_rel_l2, tolerance=tolerance, passed=passed, trials=len(prompts),
+                                seeds=[seed]),
+        notes=notes,
+    )
+    directory = results or Path("results") / device_slug()
+    return write_packet(packet, directory, f"decode-check-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{dtype}-b{len(prompts)}")

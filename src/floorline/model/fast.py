@@ -1,0 +1,271 @@
+"""The fast decoder: bf16 (or FP8 + per-channel scale) weights, a float32 residual stream, our Triton
+kernels, a paged KV cache, and the whole decode step captured as one CUDA graph.
+
+One decode step for a batch of B sequences (each at its own position), per layer:
+  add_rmsnorm -> qkv gemv -> qk_norm_rope -> kv_append -> decode_attention (+ split combine)
+  -> o gemv -> add_rmsnorm -> router_topk -> expert gate-up+SwiGLU gemv -> expert down gemv
+and after the last layer: add_rmsnorm -> LM-head gemv -> greedy or top-p token. The graph also
+advances positions and writes the token into a device-side history, so generating a token costs the
+host exactly one call (graph.replay()). Prefill runs whole prompts through batched matmuls.
+Attention and KV append come from floorline.kernels.decode_attention / kv_cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from floorline.errors import InputError
+from floorline.kernels.decode_attention import DecodeConfig, decode_attention, decode_workspace, split_plan
+from floorline.kernels.gemv import GemvConfig, gemv
+from floorline.kernels.kv_cache import allocate_kv_cache, kv_append
+from floorline.kernels.moe_gemv import moe_gemv
+from floorline.kernels.rmsnorm import add_rmsnorm
+from floorline.kernels.rope import qk_norm_rope
+from floorline.kernels.router_topk import router_topk
+from floorline.kernels.sampling import greedy, greedy_workspace, sample
+from floorline.model.attention import decode_attention_f32
+from floorline.model.reference import rope_inv_freq
+from floorline.model.weights import ModelWeights
+
+MAX_BATCH = 64
+PAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Sampling:
+    greedy: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LaunchConfigs:
+    """GEMV launch shapes per weight class (tuned on the device: model/tune.py)."""
+
+    qkv: GemvConfig = GemvConfig(block_n=16, block_k=256)
+    o: GemvConfig = GemvConfig(block_n=8, block_k=512)
+    gate_up: GemvConfig = GemvConfig(block_n=16, block_k=256)
+    down: GemvConfig = GemvConfig(block_n=16, block_k=256)
+    lm_head: GemvConfig = GemvConfig(block_n=32, block_k=256)
+    attention: DecodeConfig = DecodeConfig()
+
+
+class FastDecoder:
+    """Decode for up to max_batch sequences of up to max_len tokens each, on weights' device."""
+
+    def __init__(self, weights: ModelWeights, max_batch: int, max_len: int, kv_dtype: str = "bf16",
+                 launch: LaunchConfigs = LaunchConfigs(), use_graph: bool | None = None,
+                 attention: str = "precise") -> None:
+        cfg = weights.cfg
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise InputError(f"batch: must be 1..{MAX_BATCH}, got {max_batch}")
+        if weights.dtype not in ("bf16", "fp8"):
+            raise InputError(f"--dtype: the fast path runs bf16 or fp8 weights, got {weights.dtype}")
+        if weights.tp[1] != 1:
+            raise InputError("--tp: tensor parallel decode is not built yet (the weights shard; the step does not)")
+        self.w, self.cfg, self.launch, self.kv_dtype = weights, cfg, launch, kv_dtype
+        self.device = weights.device
+        self.use_graph = (self.device.type == "cuda") if use_graph is None else use_graph
+        self.max_batch, self.max_len = max_batch, max_len
+        dev, f32, i32 = self.device, torch.float32, torch.int32
+        pages_per_seq = -(-max_len // PAGE_SIZE)
+        self.caches = [
+            allocate_kv_cache(max_batch * pages_per_seq, cfg.num_key_value_heads, PAGE_SIZE, cfg.head_dim, kv_dtype, dev)
+            for _ in range(cfg.num_hidden_layers)
+        ]
+        self.page_table = torch.arange(max_batch * pages_per_seq, dtype=i32, device=dev).view(max_batch, pages_per_seq)
+        inv_freq, self.rope_scale = rope_inv_freq(cfg)
+        self.inv_freq = inv_freq.to(dev)
+        B, H, k = max_batch, cfg.hidden_size, max(cfg.num_experts_per_tok, 1)
+        inter = max(cfg.moe_intermediate_size, cfg.intermediate_size)
+        # Static buffers: a captured graph reads and writes these addresses on every replay.
+        self.tokens = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.positions = torch.zeros(B, dtype=i32, device=dev)  # where this step's token goes
+        self.seq_lens = torch.ones(B, dtype=i32, device=dev)  # positions + 1
+        self.seq_ids = torch.arange(B, dtype=i32, device=dev)
+        self.residual = torch.zeros(B, H, dtype=f32, device=dev)
+        self.h = torch.zeros(B, H, dtype=f32, device=dev)
+        self.qkv = torch.zeros(B, cfg.q_size + 2 * cfg.kv_size, dtype=f32, device=dev)
+        self.q = torch.zeros(B, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
+        self.k = torch.zeros(B, cfg.num_key_value_heads, cfg.head_dim, dtype=f32, device=dev)
+        self.v = torch.zeros_like(self.k)
+        # "precise": model/attention.py (fp32 q, p, out); "bf16": floorline.kernels.decode_attention
+        if attention not in ("precise", "bf16"):
+            raise InputError(f"attention: must be precise or bf16, got {attention!r}")
+        self.precise_attention = attention == "precise" and kv_dtype == "bf16"
+        self.sm_count = _sm_count(dev)
+        self.q32 = torch.zeros(B, cfg.num_attention_heads, cfg.head_dim, dtype=f32, device=dev)
+        self.attn = torch.zeros(B, 1, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
+        self.attn32 = torch.zeros(B, cfg.q_size, dtype=f32, device=dev)
+        self.o = torch.zeros(B, H, dtype=f32, device=dev)
+        self.ids = torch.zeros(B, k, dtype=i32, device=dev)
+        self.route_w = torch.zeros(B, k, dtype=f32, device=dev)
+        self.dense_ids = torch.zeros(B, dtype=i32, device=dev)
+        self.dense_order = torch.arange(B, dtype=i32, device=dev)
+        self.act = torch.zeros(B * k, inter, dtype=f32, device=dev)
+        self.mlp_out = torch.zeros(B * k, H, dtype=f32, device=dev)
+        self.logits = torch.zeros(B, cfg.vocab_size, dtype=f32, device=dev)
+        self.next_tokens = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.greedy_ws = greedy_workspace(B, cfg.vocab_size, dev)
+        self.seed = torch.zeros(1, dtype=torch.int64, device=dev)
+        self.step_index = torch.zeros(1, dtype=torch.int64, device=dev)
+        self.history: torch.Tensor | None = None
+        splits, _ = split_plan(B, cfg.num_key_value_heads, max_len, launch.attention, _sm_count(dev))
+        self.attn_ws = decode_workspace(B, 1, cfg.num_attention_heads, cfg.head_dim, splits, dev)
+        self.graphs: dict[tuple[int, Sampling], Any] = {}
+        self.lengths = [0] * B
+
+    # ---- one decode step (the body the graph captures) -------------------------------------------
+    def _step(self, B: int, sampling: Sampling) -> None:
+        cfg, w, L_ = self.cfg, self.w, self.launch
+        eps = cfg.rms_norm_eps
+        res, h = self.residual[:B], self.h[:B]
+        res.copy_(w.embed.index_select(0, self.tokens[:B]))
+        delta = None
+        for i, L in enumerate(w.layers):
+            add_rmsnorm(res, L.attn_norm, eps, h, delta)
+            gemv(h, L.qkv.w, self.qkv[:B], L.qkv.scale, L_.qkv)
+            q_out = self.q32[:B] if self.precise_attention else self.q[:B]
+            qk_norm_rope(self.qkv[:B], self.positions[:B], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm, eps,
+                         q_out, self.k[:B], self.v[:B], cfg.num_attention_heads, cfg.num_key_value_heads)
+            kv_append(self.caches[i], self.k[:B], self.v[:B], self.page_table[:B], self.seq_ids[:B], self.positions[:B])
+            if self.precise_attention:
+                decode_attention_f32(self.q32[:B], self.caches[i], self.page_table[:B], self.seq_lens[:B],
+                                     max_len=self.max_len, out=self.attn32[:B].view(B, 1, -1, cfg.head_dim),
+                                     workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B]), sm_count=self.sm_count,
+                                     cfg=L_.attention)
+            else:
+                decode_attention(self.q[:B].unsqueeze(1), self.caches[i], self.page_table[:B], self.seq_lens[:B],
+                                 max_len=self.max_len, cfg=L_.attention, out=self.attn[:B],
+                                 workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B]))
+                self.attn32[:B].copy_(self.attn[:B].view(B, cfg.q_size))
+            gemv(self.attn32[:B], L.o.w, self.o[:B], L.o.scale, L_.o)
+            add_rmsnorm(res, L.mlp_norm, eps, h, self.o[:B])
+            if L.is_moe:
+                k = cfg.num_experts_per_tok
+                ids, wts = self.ids[:B], self.route_w[:B]
+                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts)
+                slot_e, slot_w = ids.view(-1), wts.view(-1)
+                order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
+            else:
+                k, slot_e, slot_w = 1, self.dense_ids[:B], None
+                order = self.dense_order[:B] if B > 1 else None
+            act, out = self.act[: B * k], self.mlp_out[: B * k]
+            moe_gemv(h, L.gate_up.w, slot_e, act[:, : L.gate_up.w.shape[1] // 2], tokens=B, scale=L.gate_up.scale,
+                     swiglu=True, order=order, cfg=L_.gate_up)
+            moe_gemv(act[:, : L.gate_up.w.shape[1] // 2], L.down.w, slot_e, out, tokens=B, scale=L.down.scale,
+                     slot_weights=slot_w, order=order, cfg=L_.down)
+            delta = out.view(B, k, cfg.hidden_size)
+        add_rmsnorm(res, w.norm, eps, h, delta)
+        gemv(h, w.lm_head, self.logits[:B], None, L_.lm_head)
+        if sampling.greedy:
+            greedy(self.logits[:B], self.next_tokens[:B], (self.greedy_ws[0][:B], self.greedy_ws[1][:B]))
+        else:
+            sample(self.logits[:B], self.next_tokens[:B], self.seed, sampling.temperature, sampling.top_p)
+            self.seed.add_(1)
+        # advance: the next step reads these
+        self.tokens[:B].copy_(self.next_tokens[:B])
+        self.positions[:B].add_(1)
+        self.seq_lens[:B].add_(1)
+        if self.history is not None:
+            self.history[:B].index_copy_(1, self.step_index, self.next_tokens[:B].unsqueeze(1))
+            self.step_index.add_(1)
+
+    def _capture(self, B: int, sampling: Sampling) -> Any:
+        """Warm up (compiles every Triton kernel) outside capture, then record one step."""
+        snapshot = (self.tokens.clone(), self.positions.clone(), self.seq_lens.clone(), self.seed.clone(),
+                    self.step_index.clone(), None if self.history is None else self.history.clone())
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._step(B, sampling)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._restore(snapshot)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._step(B, sampling)
+        self._restore(snapshot)
+        return graph
+
+    def _restore(self, snap: tuple) -> None:
+        self.tokens.copy_(snap[0])
+        self.positions.copy_(snap[1])
+        self.seq_lens.copy_(snap[2])
+        self.seed.copy_(snap[3])
+        self.step_index.copy_(snap[4])
+        if snap[5] is not None:
+            self.history.copy_(snap[5])
+
+    def step(self, B: int, sampling: Sampling = Sampling()) -> None:
+        """One token for each of the first B sequences: one graph replay on CUDA."""
+        for b in range(B):
+            if self.lengths[b] + 1 > self.max_len:
+                raise InputError(f"sequence {b}: would exceed max_len {self.max_len}")
+            self.lengths[b] += 1
+        if not self.use_graph:
+            self._step(B, sampling)
+            return
+        key = (B, sampling)
+        if key not in self.graphs:
+            for b in range(B):
+                self.lengths[b] -= 1
+            self.graphs[key] = self._capture(B, sampling)
+            for b in range(B):
+                self.lengths[b] += 1
+        self.graphs[key].replay()
+
+    # ---- prefill ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Run each prompt through batched matmuls (float32 math on the stored weights), fill the
+        KV cache, and leave each sequence's last logits in self.logits; returns them [B, V]."""
+        if not 1 <= len(prompts) <= self.max_batch:
+            raise InputError(f"batch: must be 1..{self.max_batch} prompts, got {len(prompts)}")
+        for b, p in enumerate(prompts):
+            if not p:
+                raise InputError(f"--prompt-ids: prompt {b} is empty")
+            if len(p) >= self.max_len:
+                raise InputError(f"--prompt-ids: prompt {b} has {len(p)} tokens, max_len is {self.max_len}")
+            bad = [t for t in p if not 0 <= t < self.cfg.vocab_size]
+            if bad:
+                raise InputError(f"--prompt-ids: token {bad[0]} is outside the vocabulary 0..{self.cfg.vocab_size - 1}")
+            self.logits[b] = self._prefill_one(b, p)
+            self.lengths[b] = len(p)
+        B = len(prompts)
+        self.positions[:B] = torch.tensor([len(p) for p in prompts], dtype=torch.int32, device=self.device)
+        self.seq_lens[:B] = self.positions[:B] + 1
+        return self.logits[:B]
+
+    def _prefill_one(self, b: int, tokens: list[int]) -> torch.Tensor:
+        from floorline.model.prefill import prefill_sequence
+
+        return prefill_sequence(self, b, tokens)
+
+    def set_context(self, lengths: list[int], seed: int = 0) -> None:
+        """Synthetic context for benchmarks: fill each sequence's first lengths[b] cache slots with
+        random keys/values (what a prefill would have written), so decode reads a full-size cache."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed)
+        for b, n in enumerate(lengths):
+            if n >= self.max_len:
+                raise InputError(f"context: {n} must be < max_len {self.max_len}")
+            self.lengths[b] = n
+        pages = -(-max(lengths) // PAGE_SIZE)
+        for c in self.caches:
+            for t in (c.k, c.v):
+                view = t.view(self.max_batch, -1, *t.shape[1:])[: len(lengths), :pages]
+                view.copy_(torch.randn(view.shape, generator=g, device=self.device, dtype=torch.float32).to(t.dtype))
+        B = len(lengths)
+        self.positions[:B] = torch.tensor(lengths, dtype=torch.int32, device=self.device)
+        self.seq_lens[:B] = self.positions[:B] + 1
+        self.tokens[:B] = torch.randint(0, self.cfg.vocab_size, (B,), generator=g, device=self.device)
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4
+    return torch.cuda.get_device_properties(device).multi_processor_count
