@@ -5,6 +5,7 @@ browser fails the test unless FLOORLINE_NO_BROWSER=1 says this machine cannot ru
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 
@@ -91,3 +92,17 @@ def test_drag_gpu_power_until_a_power_check_fails(server_url):
             assert shown.endswith("W") and float(shown.split()[0].replace(",", "")) == pytest.approx(moved)
         finally:
             browser.close()
+
+
+def test_missing_browser_fails_unless_opted_out(monkeypatch):
+    """CI must not go green by silently skipping the browser test."""
+    me = sys.modules[__name__]
+
+    monkeypatch.setattr(me, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(me.shutil, "which", lambda name: None)
+    monkeypatch.delenv("FLOORLINE_NO_BROWSER", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="needs Chromium"):
+        me._need_browser()
+    monkeypatch.setenv("FLOORLINE_NO_BROWSER", "1")
+    with pytest.raises(pytest.skip.Exception, match="FLOORLINE_NO_BROWSER=1"):
+        me._need_browser()

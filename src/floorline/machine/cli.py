@@ -148,12 +148,14 @@ def register(app: typer.Typer) -> None:
         table(f"{res['design']}: margin vs {key} ({res['unit']})", ["check", *[_num(vals[i]) for i in idx]], rows)
         console.print(f"{still} other checks do not move with {key}")
         f = res["first_fail"]
+        unit = "" if res["unit"] in ("1", "") else f" {res['unit']}"
+        also = f" (then {', '.join(f['also'])})" if f and f["also"] else ""
         if f is None:
-            console.print(f"no check turns FAIL between {_num(vals[0])} and {_num(vals[-1])} {res['unit']}")
+            console.print(f"no check turns FAIL between {_num(vals[0])} and {_num(vals[-1])}{unit}")
         elif f["already_failing"]:
-            console.print(f"[red]{f['check']} already FAILs at {key} = {_num(f['value'])} {f['unit']}[/]")
+            console.print(f"[red]{f['check']} already FAILs at {key} = {_num(f['value'])}{unit}[/]{also}")
         else:
-            console.print(f"first FAIL: [red]{f['check']}[/] at {key} ≈ {_num(f['value'])} {f['unit']}")
+            console.print(f"first FAIL: [red]{f['check']}[/] at {key} ≈ {_num(f['value'])}{unit}{also}")
 
     @m.command("serve")
     def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),

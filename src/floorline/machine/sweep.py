@@ -33,10 +33,14 @@ def sweep(design: Design, key: str, start, stop, steps: int = 11) -> dict:
             margins.setdefault(c["id"], []).append(c["margin"])
             statuses.setdefault(c["id"], []).append(c["status"])
         if first is None and failing:
-            new = sorted(failing - (prev_ok or set())) if i else sorted(failing)
-            cid = new[0] if new else sorted(failing)[0]
-            at = v if i == 0 or integer else _bisect(design, key, values[i - 1], v, cid)
-            first = {"check": cid, "value": at, "unit": unit, "already_failing": i == 0}
+            new = sorted(failing - (prev_ok or set())) or sorted(failing)
+            if i == 0 or integer:
+                first = {"check": new[0], "value": v, "unit": unit, "already_failing": i == 0, "also": new[1:]}
+            else:  # several may break within one step: bisect each, the nearest crossing is the first
+                at = {cid: _bisect(design, key, values[i - 1], v, cid) for cid in new}
+                order = sorted(new, key=lambda cid: abs(at[cid] - values[i - 1]))
+                first = {"check": order[0], "value": at[order[0]], "unit": unit, "already_failing": False,
+                         "also": order[1:]}
         prev_ok = failing
     return {"design": design.name, "key": key, "unit": unit, "values": values,
             "margins": margins, "statuses": statuses, "first_fail": first}
