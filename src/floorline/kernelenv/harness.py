@@ -167,6 +167,8 @@ class WorkerHandle:
         wall = time.perf_counter() - t0
         if not isinstance(reply.get("ok"), bool):
             raise wire.WireError(f"reply without an ok field: {sorted(reply)[:8]}")
+        if reply.get("nonce") != nonce:  # a reply written before the request existed cannot know its nonce
+            raise wire.WireError("reply does not answer this request (nonce mismatch)")
         return reply, ts, wall
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ GLUE_OPS = frozenset({
     "arange", "cat", "stack", "_local_scalar_dense", "resize_", "set_", "is_nonzero", "full", "scalar_tensor",
     "empty_permuted", "_reshape_alias", "unsafe_split",
 })
+POISON_OPS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted"})
 SENTINEL_BYTE = 0xFF  # all-ones: NaN in every float format we carry, so an unwritten output is obvious
 
 _S: dict[str, Any] = {
@@ -84,14 +85,20 @@ def _patch_triton() -> None:
 
 
 def _make_modes() -> tuple[Any, Any]:
+    import torch
     from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class DispatchRecorder(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func._schema.name
             if _S["recording"] and not _S["paused"]:
-                _S["ops"].add(func._schema.name)
-            return func(*args, **(kwargs or {}))
+                _S["ops"].add(name)
+            out = func(*args, **(kwargs or {}))
+            if _S["recording"] and name.split("::")[-1] in POISON_OPS and type(out) is torch.Tensor and out.numel():
+                # poison every fresh allocation the candidate makes: an output it never writes stays all-ones
+                torch.empty(0, dtype=torch.uint8, device=out.device).set_(out.untyped_storage()).fill_(SENTINEL_BYTE)
+            return out
 
     class FunctionRecorder(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -269,10 +276,11 @@ class Worker:
         self.modes: tuple[Any, Any] | None = None
         self.snap: dict[str, Any] = {}
         self.threads_before: set[int] = set()
+        self.nonce: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
     def send(self, header: dict[str, Any], tensors: dict[str, list[Any]] | None = None) -> None:
-        self.conn.send_bytes(wire.pack(header, tensors))
+        self.conn.send_bytes(wire.pack({**header, "nonce": self.nonce}, tensors))
 
     def serve(self) -> None:
         while True:
@@ -282,6 +290,7 @@ class Worker:
                 return
             header, tensors = wire.unpack(data)
             op = header.get("op")
+            self.nonce = header.get("nonce")
             try:
                 if op == "exit":
                     return
