@@ -41,6 +41,9 @@ def economics_section(ctx: ReportContext) -> SectionResult:
         rows.append([f"serve {name}", f"${r['usd_per_gpu_hour']:.3f}/GPU-h", f"${r['usd_per_m_output_tokens']:.4f}/M out",
                      f"{r['j_per_output_token']:.3g} J/token, {r['kwh_per_m_output_tokens']:.3g} kWh/M"])
     packet = new_packet("economics.cost", params={
+        # short scalars first: `evidence table` shows a packet's first four params
+        "scope": "seed 003 training table, seed 002 capacity block, serving prices",
+        "gpus": "b200,b300", "precisions": "bf16,fp4", "measured_packets": len(measured),
         "training": training, "capacity": cap,
         "serving": [{"name": n, **r} for n, r in serving + measured]},
         notes=["derived from catalog and seed assumptions (economics/hardware.toml, assumptions.toml); "

@@ -14,7 +14,7 @@ leaf" orders nodes by (last request through the node, then deepest first) - a pr
 same for every capacity and that puts the just-touched path on top. Evicting the lowest priority
 under such an order keeps, at every capacity C, exactly the top-C nodes, so the cache of size C is
 a subset of the cache of size C+1 (Mattson et al. 1970) and a leading-run hit can only grow.
-docs/replay.md has the longer argument; tests/replay/test_cache.py checks it with hypothesis.
+docs/replay.md has the longer argument; tests/replay/test_replay_cache.py checks it with hypothesis.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ def write_replay_packet(trace: Path, a: dict, b: dict | None, directory: Path, c
     from floorline.evidence.store import new_packet, sha256_file, write_packet
 
     trace = Path(trace)
-    params = {"trace": trace.name, "trace_sha256": sha256_file(trace), "result": a}
+    s = a["provenance"]["settings"]
+    # short scalars first: `evidence table` shows a packet's first four params
+    params = {"trace": trace.name, "requests": a["requests"], "model": s["model"], "gpu": s["gpu"],
+              "trace_sha256": sha256_file(trace), "result": a}
     if b is not None:
         params["compare"] = {"change": compare, "result": b}
     # The floor here is the simulated instance's own roofline: the replay is a model, not a timing.

@@ -79,8 +79,9 @@ def replay_section(ctx: ReportContext) -> SectionResult:
         "replay",
         status="passed" if diff <= 1e-12 else "failed",
         failure_class=None if diff <= 1e-12 else "hit-ratio-mismatch",
-        params={"trace": trace.name, "trace_sha256": sha256_file(trace), "requests": len(reqs),
-                "unbounded": unbounded, "cache_aware": aware, "round_robin": rr,
+        # short scalars first: `evidence table` shows a packet's first four params
+        params={"trace": trace.name, "requests": len(reqs), "model": "llama-3.1-8b", "gpu": "h100",
+                "trace_sha256": sha256_file(trace), "unbounded": unbounded, "cache_aware": aware, "round_robin": rr,
                 "hit_ratio_vs_cache_blocks": curve, "hand_hit_ratio_tokens": hand},
         correctness=Correctness(reference="hand computation: leading run of previously seen hash_ids, x512 capped at "
                                 "input_length", metric="abs difference in unbounded token hit ratio", value=diff,
