@@ -265,7 +265,7 @@ def evaluate(design: Design, only: str | None = None) -> dict:
     for cd in CHECKS:
         if only and cd.id != only:
             continue
-        out, keys = ctx.trace(cd.fn)
+        out, keys, names = ctx.trace(cd.fn)
         unit = out.unit or cd.unit
         value, limit = _mag(out.value, unit), _mag(out.limit, unit)
         margin = _margin(out)
@@ -274,7 +274,7 @@ def evaluate(design: Design, only: str | None = None) -> dict:
         rows.append({
             "id": cd.id, "group": cd.group, "title": cd.title, "value": value, "unit": unit, "limit": limit,
             "margin": margin, "status": status, "reason": _reason(unit, value, limit, out.cmp, margin, doubtful, design),
-            "_inputs": sorted(keys), "_formula": cd.formula, "_cmp": out.cmp,
+            "_inputs": sorted(keys), "_derived": [n for n in DERIVED if n in names], "_formula": cd.formula,
         })
     summary = {s.lower(): sum(r["status"] == s for r in rows) for s in ("PASS", "CONDITIONAL", "FAIL")}
     derived = {}

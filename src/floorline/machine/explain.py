@@ -15,9 +15,8 @@ def explain(design: Design, check_id: str) -> dict:
     cd = next(c for c in CHECKS if c.id == check_id)
     row = evaluate(design, only=check_id)["checks"][0]
     ctx = Ctx(design)
-    used = [name for name in DERIVED if name in cd.formula or _uses(ctx, cd, name)]
     derived = []
-    for name in used:
+    for name in row["_derived"]:
         d = DERIVED[name]
         q = ctx.d(name)
         derived.append({"name": name, "formula": d.formula, "unit": d.unit,
@@ -30,8 +29,3 @@ def explain(design: Design, check_id: str) -> dict:
     out = {k: v for k, v in row.items() if not k.startswith("_")}
     return {"design": design.name, "check": out, "formula": cd.formula, "derived": derived, "inputs": inputs}
 
-
-def _uses(ctx: Ctx, cd, name: str) -> bool:
-    """Derived values the formula reaches through other derived values."""
-    top = [n for n in DERIVED if n in cd.formula]
-    return any(name != t and name in DERIVED[t].formula for t in top)

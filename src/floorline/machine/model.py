@@ -33,15 +33,16 @@ def derived(name: str, unit: str, formula: str):
 
 
 class Ctx:
-    """Reads constants and derived values for one design, recording which constants each used."""
+    """Reads constants and derived values for one design, recording which constants (and which derived
+    values) each computation used."""
 
     def __init__(self, design: Design):
         self.design = design
-        self._memo: dict[str, tuple[object, frozenset[str]]] = {}
-        self._stack: list[set[str]] = [set()]
+        self._memo: dict[str, tuple[object, frozenset[str], frozenset[str]]] = {}
+        self._stack: list[tuple[set[str], set[str]]] = [(set(), set())]  # (constant keys, derived names)
 
     def k(self, key: str):
-        self._stack[-1].add(key)
+        self._stack[-1][0].add(key)
         return self.design.constants[key].quantity()
 
     def n(self, key: str) -> float:
@@ -50,28 +51,26 @@ class Ctx:
 
     def d(self, name: str):
         if name not in self._memo:
-            self._stack.append(set())
+            self._stack.append((set(), set()))
             try:
                 value = DERIVED[name].fn(self)
             finally:
-                keys = frozenset(self._stack.pop())
-            self._memo[name] = (value, keys)
-        value, keys = self._memo[name]
-        self._stack[-1] |= keys
+                keys, names = self._stack.pop()
+            self._memo[name] = (value, frozenset(keys), frozenset(names))
+        value, keys, names = self._memo[name]
+        top_keys, top_names = self._stack[-1]
+        top_keys |= keys
+        top_names |= names | {name}
         return value
 
     def trace(self, fn: Callable):
-        """Run fn(self); return (its result, the constants it read)."""
-        self._stack.append(set())
+        """Run fn(self); return (its result, the constants it read, the derived values it used)."""
+        self._stack.append((set(), set()))
         try:
             out = fn(self)
         finally:
-            keys = self._stack.pop()
-        return out, keys
-
-    def inputs_of(self, name: str) -> frozenset[str]:
-        self.d(name)
-        return self._memo[name][1]
+            keys, names = self._stack.pop()
+        return out, keys, names
 
 
 # --- power ---------------------------------------------------------------------------------------
