@@ -298,7 +298,7 @@ def _fmt(x: float) -> str:
 
 
 def _reason(unit, value, limit, cmp, margin, doubtful, design) -> str:
-    unit = "" if unit == "lanes" else f" {unit}"
+    unit = "" if unit == "lanes" else " °C" if unit == "degC" else f" {unit}"
     rel = {"<=": "≤", ">=": "≥"}[cmp]
     if math.isnan(margin) or margin < 0:
         text = f"{_fmt(value)}{unit} breaks the limit ({rel} {_fmt(limit)}{unit})"

@@ -90,7 +90,10 @@ def designs() -> JSONResponse:
             "constants": {k: {"value": c.value, "unit": c.unit, "confidence": c.confidence, "source": c.source}
                           for k, c in d.constants.items()},
         })
-    return JSONResponse(_clean({"designs": out}))
+    from floorline.machine.checks import CHECKS
+
+    checks = [{"id": c.id, "group": c.group, "title": c.title, "formula": c.formula} for c in CHECKS]
+    return JSONResponse(_clean({"designs": out, "checks": checks}))
 
 
 @router.post("/check")

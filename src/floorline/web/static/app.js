@@ -4,6 +4,8 @@
 const GROUPS = ["power", "cooling", "lanes", "fabric", "mechanical"];
 const $ = (id) => document.getElementById(id);
 let designs = [];
+let formulas = {};       // check id -> formula, shown when a row is opened
+const open = new Set();  // rows the user expanded survive re-renders
 let current = null;      // the selected design object from /api/designs
 let overrides = {};      // key -> value the user has moved away from the design
 let seq = 0;             // request counter: a slow answer must not overwrite a newer one
@@ -150,7 +152,7 @@ function row(c) {
   const mid = el("div");
   mid.append(el("div", "check-title", c.title), el("div", "check-id", c.id));
   if (c.status !== "PASS") mid.append(el("div", "check-reason", c.reason));
-  r.title = c.reason;
+  r.title = "click for the formula";
   const right = el("div");
   const cmp = c.status === "FAIL" ? "vs" : "of";
   right.append(el("div", "check-num", `${fmt(c.value, c.unit)} ${cmp} ${fmt(c.limit, c.unit)}`));
@@ -160,6 +162,12 @@ function row(c) {
   fill.style.width = (100 * Math.max(m, c.status === "FAIL" ? 0.03 : 0)).toFixed(1) + "%";
   bar.append(fill);
   right.append(bar, el("div", "margin-label " + (c.status === "FAIL" ? "c-fail" : ""), "margin " + pct(c.margin)));
+  const more = el("div", "check-more");
+  more.append(el("div", "", "formula: " + (formulas[c.id] || "")),
+    el("div", "", `inputs and sources: floorline machine explain ${c.id} ${current.name}`));
+  mid.append(more);
+  r.classList.toggle("open", open.has(c.id));
+  r.addEventListener("click", () => { r.classList.toggle("open"); open.has(c.id) ? open.delete(c.id) : open.add(c.id); });
   r.append(mid, right);
   return r;
 }
@@ -175,7 +183,9 @@ function selectDesign(name) {
 
 async function init() {
   const res = await fetch("api/designs");
-  designs = (await res.json()).designs;
+  const body = await res.json();
+  designs = body.designs;
+  formulas = Object.fromEntries(body.checks.map((c) => [c.id, c.formula]));
   const sel = $("design");
   for (const d of designs) {
     const o = el("option", "", `${d.name} — ${d.title}`);
