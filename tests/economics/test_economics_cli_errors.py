@@ -66,3 +66,14 @@ def test_serving_from_a_bench_decode_packet(capsys, tmp_path):
     assert r["rack_hour_usd"] == pytest.approx(rack_hour)
     assert r["usd_per_m_output_tokens"] == pytest.approx(rack_hour / 72 * 1e6 / (2000 * 3600))
     assert r["j_per_output_token"] == pytest.approx(132e3 * 1.2 / 72 / 2000)
+
+
+def test_zero_available_tokens_means_all_synthetic(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["cost", "training", "--total-params", "2T", "--available-tokens", "0", "--json"])
+    assert e.value.code == 0
+    assert json.loads(capsys.readouterr().out)["synthetic_tokens"] == 80e12
+
+
+def test_input_per_output_needs_input_throughput(capsys):
+    assert "--input-tokens-per-s" in fails(capsys, "cost", "serving", "--tokens-per-s", "100", "--input-per-output", "8")

@@ -129,8 +129,8 @@ def api_prices() -> list[str]:
     return [g.split(".", 1)[1] for g in assumptions() if g.startswith("synthetic.")]
 
 
-def parse_count(text: str | float | int, field: str) -> float:
-    """'2T' -> 2e12. Accepts K/M/B/T suffixes and plain or scientific numbers; must be > 0."""
+def parse_count(text: str | float | int, field: str, *, allow_zero: bool = False) -> float:
+    """'2T' -> 2e12. Accepts K/M/B/T suffixes and plain or scientific numbers; must be > 0 (or >= 0)."""
     if isinstance(text, int | float):
         value = float(text)
     else:
@@ -140,8 +140,8 @@ def parse_count(text: str | float | int, field: str) -> float:
             value = float(s[:-1]) * mult if mult else float(s)
         except ValueError:
             raise InputError(f"{field}: expected a number with an optional K/M/B/T suffix, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{field}: must be > 0, got {text!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InputError(f"{field}: must be {'>= 0' if allow_zero else '> 0'}, got {text!r}")
     return value
 
 

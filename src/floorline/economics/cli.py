@@ -135,7 +135,7 @@ def _cost(app: typer.Typer) -> None:
         from floorline.economics.training import TrainingInputs, training_cost
 
         sizes = [parse_count(s, "--total-params") for s in total_params.split(",")]
-        avail = parse_count(available_tokens, "--available-tokens") if available_tokens is not None else None
+        avail = parse_count(available_tokens, "--available-tokens", allow_zero=True) if available_tokens is not None else None
         results = []
         for g in gpu.split(","):
             for p in precision.split(","):

@@ -50,6 +50,8 @@ def serving_cost(x: ServingInputs) -> dict:
         positive(x.input_tokens_per_s, "--input-tokens-per-s")
     if x.input_per_output is not None:
         positive(x.input_per_output, "--input-per-output", allow_zero=True)
+        if x.input_tokens_per_s is None:
+            raise InputError("--input-per-output: needs --input-tokens-per-s (the prefill throughput that prices input)")
     positive(x.rack_capex_usd, "--rack-capex", allow_zero=True)
     positive(x.years, "--years")
     positive(x.rack_kw, "--rack-kw")

@@ -211,5 +211,5 @@ async def training(request: Request) -> dict:
         active_ratio=_num(d, "active_ratio", None), tokens_per_param=_num(d, "tokens_per_param", None),
         mfu=_num(d, "mfu", None), days=_num(d, "days", None), usd_per_gpu_hour=_num(d, "usd_per_gpu_hour", None),
         gpus_per_rack=int(gpr) if gpr is not None and gpr >= 1 else gpr,
-        available_tokens=parse_count(avail, "available_tokens") if avail not in (None, 0) else avail)
+        available_tokens=parse_count(avail, "available_tokens", allow_zero=True) if avail is not None else None)
     return training_cost(x)
