@@ -1,5 +1,5 @@
 """Report section: seed 003's training table, seed 002's capacity block, and serving prices
-(from the seed's public throughput rows and from any `bench.decode` packet this run wrote)."""
+(from the seed's public throughput rows and from every passed `bench.decode` packet under results/)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ def economics_section(ctx: ReportContext) -> SectionResult:
     serving = [("seed 002 before (2,173 tok/s/GPU)", serving_cost(ServingInputs.seed_defaults(output_tokens_per_s=2173))),
                ("seed 002 after (12,576 tok/s/GPU)", serving_cost(ServingInputs.seed_defaults(output_tokens_per_s=12576)))]
     measured = []
-    if ctx.out_dir.exists():
-        for path, pk in iter_packets(ctx.out_dir):
+    root = ctx.out_dir.parent  # results/: decode packets from any device can be priced here
+    if root.exists():
+        for path, pk in iter_packets(root):
             if pk.kind == "bench.decode" and pk.status == "passed" and pk.timing is not None:
                 prov = throughput_from_packet(path)
                 r = serving_cost(ServingInputs.seed_defaults(output_tokens_per_s=prov["tokens_per_s_per_gpu"]))
                 r["evidence"] = prov
-                measured.append((f"measured {pk.params.get('model')} b{prov['batch']} ({path.name})", r))
+                measured.append((f"measured {pk.params.get('model')} b{prov['batch']} ({path.parent.name}/{path.name})", r))
     rows = []
     for r in training:
         i = r["inputs"]
@@ -47,10 +48,10 @@ def economics_section(ctx: ReportContext) -> SectionResult:
         "training": training, "capacity": cap,
         "serving": [{"name": n, **r} for n, r in serving + measured]},
         notes=["derived from catalog and seed assumptions (economics/hardware.toml, assumptions.toml); "
-               "serving rows marked 'measured' come from bench.decode packets in this directory"])
+               "serving rows marked 'measured' come from bench.decode packets under results/"])
     path = write_packet(packet, ctx.out_dir, "economics-cost")
     notes = ["Seed 003 table (B200 BF16): 2T 191 racks $148M, 4T 762 racks $593M, 10T 4,763 racks $3.7B; "
              "seed 002 capacity block: 5.79x, 105.7 GPU-eq, 1.47 racks, 232.6 kW, 5,583 kWh/day, $558/day."]
     if not measured:
-        notes.append("No bench.decode packet in this results directory, so no measured serving price.")
+        notes.append("No passed bench.decode packet under results/ yet, so no measured serving price.")
     return SectionResult(packets=[path], headers=["case", "scale", "money/power", "detail"], rows=rows, notes=notes)
