@@ -1,10 +1,16 @@
 """`floorline machine ...` through the real entry point: JSON shape, exit codes, one-line errors."""
 
 import json
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from floorline.cli import main
+from floorline.errors import InputError
+from floorline.machine.design import resolve, with_overrides
+from floorline.machine.schema import KEYS
 
 
 def run(capsys, *argv):
@@ -106,3 +112,19 @@ def test_list_and_keys(capsys):
 def test_check_help_says_where_keys_are(capsys):
     code, out, _ = run(capsys, "machine", "check", "--help")
     assert code == 0 and "floorline machine keys" in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.one_of(st.sampled_from(sorted(KEYS)), st.text(max_size=12)),
+       raw=st.one_of(st.text(max_size=16), st.floats(allow_nan=True, allow_infinity=True),
+                     st.sampled_from(["1.5 kW", "20 L/min", "3 kg", "1e999", "nan W", "-0", "40 degC", "5 CFM", "1/0"])))
+def test_set_values_either_apply_or_raise_input_error(key, raw):
+    """Whatever follows --set, the result is a finite in-range value or a one-line InputError."""
+    d = resolve("mx8-355")
+    try:
+        out = with_overrides(d, {key: raw})
+    except InputError as e:
+        assert "\n" not in str(e)
+        return
+    v = out.constants[key]
+    assert math.isfinite(v.value) and v.overridden
