@@ -86,7 +86,7 @@ def test_mixed_eager_and_graph_calls_stay_in_step(comms) -> None:
     for c in comms:
         with torch.cuda.device(c.device):
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+            with torch.cuda.graph(g, stream=torch.cuda.Stream(c.device)):  # one capture stream per device
                 c.all_reduce(xs[c.rank], out=outs[c.rank], algorithm="twoshot")
                 c.all_reduce(outs[c.rank], out=outs[c.rank], algorithm="oneshot")  # in place
             graphs.append(g)
@@ -150,7 +150,7 @@ def test_1e5_back_to_back_calls_with_changing_inputs(comms, graph) -> None:
         for c in comms:
             with torch.cuda.device(c.device):
                 g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g):
+                with torch.cuda.graph(g, stream=torch.cuda.Stream(c.device)):
                     for i in range(per_graph):
                         one(c, i)
                 graphs.append(g)

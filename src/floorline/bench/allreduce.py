@@ -131,7 +131,9 @@ def time_graph(local: Local, op: Callable[[int, int], None], n_ops: int, iters: 
     for r, d in zip(local.ranks, local.devices, strict=True):
         with torch.cuda.device(d):
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+            # an explicit capture stream per device: torch's default capture stream is created once, on
+            # whichever device came first, and capturing another device's work on it breaks the capture
+            with torch.cuda.graph(g, stream=torch.cuda.Stream(d)):
                 for i in range(n_ops):
                     op(r, i)
             graphs.append(g)
@@ -390,8 +392,12 @@ def measure_symm_mem(local: Local, sizes: tuple[int, ...], cfg: BenchConfig,
 
         group_name = dist.group.WORLD.group_name
         enable = getattr(symm_mem, "enable_symm_mem_for_group", None)
-        if enable is not None:  # needed before torch 2.8, a no-op or absent after
-            enable(group_name)
+        if enable is not None:  # needed before torch 2.8, a deprecated no-op after
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                enable(group_name)
         cap = max(sizes) // eb
         buf = symm_mem.empty(cap, dtype=dtype, device=f"cuda:{d}")
         symm_mem.rendezvous(buf, group_name)
@@ -741,6 +747,27 @@ def table_rows(rows: list[Row], dtype: str) -> list[list[Any]]:
              f(r.vs_nccl), f(r.vs_symm)] for r in rows]
 
 
+def _finish_mode(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, link: dict[str, Any], cfg: BenchConfig,
+                 out_dir: Path) -> list[Row]:
+    """Packets for one mode as soon as it is measured (a later mode that fails cannot take them with it),
+    and a one-line-per-size log on stderr."""
+    rows = build_rows(mode, res, proc, link, cfg.world)
+    write_packets(rows, {mode: res}, proc, link, cfg, out_dir)
+    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    fl = res["floor"]
+    print(f"[{mode}] one-way {fl['one_way_us']:.3f} us, graph slot {fl['kernel_slot_us']:.3f} us, "
+          f"link {link['gbps']:.0f} GB/s", file=sys.stderr)
+    for r in rows:
+        algs = " ".join(f"{a}={_med(v['graph']):.2f}" for a, v in r.extra["size"]["ours"].items())
+        print(f"[{mode}] {r.size_bytes:>9} B {r.algorithm:8} graph {r.graph_us:8.2f} us eager {f(r.eager_us):>7} "
+              f"nccl {f(r.nccl_us):>7} ({r.extra['nccl_name']}) symm {f(r.symm_us):>7} floor {r.floor_us:6.2f} "
+              f"| {algs} | wrong {r.wrong}", file=sys.stderr)
+    fu = res["fused"]
+    print(f"[{mode}] fused {_med(fu['fused']):.2f} us plain {_med(fu['plain']):.2f} us unfused {_med(fu['unfused']):.2f} "
+          f"us err {fu['err']:.3f}", file=sys.stderr)
+    return rows
+
+
 def run(cfg: BenchConfig, out_dir: Path, progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Every mode asked for, baselines and floor, packets and plot. Returns rows and the floor parts."""
     import torch
@@ -753,17 +780,18 @@ def run(cfg: BenchConfig, out_dir: Path, progress: Callable[[str], None] = lambd
     link = link_bandwidth_gbps(cfg.world)
     res_by_mode: dict[str, dict[str, Any]] = {}
     proc = None
+    rows: list[Row] = []
     if "process" in cfg.modes:
         progress("process mode: one process per GPU")
         proc = run_process_mode(cfg, progress)
         res_by_mode["process"] = proc
+        rows += _finish_mode("process", proc, proc, link, cfg, out_dir)
     if "thread" in cfg.modes:
         progress("thread mode: one host thread drives every GPU")
         res_by_mode["thread"] = run_thread_mode(cfg, progress)
+        rows += _finish_mode("thread", res_by_mode["thread"], proc, link, cfg, out_dir)
     if not res_by_mode:
         raise P2PUnavailable("no mode ran")
-    rows = [row for mode, res in res_by_mode.items() for row in build_rows(mode, res, proc, link, cfg.world)]
-    write_packets(rows, res_by_mode, proc, link, cfg, out_dir)
     return {"rows": rows, "link": link, "floor": {m: r["floor"] for m, r in res_by_mode.items()},
             "fused": {m: {k: (_med(v) if isinstance(v, list) else v) for k, v in r["fused"].items()}
                       for m, r in res_by_mode.items()}}
