@@ -117,6 +117,7 @@ class FastDecoder:
         splits, _ = split_plan(B, cfg.num_key_value_heads, max_len, launch.attention, _sm_count(dev))
         self.attn_ws = decode_workspace(B, 1, cfg.num_attention_heads, cfg.head_dim, splits, dev)
         self.graphs: dict[tuple[int, Sampling], Any] = {}
+        self.record: list[Any] | None = None  # eager steps append each MoE layer's expert ids here
         self.lengths = [0] * B
 
     # ---- one decode step (the body the graph captures) -------------------------------------------
@@ -149,6 +150,8 @@ class FastDecoder:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:B], self.route_w[:B]
                 router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts)
+                if self.record is not None:
+                    self.record.append(ids.clone())
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
                 order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
             else:

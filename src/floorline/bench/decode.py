@@ -1,0 +1,336 @@
+"""`floorline bench decode`: ms/token and tokens/s of the fast decoder at batch 1/8/64 and contexts
+1K/32K/128K, against the floor (bytes a step must read over the same-run HBM read ceiling) and
+against Hugging Face transformers on the very same weight tensors, in the same process.
+
+Floor bytes per step = every dense weight (attention, norms, router, LM head) + per MoE layer the
+distinct experts the batch actually routed to in the measured step (counted from the router's
+output) + the K/V cache the batch reads. Context K/V is synthetic (random values written where a
+prefill would have put them): decode reads the same bytes whatever they hold.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from floorline.errors import InputError
+
+BATCHES = (1, 8, 64)
+CONTEXTS = (1024, 32768, 131072)
+# Order of measurement when time is short: the headline target first.
+PRIORITY = ((1, 1024), (64, 1024), (8, 1024), (1, 32768), (8, 32768), (1, 131072), (64, 32768), (8, 131072), (64, 131072))
+HEADROOM_BYTES = 6 << 30  # workspaces, logits, allocator slack
+
+
+@dataclass
+class Point:
+    batch: int
+    context: int
+    ms: float | None = None
+    timing: Any = None
+    floor_bytes: float | None = None
+    floor_ms: float | None = None
+    experts_hit: list[int] = field(default_factory=list)
+    hf_ms: float | None = None
+    hf_timing: Any = None
+    hf_config: dict[str, Any] = field(default_factory=dict)
+    hf_reason: str | None = None
+    skipped: str | None = None
+    packet: Path | None = None
+
+
+def kv_bytes_per_token(cfg: Any, kv_dtype: str) -> float:
+    from floorline.kernels.kv_cache import bytes_per_token_head
+
+    return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * bytes_per_token_head(kv_dtype, cfg.head_dim)
+
+
+def step_bytes(w: Any, experts_hit: list[int], batch: int, context: int, kv_dtype: str) -> float:
+    """Bytes one decode step must read: weights (distinct experts per MoE layer) + K/V."""
+    total = 0.0
+    moe_i = 0
+    for L in w.layers:
+        total += L.qkv.nbytes + L.o.nbytes
+        total += sum(t.numel() * t.element_size() for t in (L.attn_norm, L.mlp_norm, L.q_norm, L.k_norm))
+        E = L.gate_up.w.shape[0]
+        per_expert = (L.gate_up.nbytes + L.down.nbytes) / E
+        if L.is_moe:
+            total += L.router.numel() * L.router.element_size() + per_expert * experts_hit[moe_i]
+            moe_i += 1
+        else:
+            total += per_expert
+    total += w.lm_head.numel() * w.lm_head.element_size() + w.norm.numel() * w.norm.element_size()
+    total += batch * w.cfg.hidden_size * w.embed.element_size()
+    total += batch * (context + 1) * kv_bytes_per_token(w.cfg, kv_dtype)
+    return total
+
+
+def fits(w: Any, batch: int, context: int, kv_dtype: str, with_baseline: bool) -> str | None:
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    need = batch * (context + 64) * kv_bytes_per_token(w.cfg, kv_dtype) * (2 if with_baseline else 1)
+    if need + HEADROOM_BYTES > free:
+        return (f"needs {need / 1e9:.0f} GB of KV cache{' (ours + transformers)' if with_baseline else ''}, "
+                f"{free / 1e9:.0f} GB free after the weights")
+    return None
+
+
+def measure_ours(w: Any, batch: int, context: int, kv_dtype: str, launch: Any, iters: int) -> tuple[Any, list[int]]:
+    import torch
+
+    from floorline.gpu.timing import TimingConfig, time_cuda
+    from floorline.model.fast import FastDecoder, Sampling
+
+    warm = 5
+    dec = FastDecoder(w, max_batch=batch, max_len=context + warm + iters + 16, kv_dtype=kv_dtype, launch=launch)
+    dec.set_context([context] * batch)
+    dec.graphs[(batch, Sampling())] = graph = dec._capture(batch, Sampling())
+    res = time_cuda(lambda i: graph.replay(), TimingConfig(warmup=warm, iters=iters, timeout_s=120))
+    dec.record = []
+    dec._step(batch, Sampling())  # one eager step, to count the experts this batch routes to
+    hit = [int(torch.unique(ids).numel()) for ids in dec.record]
+    dec.graphs.clear()  # the graph's private memory pool goes with it
+    return res, hit
+
+
+def hf_model(w: Any, experts_impl: str) -> Any:
+    """transformers' Qwen3MoeForCausalLM whose parameters ARE our bf16 tensors (views, no copy)."""
+    import torch
+    from torch.nn import Parameter
+    from transformers import Qwen3MoeConfig
+    from transformers.models.qwen3_moe import modeling_qwen3_moe as hf
+
+    cfg = w.cfg
+    conf = Qwen3MoeConfig(**cfg.to_hf())
+    conf._attn_implementation = "sdpa"
+    conf._experts_implementation = experts_impl
+    with torch.device("meta"):
+        model = hf.Qwen3MoeForCausalLM(conf)
+
+    def P(t: Any) -> Parameter:
+        return Parameter(t, requires_grad=False)
+
+    m = model.model
+    m.embed_tokens.weight, m.norm.weight, model.lm_head.weight = P(w.embed), P(w.norm), P(w.lm_head)
+    q, kv = cfg.q_size, cfg.kv_size
+    for layer, L in zip(m.layers, w.layers, strict=True):
+        a = layer.self_attn
+        a.q_proj.weight, a.k_proj.weight = P(L.qkv.w[:q]), P(L.qkv.w[q : q + kv])
+        a.v_proj.weight, a.o_proj.weight = P(L.qkv.w[q + kv :]), P(L.o.w)
+        a.q_norm.weight, a.k_norm.weight = P(L.q_norm), P(L.k_norm)
+        layer.input_layernorm.weight, layer.post_attention_layernorm.weight = P(L.attn_norm), P(L.mlp_norm)
+        if L.is_moe:
+            layer.mlp.gate.weight = P(L.router)
+            layer.mlp.experts.gate_up_proj, layer.mlp.experts.down_proj = P(L.gate_up.w), P(L.down.w)
+        else:
+            inter = L.gate_up.w.shape[1] // 2
+            layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight = P(L.gate_up.w[0, :inter]), P(L.gate_up.w[0, inter:])
+            layer.mlp.down_proj.weight = P(L.down.w[0])
+    with torch.device(w.device):
+        m.rotary_emb = hf.Qwen3MoeRotaryEmbedding(conf)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"transformers model still has meta tensors: {left[:3]}")
+    return model.eval()
+
+
+def measure_hf(model: Any, w: Any, batch: int, context: int, iters: int) -> Any:
+    """transformers' own decode step (forward + argmax) over a DynamicCache holding `context` tokens."""
+    import torch
+    from transformers.cache_utils import DynamicCache
+
+    from floorline.gpu.timing import TimingConfig, time_cuda
+
+    cfg = w.cfg
+    cache = DynamicCache(config=model.config)
+    g = torch.Generator(device=w.device)
+    g.manual_seed(1)
+    shape = (batch, cfg.num_key_value_heads, context, cfg.head_dim)
+    for i in range(cfg.num_hidden_layers):
+        k = torch.randn(shape, generator=g, device=w.device, dtype=torch.bfloat16)
+        v = torch.randn(shape, generator=g, device=w.device, dtype=torch.bfloat16)
+        cache.update(k, v, i)
+    state = {"tok": torch.randint(0, cfg.vocab_size, (batch, 1), device=w.device, generator=g), "pos": context}
+
+    @torch.no_grad()
+    def step(_: int) -> None:
+        pos = torch.full((batch, 1), state["pos"], device=w.device, dtype=torch.long)
+        out = model(input_ids=state["tok"], past_key_values=cache, position_ids=pos, use_cache=True)
+        state["tok"] = out.logits[:, -1:].argmax(-1)
+        state["pos"] += 1
+
+    res = time_cuda(step, TimingConfig(warmup=2, iters=iters, timeout_s=300))
+    cache.layers.clear() if hasattr(cache, "layers") else None
+    return res
+
+
+def ms_timing(res: Any) -> Any:
+    """A harness TimingResult (us) as an evidence Timing in ms per token."""
+    from floorline.evidence.schema import Timing
+
+    s = [x / 1e3 for x in res.samples_us]
+    t = res.to_model()
+    return Timing(method=t.method, warmup=t.warmup, iterations=t.iterations, median=t.median / 1e3, min=t.min / 1e3,
+                  p10=t.p10 / 1e3, p90=t.p90 / 1e3, max=t.max / 1e3, unit="ms", samples=s)
+
+
+def run(model: str, layers: int | None, experts: int | None, batches: tuple[int, ...], contexts: tuple[int, ...],
+        weight_dtype: str, kv_dtype: str, iters: int, baseline: bool, out_dir: Path | None, tune: bool,
+        ceiling_tbps: float | None = None, deadline_s: float | None = None,
+        progress: Any = lambda m: None) -> dict[str, Any]:
+    import time
+
+    import torch
+
+    from floorline.model.config import builtin
+    from floorline.model.fast import LaunchConfigs
+    from floorline.model.weights import random_weights
+
+    if not torch.cuda.is_available():
+        raise InputError("bench decode: needs a CUDA GPU (this machine has none)")
+    if weight_dtype not in ("bf16", "fp8"):
+        raise InputError(f"--weight-dtype: must be bf16 or fp8, got {weight_dtype!r}")
+    if kv_dtype != "bf16":
+        raise InputError(f"--kv-dtype: the decoder's cache is bf16 for now, got {kv_dtype!r}")
+    for b in batches:
+        if not 1 <= b <= 64:
+            raise InputError(f"--batch: each must be in 1..64, got {b}")
+    t_start = time.monotonic()
+    cfg = builtin(model).cut(layers, experts)
+    if ceiling_tbps is None:
+        from floorline.bench.hbm import read_ceiling
+
+        progress("HBM read ceiling (same run)")
+        hbm = read_ceiling(quick=True, progress=progress)
+        ceiling_tbps, ceiling_src = hbm.tbps, f"floorline.bench.hbm read_ceiling (quick), {hbm.config}"
+    else:
+        ceiling_src = "given (ctx.shared hbm_read_ceiling_tbps)"
+    progress(f"random {weight_dtype} weights for {cfg.name} ({cfg.num_hidden_layers} layers, {cfg.num_experts} experts)")
+    w = random_weights(cfg, dtype=weight_dtype, device="cuda", seed=0)
+    torch.cuda.synchronize()
+    launch, tune_table = LaunchConfigs(), {}
+    if tune:
+        from floorline.model.tune import tune_batch1
+
+        launch, tune_table = tune_batch1(w, progress)
+    hf, hf_setting, hf_error = None, {}, None
+    if baseline and weight_dtype == "bf16":
+        import transformers
+
+        for impl in ("grouped_mm", "eager"):  # transformers' fastest MoE path first; eager if it fails
+            try:
+                hf = hf_model(w, impl)
+                measure_hf(hf, w, 1, 16, 2)
+                hf_setting = {"experts_implementation": impl, "attn_implementation": "sdpa", "cache": "DynamicCache",
+                              "torch_compile": False, "dtype": "bfloat16", "version": transformers.__version__}
+                break
+            except Exception as e:  # noqa: BLE001 - try the next setting, and report why this one failed
+                hf, hf_error = None, f"{impl}: {type(e).__name__}: {str(e)[:200]}"
+                progress(f"transformers with {impl} failed: {hf_error}")
+    elif baseline:
+        hf_error = "transformers runs bf16 weights only; no FP8 baseline"
+    points = []
+    wanted = [(b, c) for (b, c) in PRIORITY if b in batches and c in contexts]
+    wanted += [(b, c) for b in batches for c in contexts if (b, c) not in wanted]
+    for b, c in wanted:
+        p = Point(b, c)
+        points.append(p)
+        if deadline_s is not None and time.monotonic() - t_start > deadline_s:
+            p.skipped = "time budget of this run spent"
+            continue
+        p.skipped = fits(w, b, c, kv_dtype, hf is not None)
+        if p.skipped and hf is not None and fits(w, b, c, kv_dtype, False) is None:
+            p.skipped, p.hf_reason = None, "transformers' KV cache would not fit beside ours"
+        if p.skipped:
+            progress(f"batch {b} context {c}: skipped ({p.skipped})")
+            continue
+        progress(f"batch {b} context {c}: ours")
+        res, p.experts_hit = measure_ours(w, b, c, kv_dtype, launch, iters)
+        gc.collect()
+        torch.cuda.empty_cache()
+        p.timing = res
+        p.ms = res.median / 1e3
+        p.floor_bytes = step_bytes(w, p.experts_hit, b, c, kv_dtype)
+        p.floor_ms = p.floor_bytes / (ceiling_tbps * 1e12) * 1e3
+        if hf is not None and p.hf_reason is None:
+            progress(f"batch {b} context {c}: transformers")
+            try:
+                p.hf_timing = measure_hf(hf, w, b, c, max(3, iters // 10))
+                p.hf_ms = p.hf_timing.median / 1e3
+                p.hf_config = hf_setting
+            except Exception as e:  # noqa: BLE001
+                p.hf_reason = f"{type(e).__name__}: {str(e)[:200]}"
+            gc.collect()
+            torch.cuda.empty_cache()
+        elif hf is None:
+            p.hf_reason = hf_error or "baseline not requested"
+        if out_dir is not None:
+            p.packet = write_point(w, p, weight_dtype, kv_dtype, ceiling_tbps, ceiling_src, launch, tune_table)
+    return {"config": cfg, "ceiling_tbps": ceiling_tbps, "points": points, "launch": launch, "tune": tune_table,
+            "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
+
+
+def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: float, ceiling_src: str, launch: Any,
+                tune_table: dict, out_dir: Path | None = None) -> Path:
+    from floorline.evidence.schema import Baseline, Floor
+    from floorline.evidence.store import new_packet, write_packet
+    from floorline.gpu.probe import device_slug
+
+    cfg = w.cfg
+    ours = ms_timing(p.timing)
+    if p.hf_timing is not None:
+        base = Baseline(name="transformers", version=p.hf_config.get("version"), timing=ms_timing(p.hf_timing),
+                        ratio=p.hf_ms / p.ms, config=p.hf_config)
+    else:
+        base = Baseline(name="transformers", status="skipped", reason=p.hf_reason)
+    notes = [
+        f"tokens/s: {p.batch * 1e3 / p.ms:.1f} (batch {p.batch} x 1000 / ms per step)",
+        f"distinct experts read per MoE layer this step: min {min(p.experts_hit, default=0)}, "
+        f"max {max(p.experts_hit, default=0)}, mean {sum(p.experts_hit) / max(1, len(p.experts_hit)):.1f}",
+        "context K/V is synthetic (random values at every cached position); decode reads the same bytes",
+        "one CUDA graph replay per token (the whole step: 48-layer decoder, LM head, greedy argmax)",
+        f"HBM ceiling: {ceiling_src}",
+    ]
+    if p.context > cfg.max_position_embeddings:
+        notes.append(f"context {p.context} exceeds max_position_embeddings {cfg.max_position_embeddings} "
+                     "(Qwen3 reaches 128K with YaRN); the bytes and the kernels are the same")
+    if cfg.cut_down:
+        notes.append("cut down: " + ", ".join(cfg.cut_down))
+    packet = new_packet(
+        "bench.decode",
+        params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,
+                "context": p.context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "tp": 1,
+                "tokens_per_s": p.batch * 1e3 / p.ms, "launch": {k: v.__dict__ for k, v in launch.__dict__.items()}},
+        timing=ours,
+        floor=Floor(model="bytes per step (weights incl. distinct experts hit + KV read) / same-run HBM read ceiling",
+                    bytes=p.floor_bytes, ceiling=ceiling, ceiling_unit="TB/s", value=p.floor_ms,
+                    fraction=p.floor_ms / p.ms),
+        baselines=[base],
+        notes=notes,
+    )
+    directory = out_dir or Path("results") / device_slug()
+    name = f"bench-decode-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{weight_dtype}-b{p.batch}-c{p.context}"
+    return write_packet(packet, directory, name)
+
+
+def summary_rows(result: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for p in result["points"]:
+        if p.skipped:
+            rows.append([p.batch, p.context, "-", "-", "-", "-", "-", f"skipped: {p.skipped}"])
+            continue
+        ratio = f"{p.hf_ms / p.ms:.1f}x" if p.hf_ms else (p.hf_reason or "-")
+        rows.append([p.batch, p.context, f"{p.ms:.3f}", f"{p.batch * 1e3 / p.ms:.1f}", f"{p.floor_ms:.3f}",
+                     f"{p.floor_ms / p.ms:.1%}", f"{p.hf_ms:.1f}" if p.hf_ms else "-", ratio])
+    return rows
+
+
+HEADERS = ["batch", "context", "ms/token", "tokens/s", "floor ms", "of floor", "transformers ms", "vs transformers"]
+
+
+def isfinite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,76 @@
+"""`floorline bench decode`: registered under `floorline bench`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from floorline.errors import InputError
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(t.strip().lower().replace("k", "")) * (1024 if t.strip().lower().endswith("k") else 1)
+                     for t in text.split(",") if t.strip())
+    except ValueError:
+        raise InputError(f"--{name}: must be comma-separated integers (e.g. 1,8,64 or 1k,32k), got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise InputError(f"--{name}: must be positive integers, got {text!r}")
+    return vals
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command("decode")
+    def decode_cmd(
+        model: str = typer.Option("qwen3-30b-a3b", "--model"),
+        layers: int = typer.Option(None, "--layers"),
+        experts: int = typer.Option(None, "--experts"),
+        batch: str = typer.Option("1,8,64", "--batch"),
+        context: str = typer.Option("1k,32k,128k", "--context"),
+        weight_dtype: str = typer.Option("bf16", "--weight-dtype", help="bf16 or fp8 (e4m3, per-channel scales)"),
+        kv_dtype: str = typer.Option("bf16", "--kv-dtype"),
+        tp: int = typer.Option(1, "--tp"),
+        iters: int = typer.Option(30, "--iters", help="timed decode steps per point"),
+        baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="transformers on the same weights"),
+        tune: bool = typer.Option(True, "--tune/--no-tune", help="pick GEMV tiles on this device first"),
+        time_budget: float = typer.Option(None, "--time-budget", help="seconds; later points are skipped after it"),
+        results: Path = typer.Option(None, "--results", help="packet directory (default results/<device>/)"),
+        no_evidence: bool = typer.Option(False, "--no-evidence"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Decode ms/token and tokens/s vs the HBM floor and vs transformers, same run, same weights."""
+        from floorline.bench import decode as bench
+        from floorline.render import console, err_console, print_json, table
+
+        if tp != 1:
+            raise InputError("--tp: tensor-parallel decode is not built yet; only --tp 1 runs")
+        if iters < 3:
+            raise InputError(f"--iters: must be >= 3, got {iters}")
+        out_dir = None
+        if not no_evidence:
+            from floorline.gpu.probe import device_slug
+
+            out_dir = results or Path("results") / device_slug()
+        res = bench.run(model, layers, experts, _ints(batch, "batch"), _ints(context, "context"), weight_dtype,
+                        kv_dtype, iters, baseline, out_dir, tune, deadline_s=time_budget,
+                        progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
+        cfg = res["config"]
+        if as_json:
+            print_json({
+                "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts,
+                "cut_down": list(cfg.cut_down), "hbm_read_ceiling_tbps": res["ceiling_tbps"],
+                "baseline": res["baseline_setting"] or res["baseline_error"],
+                "points": [{"batch": p.batch, "context": p.context, "ms_per_token": p.ms,
+                            "tokens_per_s": p.batch * 1e3 / p.ms if p.ms else None, "floor_ms": p.floor_ms,
+                            "fraction_of_floor": p.floor_ms / p.ms if p.ms else None, "floor_bytes": p.floor_bytes,
+                            "transformers_ms": p.hf_ms, "ratio_vs_transformers": p.hf_ms / p.ms if p.hf_ms else None,
+                            "skipped": p.skipped, "packet": str(p.packet) if p.packet else None}
+                           for p in res["points"]],
+            })
+            return
+        cut = f" (cut down: {', '.join(cfg.cut_down)})" if cfg.cut_down else ""
+        table(f"bench decode: {cfg.name}{cut}, {weight_dtype} weights, HBM ceiling {res['ceiling_tbps']:.2f} TB/s",
+              bench.HEADERS, bench.summary_rows(res))
+        if res["baseline_setting"]:
+            console.print(f"transformers setting: {res['baseline_setting']}")
