@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One device call for issue 6 (nvidia-h200): GPU tests, decode --check on the full 30B-A3B shape,
+# bench decode. Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_decode.sh
+# Writes $OUT/{log.txt,pytest.txt,check.json,bench.json,results.tgz}. Each stage has its own time limit
+# and the script stays under LIMIT_S, so a hung stage still leaves the others' evidence behind.
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+LIMIT_S=${LIMIT_S:-420}
+export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
+exec > >(tee -a "$OUT/log.txt") 2>&1
+t0=$(date +%s)
+left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }
+stage() { echo "=== $1 (t=$(( $(date +%s) - t0 ))s)"; }
+stage env
+nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv
+python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
+stage pytest
+timeout ${PYTEST_S:-100} python3 -m pytest -q -p no:cacheprovider -m gpu -x -rs tests/model \
+  tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py \
+  tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_sampling.py > "$OUT/pytest.txt" 2>&1
+echo "pytest rc=$?"; tail -5 "$OUT/pytest.txt"
+# the kernel tests are not gpu-marked (they run everywhere); run them on the GPU too
+timeout ${KTEST_S:-60} python3 -m pytest -q -p no:cacheprovider -x tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py \
+  tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py \
+  tests/kernels/test_sampling.py >> "$OUT/pytest.txt" 2>&1
+echo "kernel tests on GPU rc=$?"; tail -3 "$OUT/pytest.txt"
+stage check
+timeout ${CHECK_S:-110} python3 -m floorline decode --check --model qwen3-30b-a3b --batch 2 --prompt-len 16 --steps ${STEPS:-64} \
+  --dtype bf16 --device cuda --json > "$OUT/check.json"
+echo "check rc=$?"; grep -E '"(max_rel_l2|max_rel_l2_kv_matched|greedy_match|passed|seconds)"' "$OUT/check.json"
+stage bench
+B=$(( $(left) - 25 ))
+timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch ${BATCHES:-1,8,64} --context ${CONTEXTS:-1k,32k,128k} \
+  --iters ${ITERS:-30} --time-budget $(( B - 45 )) --json > "$OUT/bench.json"
+echo "bench rc=$?"; python3 -c "
+import json; d=json.load(open('$OUT/bench.json'))
+print('ceiling', d['hbm_read_ceiling_tbps'], 'baseline', d['baseline'])
+for p in d['points']: print(p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['transformers_ms'], p['ratio_vs_transformers'], p['skipped'])
+" 2>&1
+stage pack
+tar czf "$OUT/results.tgz" results/nvidia-h200 2>/dev/null; ls -la "$OUT"
