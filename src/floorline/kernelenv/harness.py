@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import secrets
 import shutil
 import statistics
@@ -75,6 +76,7 @@ class Attempt:
     kernels: list[dict[str, Any]] = field(default_factory=list)
     compile_log: str = ""
     seeds_used: int = 0
+    seed: int | None = None
     shapes: dict[str, Any] = field(default_factory=dict)
     tmpdir: str | None = None
     evidence: str | None = None
@@ -104,7 +106,8 @@ def _context() -> Any:
 
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["torch", "triton", "triton.language", "floorline.kernelenv.worker",
-                                    "torch.utils._python_dispatch", "torch.overrides", "numpy"])
+                                    "torch.utils._python_dispatch", "torch.overrides", "numpy",
+                                    "floorline.kernelenv._warm"])
         _CTX = ctx
     return _CTX
 
@@ -219,6 +222,9 @@ class Harness:
     def __init__(self, cfg: HarnessConfig | None = None) -> None:
         self.cfg = cfg or HarnessConfig()
         self._baselines: dict[tuple[str, str], dict[str, Any]] = {}
+        if self.cfg.device == "cpu":
+            # the fork server's triton must come up in interpreter mode too; workers inherit its imports
+            os.environ.setdefault("TRITON_INTERPRET", "1")
         _nondumpable()
 
     # -- references -------------------------------------------------------------------------------
@@ -233,9 +239,12 @@ class Harness:
         return [o.detach().to("cpu") for o in outs]
 
     # -- one attempt --------------------------------------------------------------------------------
-    def evaluate(self, task: Task, source: str, *, keep_tmp: bool = False) -> Attempt:
+    def evaluate(self, task: Task, source: str, *, keep_tmp: bool = False, seed: int | None = None) -> Attempt:
+        """Judge one candidate. `seed` replays an earlier attempt's inputs; by default each attempt draws a fresh
+        secret seed, which is written to the evidence only after the attempt is over."""
         sha = hashlib.sha256(source.encode()).hexdigest()
         att = Attempt(task=task.name, candidate_sha256=sha)
+        att.seed = seed if seed is not None else secrets.randbits(62)
         tmp = Path(tempfile.mkdtemp(prefix="kernelenv-"))
         att.tmpdir = str(tmp)
         (tmp / "candidate.py").write_text(source)
@@ -271,7 +280,7 @@ class Harness:
 
     def _evaluate(self, task: Task, tmp: Path, att: Attempt) -> None:
         cfg = self.cfg
-        seed = secrets.randbits(62)
+        seed = att.seed
         default_shape, heldout = task.shapes(cfg.device)
         att.shapes = {"default": default_shape, "heldout": heldout}
         judge = checks.Judge(task, cfg.device, self._reference, OWN_KERNEL_ROOTS, str(tmp / "candidate.py"))
