@@ -5,6 +5,7 @@ from importlib import import_module
 SECTION_MODULES = (
     "floorline.bench.attention_report",
     "floorline.bench.allreduce_report",
+    "floorline.bench.decode_report",
     "floorline.gpu.report",
     "floorline.evidence.report",
     "floorline.machine.report",
