@@ -1,5 +1,5 @@
-"""Evidence packets: one schema (floorline.evidence/1) for every measured claim."""
+"""Evidence packets: one schema (floorline.evidence/1) for every measured claim.
 
-from floorline.evidence.schema import SCHEMA_VERSION, EvidencePacket
-
-__all__ = ["SCHEMA_VERSION", "EvidencePacket"]
+The model lives in floorline.evidence.schema; it is not imported here so that `floorline --help`
+does not pay for pydantic.
+"""

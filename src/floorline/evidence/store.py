@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# Set by `floorline report` while a section runs, so a packet replays as `floorline report --only NAME`.
+DEFAULT_COMMAND: ContextVar[list[str] | None] = ContextVar("DEFAULT_COMMAND", default=None)
+
+
 def new_packet(kind: str, status: str = "passed", command: list[str] | None = None, **fields: Any) -> EvidencePacket:
     """A sealed packet with git/host/hardware/software filled in from this process."""
-    argv = command if command is not None else ["floorline", *sys.argv[1:]]
+    argv = command if command is not None else (DEFAULT_COMMAND.get() or ["floorline", *sys.argv[1:]])
     packet = EvidencePacket(
         kind=kind,
         status=status,

@@ -6,6 +6,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from floorline.evidence.store import DEFAULT_COMMAND
 from floorline.report.registry import ReportContext, SectionResult, all_sections
 
 
@@ -52,6 +53,7 @@ def run_report(
             outcomes.append(SectionOutcome(s.name, s.title, "skipped", reason))
             continue
         progress(f"section {s.name}")
+        token = DEFAULT_COMMAND.set(["floorline", "report", "--only", s.name])
         try:
             res = s.run(ctx)
             outcomes.append(SectionOutcome(s.name, s.title, res.status, None, res))
@@ -59,4 +61,6 @@ def run_report(
             tb = traceback.format_exc(limit=3)
             outcomes.append(SectionOutcome(s.name, s.title, "error", f"{type(e).__name__}: {e}",
                                            SectionResult(notes=[tb], status="error")))
+        finally:
+            DEFAULT_COMMAND.reset(token)
     return out_dir, outcomes
