@@ -46,7 +46,8 @@ def machine_section(ctx: ReportContext) -> SectionResult:
                           for k, c in d.constants.items()},
         })
         notes = [f"{c['status']} {c['id']}: {c['reason']}" for c in rep["checks"] if c["status"] != "PASS"]
-        packet = new_packet("machine.check", params=params, notes=notes)
+        packet = new_packet("machine.check", command=["floorline", "report", "--only", "machine"],
+                            params=params, notes=notes)
         res.packets.append(write_packet(packet, ctx.out_dir, f"machine-check-{name}"))
         s, dv = rep["summary"], rep["derived"]
         res.rows.append([name, len(rep["checks"]), s["pass"], s["conditional"], s["fail"],
