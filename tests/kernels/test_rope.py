@@ -39,3 +39,33 @@ def test_qk_norm_rope(device, rope, T, hq, hk, d):
     want_k = apply_rope(rms_norm(k, kg.double(), 1e-6), cos, sin)
     for got, want in zip(outs, (want_q, want_k, v), strict=True):
         assert float((got.double().cpu() - want).norm() / want.norm()) < TOL
+
+
+def test_qk_norm_rope_writes_the_paged_cache(device):
+    """k and v land in sequence seq_ids[t]'s page at slot positions[t] (shuffled pages), nowhere else."""
+    from floorline.kernels.kv_cache import allocate_kv_cache
+
+    T, hq, hk, d, P = 5, 4, 2, 64, 16
+    cfg = dataclasses.replace(builtin("tiny-moe"), head_dim=d, num_attention_heads=hq, num_key_value_heads=hk)
+    g = torch.Generator().manual_seed(9)
+    qkv = torch.randn(T, (hq + 2 * hk) * d, generator=g)
+    pos = torch.tensor([0, 17, 33, 5, 40], dtype=torch.int32)
+    seq = torch.tensor([0, 1, 1, 2, 0], dtype=torch.int32)
+    pt = torch.randperm(12, generator=g).to(torch.int32).view(3, 4)
+    cache = allocate_kv_cache(12, hk, P, d, "bf16", device)
+    cache.k.fill_(float("nan"))
+    cache.v.fill_(float("nan"))
+    inv_freq, scale = rope_inv_freq(cfg)
+    q = torch.full((T, hq, d), float("nan"), device=device)
+    qk_norm_rope(qkv.to(device), pos.to(device), inv_freq.to(device), scale, None, None, 1e-6, q, None, None, hq, hk,
+                 cache=cache, page_table=pt.to(device), seq_ids=seq.to(device))
+    x = qkv.double()
+    cos, sin = rope_cos_sin(cfg, pos.long())
+    want_k = apply_rope(x[:, hq * d : (hq + hk) * d].view(T, hk, d), cos, sin)
+    want_v = x[:, (hq + hk) * d :].view(T, hk, d)
+    for t in range(T):
+        page, slot = int(pt[seq[t], pos[t] // P]), int(pos[t] % P)
+        for got, want in ((cache.k, want_k), (cache.v, want_v)):
+            err = (got[page, :, slot].double().cpu() - want[t]).norm() / want[t].norm()
+            assert err < 1e-2  # bf16 storage (the interpreter truncates)
+    assert int(torch.isnan(cache.k.float()).any(dim=-1).logical_not().sum()) == T * hk  # nothing else written

@@ -131,9 +131,15 @@ class FastDecoder:
             add_rmsnorm(res, L.attn_norm, eps, h, delta)
             gemv(h, L.qkv.w, self.qkv[:B], L.qkv.scale, L_.qkv)
             q_out = self.q32[:B] if self.precise_attention else self.q[:B]
-            qk_norm_rope(self.qkv[:B], self.positions[:B], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm, eps,
-                         q_out, self.k[:B], self.v[:B], cfg.num_attention_heads, cfg.num_key_value_heads)
-            kv_append(self.caches[i], self.k[:B], self.v[:B], self.page_table[:B], self.seq_ids[:B], self.positions[:B])
+            if self.kv_dtype == "bf16":  # k and v go straight into their cache slots
+                qk_norm_rope(self.qkv[:B], self.positions[:B], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
+                             eps, q_out, None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
+                             cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:B])
+            else:
+                qk_norm_rope(self.qkv[:B], self.positions[:B], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
+                             eps, q_out, self.k[:B], self.v[:B], cfg.num_attention_heads, cfg.num_key_value_heads)
+                kv_append(self.caches[i], self.k[:B], self.v[:B], self.page_table[:B], self.seq_ids[:B],
+                          self.positions[:B])
             if self.precise_attention:
                 decode_attention_f32(self.q32[:B], self.caches[i], self.page_table[:B], self.seq_lens[:B],
                                      max_len=self.max_len, out=self.attn32[:B].view(B, 1, -1, cfg.head_dim),
