@@ -19,5 +19,7 @@ def build_app(tasks_dir: Path = TASKS_DIR, out_dir: Path | None = None, harness:
     def factory() -> KernelEnvironment:
         return KernelEnvironment(harness=shared, tasks_dir=tasks_dir, out_dir=out_dir)
 
-    return create_app(factory, KernelAction, KernelObservation, env_name="floorline-kernelenv",
-                      state_cls=KernelState)
+    import inspect
+
+    extra = {"state_cls": KernelState} if "state_cls" in inspect.signature(create_app).parameters else {}
+    return create_app(factory, KernelAction, KernelObservation, env_name="floorline-kernelenv", **extra)
