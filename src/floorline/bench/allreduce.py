@@ -684,6 +684,7 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
             "floor_one_way_us": fl["one_way_us"], "floor_kernel_slot_us": fl["kernel_slot_us"],
             "link_gbps": link["gbps"], "floor_composite_us": r.floor_us, "over_composite_floor": r.graph_us / r.floor_us,
             "us_over_one_way": r.graph_us - fl["one_way_us"], "crossover": kern["crossover"],
+            "kernel_local_bytes": kern["attributes"]["local_bytes"],  # per-thread stack (peer table), not spills
         }
         if r.size_bytes == FUSED_HIDDEN * 2:
             fu = res["fused"]
@@ -710,8 +711,7 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
                         ceiling=link["gbps"], ceiling_unit="GB/s (peer copy, same run)",
                         value=fl["one_way_us"], fraction=fl["one_way_us"] / r.graph_us),
             compiler=CompilerInfo(tool="nvrtc", version=kern["nvrtc"], flags=["-std=c++17", "--use_fast_math"],
-                                  target_arch=kern["arch"], registers=kern["attributes"]["registers"],
-                                  spills=kern["attributes"]["local_bytes"]),
+                                  target_arch=kern["arch"], registers=kern["attributes"]["registers"]),
             artifacts=[plots[r.mode]],
             notes=[f"algorithm chosen by floorline.comm.choice ({r.algorithm})"
                    + ("; NCCL is faster at this size, so the automatic choice hands the message to NCCL"

@@ -37,7 +37,7 @@ _OPS = {
 @dataclass(frozen=True)
 class CommConfig:
     max_bytes: int = 64 << 20  # largest message the kernels carry (two-shot); beyond it NCCL or an error
-    oneshot_max_bytes: int = 1 << 20  # largest one-shot message the slots are sized for
+    oneshot_max_bytes: int = 2 << 20  # largest one-shot message the slots are sized for (crossover.toml, world 2)
     timeout_s: float = 10.0  # a kernel gives up waiting for a peer after this long
 
 
@@ -157,7 +157,9 @@ class Communicator:
         if alg not in choice.CHOICES:
             raise InputError(f"algorithm: must be one of auto, {', '.join(choice.CHOICES)}, got {algorithm!r}")
         if alg != "nccl" and not self.layout.fits(alg, n, eb):
-            if algorithm == "auto" and self.nccl_group is not None:
+            if algorithm == "auto" and alg == "oneshot" and self.layout.fits("twoshot", n, eb):
+                alg = "twoshot"  # slots sized below the crossover: the next algorithm up still fits
+            elif algorithm == "auto" and self.nccl_group is not None:
                 alg = "nccl"
             else:
                 cap = self.layout.max_elems(alg, eb) * eb

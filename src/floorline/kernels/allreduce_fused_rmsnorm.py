@@ -69,6 +69,16 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
     if (row == blockIdx.x)
       clear_previous(peers.p[rank], prev, world, slot_bytes, prev_dirty,
                      (u64)blockIdx.x * blockDim.x + threadIdx.x, (u64)gridDim.x * blockDim.x);
+    // residual and weight do not depend on the peers: load them while the packets are in flight
+    Pk res[ITEMS], wt[ITEMS];
+    #pragma unroll
+    for (int j = 0; j < ITEMS; ++j) {
+      const u64 c = threadIdx.x + (u64)j * blockDim.x;
+      if (c < row_pk) {
+        res[j] = load_packet<DT>(residual, row * row_pk + c, npk * N);
+        wt[j] = load_packet<DT>(weight, c, row_pk * N);
+      }
+    }
     Pk hk[ITEMS];  // h rounded to the I/O dtype is exact in it: keep packets, not floats, in registers
     float ss = 0.f;
     #pragma unroll
@@ -86,10 +96,9 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
           #pragma unroll
           for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
         }
-        Pk res = load_packet<DT>(residual, p, npk * N);
         #pragma unroll
         for (int i = 0; i < N; ++i) {
-          float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res, i));
+          float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res[j], i));
           Ty<DT>::set(hk[j], i, x);
           ss += x * x;
         }
@@ -101,10 +110,9 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
     for (int j = 0; j < ITEMS; ++j) {
       const u64 c = threadIdx.x + (u64)j * blockDim.x;
       if (c < row_pk) {
-        Pk w = load_packet<DT>(weight, c, row_pk * N);
         Pk o;
         #pragma unroll
-        for (int i = 0; i < N; ++i) Ty<DT>::set(o, i, Ty<DT>::get(hk[j], i) * inv * Ty<DT>::get(w, i));
+        for (int i = 0; i < N; ++i) Ty<DT>::set(o, i, Ty<DT>::get(hk[j], i) * inv * Ty<DT>::get(wt[j], i));
         store_packet<DT>(out, row * row_pk + c, npk * N, o);
       }
     }
