@@ -87,10 +87,12 @@ def test_sliding_window(device):
     run_case(device, [50, 7], hq=4, hk=1, d=64, window=9, tokens=2)
 
 
-def test_many_splits_and_page_sizes(device):
+@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8", "fp4"])
+def test_many_splits_and_page_sizes(device, kv_dtype):
+    """Pages larger than the block (one page-table read per block) and smaller (one per token)."""
     cfg = DecodeConfig(block_n=16, num_warps=4, num_stages=1, num_splits=5)
-    run_case(device, [77, 1], hq=4, hk=2, d=64, page_size=32, cfg=cfg)
-    run_case(device, [40], hq=4, hk=2, d=64, page_size=1, cfg=cfg)
+    run_case(device, [77, 1], hq=4, hk=2, d=64, page_size=32, cfg=cfg, kv_dtype=kv_dtype)
+    run_case(device, [40], hq=4, hk=2, d=64, page_size=8, cfg=cfg, kv_dtype=kv_dtype)
 
 
 def test_length_zero_and_one_are_finite(device):

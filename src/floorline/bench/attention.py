@@ -67,9 +67,9 @@ def candidate_configs(quick: bool) -> list[Any]:
 
     shapes = [(64, 4, 3), (64, 8, 3), (128, 8, 3), (32, 4, 4)] if not quick else [(64, 4, 3), (64, 8, 3)]
     if not quick:
-        shapes += [(64, 4, 4), (128, 4, 2)]
+        shapes += [(64, 4, 4), (128, 4, 2), (128, 8, 4), (64, 8, 4)]
     return [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c)
-            for n, w, s in shapes for c in ((2, 4, 8) if not quick else (4,))]
+            for n, w, s in shapes for c in ((1, 2, 4, 8) if not quick else (4,))]
 
 
 @dataclass
@@ -175,6 +175,7 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
     import torch.nn.functional as F
 
     from floorline.kernels.decode_attention import decode_attention, decode_workspace, split_plan
+    from floorline.kernels.kv_cache import KERNEL_REL_L2, QUANT_REL_L2
 
     inp = build_inputs(case, gen)
     b, hq, d, L = case.batch, case.q_heads, case.head_dim, case.context
@@ -188,11 +189,28 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
         return lambda i: decode_attention(inp.q, inp.ours[i % n], inp.page_table, inp.seq_lens, max_len=L,
                                           cfg=cfg, out=out, workspace=ws)
 
+    q_sdpa = inp.q.transpose(1, 2)  # [B, Hq, 1, D]
+    sdpa_out = torch.empty_like(q_sdpa)
+
+    def sdpa_fn(i: int) -> Any:
+        k, v = inp.sdpa_kv[i % n]
+        sdpa_out.copy_(F.scaled_dot_product_attention(q_sdpa, k, v, enable_gqa=True))
+
+    sdpa_fn(0)
+    ref = sdpa_out[:, :, 0].clone()
+    budget = KERNEL_REL_L2["bf16"] if case.kv_dtype == "bf16" else QUANT_REL_L2[case.kv_dtype]
     tune_rows = []
     best, best_us = None, math.inf
     for cfg in candidate_configs(quick):
         try:
-            r = _time(ours_fn(cfg), False, True)
+            fn = ours_fn(cfg)
+            fn(0)
+            torch.cuda.synchronize()
+            cand_err = rel_l2(out[:, 0], ref)
+            if not cand_err < budget:  # a configuration that computes the wrong thing never wins
+                tune_rows.append((f"{cfg} rejected: rel-L2 {cand_err:.3g} vs SDPA", math.nan))
+                continue
+            r = _time(fn, False, True)
         except Exception as e:  # noqa: BLE001 - a config that cannot compile (smem) is skipped, recorded
             tune_rows.append((f"{cfg} failed: {type(e).__name__}", math.nan))
             continue
@@ -203,13 +221,6 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
     if best is None:
         raise RuntimeError(f"{case.label()}: no decode configuration ran: {tune_rows}")
     ours_t = _time(ours_fn(best), case.graph, quick)
-
-    q_sdpa = inp.q.transpose(1, 2)  # [B, Hq, 1, D]
-    sdpa_out = torch.empty_like(q_sdpa)
-
-    def sdpa_fn(i: int) -> Any:
-        k, v = inp.sdpa_kv[i % n]
-        sdpa_out.copy_(F.scaled_dot_product_attention(q_sdpa, k, v, enable_gqa=True))
 
     sdpa_t = _time(sdpa_fn, case.graph, quick)
     ours_fn(best)(0)
@@ -240,6 +251,22 @@ def _time_flashinfer(fi: Any, case: Case, inp: Inputs, ref: Any, quick: bool) ->
     if case.kv_dtype == "fp4":
         raise _Skip("FlashInfer 0.5.3 decode has no 4-bit KV cache format")
     b, L = case.batch, case.context
+    scale = inp.fi_scale if case.kv_dtype == "fp8" else None
+    n = len(inp.fi_caches)
+    if case.page_size == 0:  # contiguous: FlashInfer's single-request decode over [Hkv, L, D]
+        if b != 1:
+            raise _Skip("FlashInfer has no contiguous batch decode; the paged case is the comparison")
+        q1 = inp.q[0, 0].contiguous()
+        o1 = torch.empty_like(q1)
+
+        def single(i: int) -> Any:
+            k, v = inp.fi_caches[i % n]
+            o1.copy_(fi.single_decode_with_kv_cache(q1, k[0], v[0], kv_layout="HND", use_tensor_cores=True,
+                                                    k_scale=scale, v_scale=scale))
+
+        single(0)
+        torch.cuda.synchronize()
+        return _time(single, case.graph, quick), rel_l2(o1[None], ref)
     ps = case.page_size or L
     pages = inp.page_table.shape[1]
     indptr = torch.arange(0, (b + 1) * pages, pages, dtype=torch.int32, device="cuda")
@@ -254,8 +281,6 @@ def _time_flashinfer(fi: Any, case: Case, inp: Inputs, ref: Any, quick: bool) ->
            q_data_type=torch.bfloat16, kv_data_type=kv_dt)
     q = inp.q[:, 0].contiguous()
     out = torch.empty_like(q)
-    n = len(inp.fi_caches)
-    scale = inp.fi_scale if case.kv_dtype == "fp8" else None
 
     def fn(i: int) -> Any:
         if scale is None:
@@ -301,7 +326,9 @@ def write_case_packet(res: CaseResult, ceiling_tbps: float, fi_version: str | No
                           ratio=res.sdpa.median / us,
                           config={"kv": "bf16 contiguous [B, Hkv, L, D]", "enable_gqa": True,
                                   "tbps": bf16_bytes / res.sdpa.median / 1e6})]
-    fi_cfg = {"layout": "HND", "use_tensor_cores": True, "page_size": c.page_size or c.context,
+    fi_cfg = {"layout": "HND", "use_tensor_cores": True,
+              "api": "single_decode_with_kv_cache (contiguous)" if c.page_size == 0 else "BatchDecodeWithPagedKVCacheWrapper",
+              "page_size": c.page_size,
               "kv": "fp8 e4m3, one scale per tensor" if c.kv_dtype == "fp8" else "bf16"}
     if res.flashinfer is not None:
         fi_bytes = bf16_bytes / (2 if c.kv_dtype == "fp8" else 1)

@@ -12,10 +12,10 @@ from typing import Any
 from floorline.errors import InputError
 
 SEARCH_SPACE: dict[str, tuple] = {
-    "block": (2048, 4096, 8192),
-    "num_warps": (4, 8),
-    "unroll": (1, 2, 4),
-    "ctas_per_sm": (1, 2, 4, 8),
+    "block": (2048, 4096, 8192, 16384),
+    "num_warps": (4, 8, 16),
+    "unroll": (1, 2, 4, 8),
+    "ctas_per_sm": (1, 2, 4, 8, 16),
     "cache": ("", ".cg", "evict_first"),
 }
 QUICK_SPACE: dict[str, tuple] = {"unroll": (1, 2, 4), "ctas_per_sm": (2, 4, 8)}
@@ -129,7 +129,7 @@ def tune(op: str, *, quick: bool = False, nbytes: int | None = None,
     space = QUICK_SPACE if quick else SEARCH_SPACE
     best = StreamConfig()
     best_tbps = measure(best)
-    for _ in range(1 if quick else 2):
+    for _ in range(1 if quick else 3):
         start = best_tbps
         for knob, values in space.items():
             for v in values:

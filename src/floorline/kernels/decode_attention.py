@@ -24,6 +24,7 @@ from floorline.errors import InputError
 from floorline.kernels.kv_cache import KVCache
 
 LOG2E = 1.4426950408889634
+MAX_SPLITS = 256  # beyond this the combine costs more than the extra parallelism buys
 # Triton's CPU interpreter multiplies bf16 tiles in tl.dot as their raw 16-bit integers (numpy has no
 # bf16), so under TRITON_INTERPRET=1 the bf16 path upcasts to fp32 before the dot. Same math,
 # products of bf16 values are exact in fp32 either way; only the GPU build uses bf16 tensor cores.
@@ -46,10 +47,12 @@ def _decode_kernel(
     q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
     sq_b, sq_t, sq_h,
     sk_page, sk_head, sk_slot,
+    sv_page, sv_head, sv_slot, sv_dim,
     ss_page, ss_head, ss_slot,
     pt_stride, so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h,
-    PAGE_SIZE, split_len, window, qk_scale,
+    split_len, window, qk_scale, PAGE_SIZE: tl.constexpr,
     T: tl.constexpr, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    SCALAR_PAGE: tl.constexpr, V_T: tl.constexpr,
     KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr,
 ):
     b = tl.program_id(0)
@@ -90,25 +93,44 @@ def _decode_kernel(
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
-        slot = offs_n % PAGE_SIZE
-        tok_off = page * sk_page + kv_head_off + slot * sk_slot  # [BLOCK_N], in elements of k/v
+        if SCALAR_PAGE:  # the block lies in one page: one page-table read, addresses contiguous in n
+            page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
+            slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
+        else:  # pages smaller than the block: one page-table read per token
+            page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+            slot = offs_n % PAGE_SIZE  # PAGE_SIZE is constexpr: a power of two becomes a mask and a shift
+        tok_off = page * sk_page + kv_head_off + slot * sk_slot  # [BLOCK_N], in elements of k
+        if V_T:  # fp8: V page is [D, page_size], tokens contiguous (literal stride 1 so Triton vectorizes)
+            v_off = page * sv_page + hk.to(tl.int64) * sv_head + slot
+        else:
+            v_off = page * sv_page + hk.to(tl.int64) * sv_head + slot * sv_slot
         if KV_DTYPE == "fp4":
-            kp = tl.load(k_ptr + tok_off[:, None] + dh[None, :], mask=n_ok[:, None], other=0)
-            vp = tl.load(v_ptr + tok_off[:, None] + dh[None, :], mask=n_ok[:, None], other=0)
+            # bytes as [N, D/32, 16]: the middle axis is the scale group, so the E8M0 scales
+            # ([N, D/32, 1]) broadcast without a gather; merging the last two axes is free
+            grp = tl.arange(0, D // 32)[None, :, None]
+            byte3 = grp * 16 + tl.arange(0, 16)[None, None, :]
+            ok3 = n_ok[:, None, None]
+            kp = tl.load(k_ptr + tok_off[:, None, None] + byte3, mask=ok3, other=0)
+            vp = tl.load(v_ptr + v_off[:, None, None] + byte3, mask=ok3, other=0)
             sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
-            # one E8M0 byte per 32 values: load [N, D/32] once, widen to the [N, D/2] byte tile
-            grp = tl.arange(0, D // 32)
-            ks = tl.load(ks_ptr + sc_off[:, None] + grp[None, :], mask=n_ok[:, None], other=0)
-            vs = tl.load(vs_ptr + sc_off[:, None] + grp[None, :], mask=n_ok[:, None], other=0)
-            k_scale = _widen(_e8m0_times_2p14(ks), BLOCK_N, D)
-            v_scale = _widen(_e8m0_times_2p14(vs), BLOCK_N, D)
-            k_lo = (_e2m1_to_f32(kp & 15) * k_scale).to(tl.float16)
-            k_hi = (_e2m1_to_f32(kp >> 4) * k_scale).to(tl.float16)
+            k_scale = _e8m0_times_2p14(tl.load(ks_ptr + sc_off[:, None, None] + grp, mask=ok3, other=0))
+            v_scale = _e8m0_times_2p14(tl.load(vs_ptr + sc_off[:, None, None] + grp, mask=ok3, other=0))
+            k_lo = tl.reshape((_e2m1_to_f32(kp & 15) * k_scale).to(tl.float16), [BLOCK_N, D // 2])
+            k_hi = tl.reshape((_e2m1_to_f32(kp >> 4) * k_scale).to(tl.float16), [BLOCK_N, D // 2])
             s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
         else:
             k = tl.load(k_ptr + tok_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
-            v = tl.load(v_ptr + tok_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+            if V_T:
+                v_ptrs = v_ptr + v_off[:, None] + d[None, :] * sv_dim
+            else:
+                v_ptrs = v_ptr + v_off[:, None] + d[None, :]
+            if V_T and SCALAR_PAGE:
+                # A mask that varies along the token axis would stop the loads from vectorizing; the
+                # block lies inside one allocated page, so load it whole and zero the tail below
+                # (a stale slot may hold any byte, NaN included).
+                v = tl.load(v_ptrs)
+            else:
+                v = tl.load(v_ptrs, mask=n_ok[:, None], other=0.0)
             if KV_DTYPE == "fp8":
                 sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
                 k_scale = tl.load(ks_ptr + sc_off, mask=n_ok, other=0.0)
@@ -132,14 +154,15 @@ def _decode_kernel(
         if KV_DTYPE == "fp4":
             acc_lo = acc_lo * alpha[:, None]
             acc_hi = acc_hi * alpha[:, None]
-            v_lo = (_e2m1_to_f32(vp & 15) * v_scale).to(tl.float16)
-            v_hi = (_e2m1_to_f32(vp >> 4) * v_scale).to(tl.float16)
+            v_lo = tl.reshape((_e2m1_to_f32(vp & 15) * v_scale).to(tl.float16), [BLOCK_N, D // 2])
+            v_hi = tl.reshape((_e2m1_to_f32(vp >> 4) * v_scale).to(tl.float16), [BLOCK_N, D // 2])
             p16 = p.to(tl.float16)
             acc_lo += tl.dot(p16, v_lo)
             acc_hi += tl.dot(p16, v_hi)
         elif KV_DTYPE == "fp8":
             acc = acc * alpha[:, None]
-            acc += tl.dot((p * v_scale[None, :]).to(tl.float16), v.to(tl.float16))
+            v16 = tl.where(n_ok[:, None], v.to(tl.float16), 0.0) if SCALAR_PAGE else v.to(tl.float16)
+            acc += tl.dot((p * v_scale[None, :]).to(tl.float16), v16)
         else:
             acc = acc * alpha[:, None]
             if UPCAST_BF16:
@@ -165,13 +188,6 @@ def _e2m1_to_f32(code):
     c = code.to(tl.int16)
     bits = ((c & 8) << 12) | ((c & 7) << 9)
     return bits.to(tl.float16, bitcast=True).to(tl.float32)
-
-
-@triton.jit
-def _widen(scale, BLOCK_N: tl.constexpr, D: tl.constexpr):
-    """[N, D/32] group scales -> [N, D/2], one per packed byte (16 bytes per group)."""
-    wide = tl.broadcast_to(scale[:, :, None], [BLOCK_N, D // 32, 16])
-    return tl.reshape(wide, [BLOCK_N, D // 2])
 
 
 @triton.jit
@@ -210,7 +226,7 @@ def split_plan(batch: int, kv_heads: int, max_len: int, cfg: DecodeConfig, sm_co
     CUDA graph captured at max_len serves every shorter length."""
     blocks = max(1, triton.cdiv(max_len, cfg.block_n))
     splits = cfg.num_splits or max(1, triton.cdiv(cfg.ctas_per_sm * sm_count, batch * kv_heads))
-    splits = min(splits, blocks)
+    splits = min(splits, blocks, MAX_SPLITS)
     split_len = triton.cdiv(blocks, splits) * cfg.block_n
     return triton.cdiv(max(max_len, 1), split_len), split_len
 
@@ -258,11 +274,13 @@ def decode_attention(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, 
         q, cache.k, cache.v, ks, vs, page_table, seq_lens, o_part, lse,
         q.stride(0), q.stride(1), q.stride(2),
         cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
+        cache.v.stride(0), cache.v.stride(1), *_v_token_dim_strides(cache),
         ks.stride(0), ks.stride(1), ks.stride(2),
         page_table.stride(0), o_part.stride(0), o_part.stride(1), o_part.stride(2), o_part.stride(3),
         lse.stride(0), lse.stride(1), lse.stride(2),
-        cache.page_size, split_len, window, scale * LOG2E,
+        split_len, window, scale * LOG2E, PAGE_SIZE=cache.page_size,
         T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
+        SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
         UPCAST_BF16=_INTERPRET,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
@@ -272,6 +290,13 @@ def decode_attention(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, 
     if cache.rotation is not None:
         out.copy_((out.float() @ cache.rotation.to(out.device).T).to(out.dtype))
     return out
+
+
+def _v_token_dim_strides(cache: KVCache) -> tuple[int, int]:
+    """(token stride, channel stride) of V: fp8 pages keep V transposed ([.., D, page_size])."""
+    if cache.kv_dtype == "fp8":
+        return cache.v.stride(3), cache.v.stride(2)
+    return cache.v.stride(2), cache.v.stride(3)
 
 
 def decode_workspace(batch: int, tokens: int, q_heads: int, head_dim: int, splits: int, device: Any) -> tuple[Any, Any]:

@@ -1,7 +1,10 @@
 """Paged KV cache: the layout every attention kernel reads, its allocation, and `kv_append`.
 
 Layout (HND, one contiguous block per page and KV head, so a page streams as one run of bytes):
-    k, v        [num_pages, kv_heads, page_size, head_dim]      bf16 | float8_e4m3fn
+    k, v        [num_pages, kv_heads, page_size, head_dim]      bf16 | float8_e4m3fn (k only)
+    v (fp8)     [num_pages, kv_heads, head_dim, page_size]      float8_e4m3fn, transposed: tokens are
+                contiguous, so the P @ V dot reads V K-major (8-bit operands cannot be transposed
+                by ldmatrix; token-major fp8 V made the kernel shared-memory bound, docs/notes)
                 [num_pages, kv_heads, page_size, head_dim // 2]  uint8 (fp4: two E2M1 codes per byte)
     k/v_scale   [num_pages, kv_heads, page_size]                 float32 (fp8: one per token-head)
                 [num_pages, kv_heads, page_size, head_dim // 32] uint8 (fp4: E8M0 exponent per 32 values)
@@ -59,6 +62,10 @@ class KVCache:
     def kv_heads(self) -> int:
         return self.k.shape[1]
 
+    @property
+    def v_transposed(self) -> bool:
+        return self.kv_dtype == "fp8"
+
     def nbytes(self) -> int:
         tensors = [self.k, self.v, self.k_scale, self.v_scale]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
@@ -89,7 +96,8 @@ def allocate_kv_cache(num_pages: int, kv_heads: int, page_size: int, head_dim: i
         if rotate:
             raise InputError("rotate: only fp4 caches are rotated")
         f8 = torch.float8_e4m3fn
-        return KVCache(torch.empty(shape, dtype=f8, device=device), torch.empty(shape, dtype=f8, device=device),
+        v_shape = (num_pages, kv_heads, head_dim, page_size)
+        return KVCache(torch.empty(shape, dtype=f8, device=device), torch.empty(v_shape, dtype=f8, device=device),
                        "fp8", page_size, head_dim,
                        torch.empty(shape[:3], dtype=torch.float32, device=device),
                        torch.empty(shape[:3], dtype=torch.float32, device=device))

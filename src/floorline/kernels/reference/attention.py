@@ -12,6 +12,8 @@ def dequant_pages(cache) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole cache as float64 [num_pages, kv_heads, page_size, head_dim], in the stored (rotated) basis."""
     out = []
     for x, sc in ((cache.k, cache.k_scale), (cache.v, cache.v_scale)):
+        if cache.kv_dtype == "fp8" and x is cache.v:
+            x = x.transpose(2, 3)  # fp8 V pages are stored [.., head_dim, page_size]
         if cache.kv_dtype == "bf16":
             out.append(x.double())
         elif cache.kv_dtype == "fp8":
