@@ -43,22 +43,35 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
                                       u32 world, u64 slot_bytes, u32* status, u64 timeout_ns) {
   __shared__ float smem[32];
   u32* ctrl = (u32*)peers.p[rank];
-  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
-  const u32 buf = epoch % N_BUFFERS;
-  const u32 prev = (epoch + 2) % N_BUFFERS;
-  const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
   constexpr int N = Ty<DT>::N;
   const u64 row_pk = hidden / N;
   const u64 npk = rows * row_pk;
+  u32 epoch = 0, buf = 0, prev = 0, prev_dirty = 0;
 
   for (u64 row = blockIdx.x; row < rows; row += gridDim.x) {
-    Pk mine[ITEMS];
+    Pk mine[ITEMS], res[ITEMS], wt[ITEMS];
+    // input, residual and weight do not depend on the peers: issue all loads first, so their latency
+    // overlaps the epoch load and the packets' flight
+    #pragma unroll
+    for (int j = 0; j < ITEMS; ++j) {
+      const u64 c = threadIdx.x + (u64)j * blockDim.x;
+      if (c < row_pk) {
+        mine[j] = load_packet<DT>(in, row * row_pk + c, npk * N);
+        res[j] = load_packet<DT>(residual, row * row_pk + c, npk * N);
+        wt[j] = load_packet<DT>(weight, c, row_pk * N);
+      }
+    }
+    if (row == blockIdx.x) {
+      epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+      buf = epoch % N_BUFFERS;
+      prev = (epoch + 2) % N_BUFFERS;
+      prev_dirty = ctrl[CTRL_DIRTY + prev];
+    }
     #pragma unroll
     for (int j = 0; j < ITEMS; ++j) {
       const u64 c = threadIdx.x + (u64)j * blockDim.x;
       if (c < row_pk) {
         const u64 p = row * row_pk + c;
-        mine[j] = load_packet<DT>(in, p, npk * N);
         Ty<DT>::sanitize(mine[j]);
         for (u32 k = 1; k < world; ++k) {
           u32 dst = (rank + k) % world;
@@ -69,16 +82,6 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
     if (row == blockIdx.x)
       clear_previous(peers.p[rank], prev, world, slot_bytes, prev_dirty,
                      (u64)blockIdx.x * blockDim.x + threadIdx.x, (u64)gridDim.x * blockDim.x);
-    // residual and weight do not depend on the peers: load them while the packets are in flight
-    Pk res[ITEMS], wt[ITEMS];
-    #pragma unroll
-    for (int j = 0; j < ITEMS; ++j) {
-      const u64 c = threadIdx.x + (u64)j * blockDim.x;
-      if (c < row_pk) {
-        res[j] = load_packet<DT>(residual, row * row_pk + c, npk * N);
-        wt[j] = load_packet<DT>(weight, c, row_pk * N);
-      }
-    }
     Pk hk[ITEMS];  // h rounded to the I/O dtype is exact in it: keep packets, not floats, in registers
     float ss = 0.f;
     #pragma unroll

@@ -42,22 +42,24 @@ template <int DT>
 __device__ __forceinline__ void oneshot(const void* in, void* out, u64 n, Peers peers, u32 rank, u32 world,
                                         u64 slot_bytes, u32* status, u64 timeout_ns) {
   u32* ctrl = (u32*)peers.p[rank];
-  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
-  const u32 buf = epoch % N_BUFFERS;
-  const u32 prev = (epoch + 2) % N_BUFFERS;
-  const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
   constexpr int N = Ty<DT>::N;
   const u64 npk = (n + N - 1) / N;
   const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
   const u64 nthreads = (u64)gridDim.x * blockDim.x;
+  Pk mine;
+  const bool one = npk <= nthreads, has = tid < npk;
+  // the input load is issued before the epoch load (which is volatile and orders what follows), so
+  // the two memory latencies overlap instead of adding up
+  if (one && has) mine = load_packet<DT>(in, tid, n);
+  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+  const u32 buf = epoch % N_BUFFERS;
+  const u32 prev = (epoch + 2) % N_BUFFERS;
+  const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
 
-  if (npk <= nthreads) {
+  if (one) {
     // at most one packet per thread (every decode-sized message): it stays in registers from the push
     // to the sum, and the clear runs while the packet crosses the fabric
-    const bool has = tid < npk;
-    Pk mine;
     if (has) {
-      mine = load_packet<DT>(in, tid, n);
       Ty<DT>::sanitize(mine);
       for (u32 k = 1; k < world; ++k) {
         u32 dst = (rank + k) % world;  // stagger so ranks do not all hit the same peer first
