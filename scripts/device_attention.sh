@@ -15,11 +15,15 @@ nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem,memory.total,driver_ver
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
 python3 -c "import flashinfer; print('flashinfer', flashinfer.__version__)" 2>&1 | tail -1
 stage pytest
-timeout ${PYTEST_S:-170} python3 -m pytest -q -p no:cacheprovider tests/kernels tests/bench 2>&1 | tail -25
+timeout ${PYTEST_S:-170} python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:--m gpu} tests/kernels tests/bench 2>&1 | tail -25
 stage "bench hbm"
 timeout ${HBM_S:-100} python3 -m floorline bench hbm $([ "$MODE" = quick ] && echo --quick)
 stage "bench attention"
 timeout ${ATTN_S:-300} python3 -m floorline bench attention $([ "$MODE" = quick ] && echo --quick) ${ATTN_ARGS:-}
+stage ncu
+M=dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.sum,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__average_warp_latency_issue_stalled_long_scoreboard.ratio,smsp__average_warp_latency_issue_stalled_barrier.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
+timeout ${NCU_S:-60} ncu --clock-control none -k regex:_decode_kernel --metrics $M python3 scripts/ncu_attention.py > "$OUT/ncu.txt" 2>&1 || echo "ncu exited $?"
+tail -5 "$OUT/ncu.txt"
 stage sass
 TB=$(python3 -c "import triton,os;print(os.path.dirname(triton.__file__)+'/backends/nvidia/bin')")
 for f in $(find /tmp/triton-cache -name '_decode_kernel.cubin' -o -name '_read_kernel.cubin' | head -40); do

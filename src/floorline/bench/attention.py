@@ -67,7 +67,7 @@ def candidate_configs(quick: bool) -> list[Any]:
 
     shapes = [(64, 4, 3), (64, 8, 3), (128, 8, 3), (32, 4, 4)] if not quick else [(64, 4, 3), (64, 8, 3)]
     if not quick:
-        shapes += [(64, 4, 4), (128, 4, 2), (128, 8, 4), (64, 8, 4)]
+        shapes += [(128, 4, 2), (128, 8, 4)]
     return [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c)
             for n, w, s in shapes for c in ((1, 2, 4, 8) if not quick else (4,))]
 
