@@ -28,6 +28,23 @@ def test_honest_candidate_passes(harness, name):
     assert all(c["own_launches"] >= 1 for c in att.checks)
 
 
+FLOORLINE = sorted(p.stem for p in (CANDIDATES / "floorline").glob("*.py") if p.stem != "__init__")
+
+
+def test_floorline_wrappers_cover_its_kernels():
+    assert {"rmsnorm", "add_rmsnorm", "silu_mul", "router_topk", "gemv_bf16", "gemv_fp8", "moe_gemv",
+            "paged_decode_attention"} <= set(FLOORLINE)
+
+
+@pytest.mark.parametrize("name", FLOORLINE)
+def test_floorline_kernel_passes_its_task(harness, name):
+    from floorline.kernelenv.task import resolve_task
+
+    att = harness.evaluate(resolve_task(name), (CANDIDATES / "floorline" / f"{name}.py").read_text())
+    assert att.status == "passed", (att.failure_class, att.message)
+    assert any(c["own_launches"] for c in att.checks)
+
+
 def test_timed_attempt_has_baseline_and_bounded_reward(timed_harness):
     from floorline.kernelenv.task import resolve_task
 

@@ -145,7 +145,8 @@ class Judge:
         forbidden = {_base(o) for o in self.task.forbidden_ops()}
         hits = [o for o in ops if _base(o) in forbidden] + [f"torch.{o}" for o in fn_ops if o in forbidden]
         if not self.task.allow_torch():
-            hits += [o for o in ops if _base(o) not in GLUE_OPS and o not in hits]
+            allowed = GLUE_OPS | self.task.allowed_ops()
+            hits += [o for o in ops if _base(o) not in allowed and o not in hits]
         return sorted(set(hits))
 
     # -- values ------------------------------------------------------------------------------------------

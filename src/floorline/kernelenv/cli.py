@@ -81,6 +81,51 @@ def register(app: typer.Typer) -> None:
         if att.status != "passed":
             raise typer.Exit(1)
 
+    @ke.command("suite")
+    def suite(candidates: Path | None = typer.Option(None, "--candidates", help="directory of <task>.py candidates "
+                                                        "(default: the shipped honest candidates)"),
+              directory: Path | None = typer.Option(None, "--dir", help="a directory of task files"),
+              json_out: bool = typer.Option(False, "--json", help="print JSON"),
+              out: Path | None = typer.Option(None, "--out", help="evidence directory (default results/<device>/kernelenv)"),
+              no_timing: bool = typer.Option(False, "--no-timing", help="correctness and anti-hack checks only")) -> None:
+        """Judge a candidate for every task that has one: one attempt and one packet each."""
+        from rich.progress import Progress
+
+        from floorline.gpu.probe import cuda_available
+        from floorline.kernelenv.evidence import run_attempt
+        from floorline.kernelenv.harness import Harness, HarnessConfig
+        from floorline.kernelenv.task import TASKS_DIR, load_tasks
+
+        cdir = candidates or TASKS_DIR.parent / "candidates"
+        if not cdir.is_dir():
+            raise InputError(f"--candidates {cdir}: no such directory")
+        pairs = [(t, cdir / f"{t.name}.py") for t in load_tasks(directory or TASKS_DIR) if (cdir / f"{t.name}.py").is_file()]
+        if not pairs:
+            raise InputError(f"--candidates {cdir}: holds no <task>.py for any task")
+        dev = "cuda" if cuda_available() else "cpu"
+        h = Harness(HarnessConfig.for_device(dev, timing=not no_timing))
+        rows = []
+        with Progress(console=console, transient=True, disable=json_out) as prog:
+            bar = prog.add_task("kernelenv suite", total=len(pairs))
+            for t, c in pairs:
+                prog.update(bar, description=f"{t.name} ({dev})")
+                att, _ = run_attempt(h, t, c.read_text(), _out_dir(out, False))
+                rows.append({"task": t.name, "candidate": str(c), **att.summary(), "message": att.message,
+                             "median_us": att.timing["median"] if att.timing else None,
+                             "baseline_us": (att.baseline or {}).get("median"), "sol_fraction": att.sol_fraction})
+                prog.advance(bar)
+        if json_out:
+            print_json(rows)
+        else:
+            table(f"kernelenv suite: {cdir} on {dev}", ["task", "status", "class", "median us", "baseline us", "speedup",
+                                                         "SOL", "reward"],
+                  [[r["task"], r["status"], r["failure_class"] or "",
+                    f"{r['median_us']:.2f}" if r["median_us"] else "", f"{r['baseline_us']:.2f}" if r["baseline_us"] else "",
+                    f"{r['speedup']:.3g}" if r["speedup"] else "", f"{r['sol_fraction']:.3f}" if r["sol_fraction"] else "",
+                    f"{r['reward']:.3f}"] for r in rows])
+        if any(r["status"] != "passed" for r in rows):
+            raise typer.Exit(1)
+
     @ke.command("serve")
     def serve(port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port"),
               host: str = typer.Option("127.0.0.1", "--host", help="bind address"),

@@ -50,6 +50,10 @@ class Task:
         """May a candidate compute with plain PyTorch ops? Off by default: the point is the candidate's kernel."""
         return bool(self.meta.get("allow_torch", False))
 
+    def allowed_ops(self) -> set[str]:
+        """Ops beyond pure glue a task permits a launcher (e.g. sorting slots for a grouped MoE launch)."""
+        return {str(o).split("::")[-1] for o in self.meta.get("allowed_ops", [])}
+
     def deterministic(self) -> bool:
         return bool(self.meta.get("deterministic", True))
 
