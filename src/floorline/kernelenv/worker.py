@@ -468,8 +468,8 @@ def _same_bits(a: Any, b: Any) -> bool:
 
 
 _FAMILIES_PTX = {
-    "ld.global.v4 (128-bit loads)": r"ld\.global(\.[a-z0-9]+)*\.v4\.(b32|f32|u32|s32)|ld\.global(\.[a-z0-9]+)*\.v2\.(b64|u64|f64)",
-    "st.global.v4 (128-bit stores)": r"st\.global(\.[a-z0-9]+)*\.v4\.",
+    "ld.global.v4 (128-bit loads)": r"ld\.global\S*\.v4\.(b32|f32|u32|s32)|ld\.global\S*\.v2\.(b64|u64|f64)",
+    "st.global.v4 (128-bit stores)": r"st\.global\S*\.v4\.(b32|f32|u32|s32)|st\.global\S*\.v2\.(b64|u64|f64)",
     "mma.sync (tensor cores)": r"\bmma\.sync",
     "wgmma (Hopper warpgroup MMA)": r"\bwgmma\.",
     "cp.async (async copy)": r"\bcp\.async\.(ca|cg)",
@@ -526,9 +526,26 @@ def _triton_receipts(tmp: Path, own_roots: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _disassembler() -> str | None:
+    """cuobjdump from PATH, else the one Triton ships beside its ptxas."""
+    found = shutil.which("cuobjdump") or shutil.which("nvdisasm")
+    if found:
+        return found
+    try:
+        import triton
+
+        b = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+        for name in ("cuobjdump", "nvdisasm"):
+            if (b / name).is_file():
+                return str(b / name)
+    except Exception:
+        pass
+    return None
+
+
 def _sass(asm: Any, rdir: Path, name: str) -> str | None:
     cubin = asm.get("cubin") if hasattr(asm, "get") else None
-    tool = shutil.which("cuobjdump") or shutil.which("nvdisasm")
+    tool = _disassembler()
     if not isinstance(cubin, (bytes, bytearray)) or not tool:
         return None
     p = rdir / f"{name}.cubin"
