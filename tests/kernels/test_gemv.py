@@ -36,3 +36,16 @@ def test_gemv(device, B, N, K, wdtype):
 def test_gemv_rejects_mismatched_k():
     with pytest.raises(InputError, match="gemv"):
         gemv(torch.zeros(1, 8), torch.zeros(4, 9, dtype=torch.bfloat16), torch.empty(1, 4))
+
+
+@pytest.mark.parametrize("B,split", [(1, 3), (5, 2)])
+def test_gemv_split_k_partials_sum_to_the_product(device, B, split):
+    N, K = 45, 700
+    g = torch.Generator().manual_seed(split)
+    x = torch.randn(B, K, generator=g)
+    w = (torch.randn(N, K, generator=g) / K**0.5).to(torch.bfloat16)
+    out = torch.full((B, split, N), float("nan"), device=device)
+    gemv(x.to(device), w.to(device), out, None, GemvConfig(block_n=16, block_k=64, split_k=split))
+    want = x.double() @ w.double().T
+    err = float((out.double().sum(1).cpu() - want).norm() / want.norm())
+    assert err < TOL[1 if B == 1 else "dot"]

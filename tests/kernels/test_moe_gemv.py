@@ -78,3 +78,19 @@ def test_dense_layer_as_one_expert(device):
     w = gu[0].double()
     want = torch.nn.functional.silu(x.double() @ w[:inter].T) * (x.double() @ w[inter:].T)
     assert float((act.double().cpu() - want).norm() / want.norm()) < TOL["dot"]
+
+
+@pytest.mark.parametrize("B", [1, 6])
+def test_moe_down_split_k(device, B):
+    k, E, H, inter, split = 4, 8, 40, 200, 3
+    x, gu, gus, dn, dns, ids, wts = setup(B, k, E, H, inter, "bf16", seed=50 + B)
+    act = torch.randn(B * k, inter, generator=torch.Generator().manual_seed(1))
+    slot_e = ids.flatten().to(device)
+    order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
+    out = torch.full((B * k * split, H), float("nan"), device=device)
+    moe_gemv(act.to(device), dn.to(device), slot_e, out, tokens=B, slot_weights=wts.flatten().to(device), order=order,
+             cfg=GemvConfig(block_n=16, block_k=32, split_k=split))
+    got = out.double().cpu().view(B * k, split, H).sum(1)
+    want = torch.stack([wts.flatten()[s].double() * (dn[int(ids.flatten()[s])].double() @ act[s].double())
+                        for s in range(B * k)])
+    assert float((got - want).norm() / want.norm()) < TOL[1 if B == 1 else "dot"]

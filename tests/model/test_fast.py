@@ -33,6 +33,17 @@ def test_fast_path_matches_float64(name, dtype, batch):
     assert r.greedy_match
 
 
+def test_split_k_launch_matches_float64():
+    """o-proj and expert-down split over K (partials summed by add_rmsnorm), router as GEMV + top-k."""
+    from floorline.kernels.gemv import GemvConfig
+    from floorline.model.fast import LaunchConfigs
+
+    launch = LaunchConfigs(o=GemvConfig(block_n=16, block_k=64, split_k=3), down=GemvConfig(block_n=16, block_k=32, split_k=2))
+    w = random_weights(builtin("tiny-moe"), dtype="bf16", seed=8)
+    r = check(w, [[3, 4, 5, 6], [7, 8]], steps=2, launch=launch)
+    assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL
+
+
 def test_generate_fast_equals_reference_tokens():
     cfg = builtin("tiny-moe")
     fast = generate(random_weights(cfg, dtype="bf16", seed=2), [[5, 9, 11]], 4)

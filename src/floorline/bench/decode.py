@@ -212,11 +212,19 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
     progress(f"random {weight_dtype} weights for {cfg.name} ({cfg.num_hidden_layers} layers, {cfg.num_experts} experts)")
     w = random_weights(cfg, dtype=weight_dtype, device="cuda", seed=0)
     torch.cuda.synchronize()
-    launch, tune_table = LaunchConfigs(), {}
+    launch, tune_table, profile = LaunchConfigs(), {}, []
     if tune:
-        from floorline.model.tune import tune_batch1
+        from floorline.model.tune import profile_step, tune_batch1
 
         launch, tune_table = tune_batch1(w, progress)
+        if 1 in batches:
+            progress("profile one batch-1 step, kernel by kernel")
+            try:
+                profile = profile_step(w, launch, 1, min(contexts))
+            except Exception as e:  # noqa: BLE001 - the profile is a diagnostic; the bench goes on without it
+                progress(f"profile failed: {type(e).__name__}: {e}")
+            gc.collect()
+            torch.cuda.empty_cache()
     hf, hf_setting, hf_error = None, {}, None
     if baseline and weight_dtype == "bf16":
         import transformers
@@ -274,15 +282,19 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         elif hf is None:
             p.hf_reason = hf_error or "baseline not requested"
         if out_dir is not None:
-            p.packet = write_point(w, p, weight_dtype, kv_dtype, ceiling_tbps, ceiling_src, launch, tune_table)
+            prof = profile if (b == 1 and c == min(contexts)) else []
+            p.packet = write_point(w, p, weight_dtype, kv_dtype, ceiling_tbps, ceiling_src, launch, tune_table,
+                                   profile=prof, out_dir=out_dir)
     return {"config": cfg, "ceiling_tbps": ceiling_tbps, "points": points, "launch": launch, "tune": tune_table,
-            "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
+            "profile": profile, "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
 
 
 def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: float, ceiling_src: str, launch: Any,
-                tune_table: dict, out_dir: Path | None = None) -> Path:
+                tune_table: dict, profile: list | None = None, out_dir: Path | None = None) -> Path:
+    import json
+
     from floorline.evidence.schema import Baseline, Floor
-    from floorline.evidence.store import new_packet, write_packet
+    from floorline.evidence.store import artifact, new_packet, write_packet
     from floorline.gpu.probe import device_slug
 
     cfg = w.cfg
@@ -305,6 +317,18 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
                      "(Qwen3 reaches 128K with YaRN); the bytes and the kernels are the same")
     if cfg.cut_down:
         notes.append("cut down: " + ", ".join(cfg.cut_down))
+    directory = out_dir or Path("results") / device_slug()
+    name = f"bench-decode-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{weight_dtype}-b{p.batch}-c{p.context}"
+    artifacts = []
+    if profile or tune_table:
+        directory.mkdir(parents=True, exist_ok=True)
+        side = directory / f"{name}.profile.json"
+        side.write_text(json.dumps({"kernels_per_step": profile or [], "gemv_tuning": tune_table}, indent=1) + "\n")
+        artifacts.append(artifact(side, directory))
+        if profile:
+            total = sum(r["us_per_step"] for r in profile)
+            top = ", ".join(f"{r['kernel'].split('(')[0]} {r['us_per_step']:.0f} us" for r in profile[:6])
+            notes.append(f"eager-step kernel profile (device time, batch 1): {total:.0f} us in kernels per step; {top}")
     packet = new_packet(
         "bench.decode",
         params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,
@@ -315,10 +339,9 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
                     bytes=p.floor_bytes, ceiling=ceiling, ceiling_unit="TB/s", value=p.floor_ms,
                     fraction=p.floor_ms / p.ms),
         baselines=[base],
+        artifacts=artifacts,
         notes=notes,
     )
-    directory = out_dir or Path("results") / device_slug()
-    name = f"bench-decode-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{weight_dtype}-b{p.batch}-c{p.context}"
     return write_packet(packet, directory, name)
 
 

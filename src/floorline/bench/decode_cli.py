@@ -61,6 +61,8 @@ def register(bench_app: typer.Typer) -> None:
                 "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts,
                 "cut_down": list(cfg.cut_down), "hbm_read_ceiling_tbps": res["ceiling_tbps"],
                 "baseline": res["baseline_setting"] or res["baseline_error"],
+                "launch": {k: v.__dict__ for k, v in res["launch"].__dict__.items()},
+                "tune": res["tune"], "profile": res["profile"],
                 "points": [{"batch": p.batch, "context": p.context, "ms_per_token": p.ms,
                             "tokens_per_s": p.batch * 1e3 / p.ms if p.ms else None, "floor_ms": p.floor_ms,
                             "fraction_of_floor": p.floor_ms / p.ms if p.ms else None, "floor_bytes": p.floor_bytes,

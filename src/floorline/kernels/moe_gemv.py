@@ -26,13 +26,17 @@ from floorline.kernels.swiglu import silu_mul
 
 @triton.jit
 def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr, out_ptr,
-                     S, N, K, INTER, ROW_DIV, s_x, s_we, s_wn, s_se, s_out,
+                     S, N, K, K_SPLIT, INTER, ROW_DIV, s_x, s_we, s_wn, s_se, s_out,
+                     SPLIT: tl.constexpr,
                      SWIGLU: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                      S_P2: tl.constexpr, UPCAST: tl.constexpr):
     p = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
+    sp = tl.program_id(2)  # split-K slice: output row slot * SPLIT + sp holds its partial sum
+    k_lo = sp * K_SPLIT
+    k_hi = tl.minimum(k_lo + K_SPLIT, K)
     if BLOCK_M == 1:
         e = tl.load(slot_e_ptr + p).to(tl.int64)
         xrow = x_ptr + (p // ROW_DIV) * s_x
@@ -40,9 +44,9 @@ def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr,
         wu = wg + INTER * s_wn
         acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
         acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
+        for k0 in range(k_lo, k_hi, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
-            kmask = k < K
+            kmask = k < k_hi
             m2 = nmask[:, None] & kmask[None, :]
             x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)[None, :]
             acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x
@@ -58,7 +62,7 @@ def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr,
             g = silu_mul(g, u)
         if HAS_WEIGHT:
             g = g * tl.load(slot_w_ptr + p)
-        tl.store(out_ptr + p * s_out + n, g.to(out_ptr.dtype.element_ty), mask=nmask)
+        tl.store(out_ptr + (p * SPLIT + sp) * s_out + n, g.to(out_ptr.dtype.element_ty), mask=nmask)
     else:
         all_e = tl.load(slot_e_ptr + tl.arange(0, S_P2), mask=tl.arange(0, S_P2) < S, other=-1)
         e = tl.load(slot_e_ptr + tl.load(order_ptr + p))
@@ -75,9 +79,9 @@ def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr,
                 xrows = x_ptr + (slot // ROW_DIV).to(tl.int64)[:, None] * s_x
                 acc_g = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
                 acc_u = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-                for k0 in range(0, K, BLOCK_K):
+                for k0 in range(k_lo, k_hi, BLOCK_K):
                     k = k0 + tl.arange(0, BLOCK_K)
-                    kmask = k < K
+                    kmask = k < k_hi
                     m2 = nmask[:, None] & kmask[None, :]
                     x = tl.load(xrows + k[None, :], mask=mmask[:, None] & kmask[None, :], other=0.0)
                     hi, lo = split_hi_lo(x.to(tl.float32), UPCAST)
@@ -94,7 +98,8 @@ def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr,
                     acc_g = silu_mul(acc_g, acc_u)
                 if HAS_WEIGHT:
                     acc_g = acc_g * tl.load(slot_w_ptr + slot, mask=mmask, other=0.0)[:, None]
-                tl.store(out_ptr + slot.to(tl.int64)[:, None] * s_out + n[None, :], acc_g.to(out_ptr.dtype.element_ty),
+                orow = slot.to(tl.int64) * SPLIT + sp
+                tl.store(out_ptr + orow[:, None] * s_out + n[None, :], acc_g.to(out_ptr.dtype.element_ty),
                          mask=mmask[:, None] & nmask[None, :])
 
 
@@ -104,7 +109,9 @@ def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale:
     """x: float32 [R, K] (R = tokens when slots share a token's row, R = S for per-slot rows);
     w: [E, N_w, K] bf16/fp8; slot_experts: int32 [S]; out: [S, N] with N = N_w/2 if swiglu else N_w.
     order: int32 [S] argsort of slot_experts (stable), required when tokens > 1.
-    slot_weights: float32 [S] multiplies each output row (the routing weights)."""
+    slot_weights: float32 [S] multiplies each output row (the routing weights).
+    cfg.split_k > 1 (not with swiglu, which is not linear): out is [S * split_k, N], rows
+    slot * split_k + j holding partial sums over slices of K that the consumer adds."""
     S = slot_experts.numel()
     R, K = x.shape
     E, n_w, kw = w.shape
@@ -113,8 +120,11 @@ def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale:
         raise InputError(f"moe_gemv: x [R, {K}] and w [E, N, {K}] with contiguous rows, got {tuple(x.shape)}, {tuple(w.shape)}")
     if S % R and R % S:
         raise InputError(f"moe_gemv: slots ({S}) and x rows ({R}) must divide one another")
-    if out.shape != (S, N) or out.stride(1) != 1:
-        raise InputError(f"moe_gemv: out must be [{S}, {N}], got {tuple(out.shape)}")
+    split = cfg.split_k
+    if split > 1 and swiglu:
+        raise InputError("moe_gemv: split_k needs a linear epilogue (not swiglu)")
+    if out.shape != (S * split, N) or out.stride(1) != 1:
+        raise InputError(f"moe_gemv: out must be [{S * split}, {N}], got {tuple(out.shape)}")
     if scale is not None and scale.shape != (E, n_w):
         raise InputError(f"moe_gemv: scale must be [{E}, {n_w}], got {tuple(scale.shape)}")
     if not 1 <= tokens <= 64:
@@ -123,12 +133,13 @@ def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale:
     if bm > 1 and (order is None or order.shape != (S,)):
         raise InputError(f"moe_gemv: order (argsort of slot_experts, int32 [{S}]) is required for batch > 1")
     bn = cfg.block_n if bm == 1 else max(16, cfg.block_n)
-    bk = cfg.block_k if bm == 1 else min(cfg.block_k, 128 if bm <= 16 else 64)
-    _moe_gemv_kernel[(S, triton.cdiv(N, bn))](
+    bk = cfg.block_k if bm == 1 else min(cfg.block_k, 64)  # 128 spills registers at BLOCK_M 16 (sm_90)
+    k_split = triton.cdiv(triton.cdiv(K, split), bk) * bk
+    _moe_gemv_kernel[(S, triton.cdiv(N, bn), split)](
         x, w, scale if scale is not None else x, slot_experts, order if order is not None else slot_experts,
         slot_weights if slot_weights is not None else x, out,
-        S, N, K, n_w // 2, max(1, S // R), x.stride(0), w.stride(0), w.stride(1),
-        scale.stride(0) if scale is not None else 0, out.stride(0),
+        S, N, K, k_split, n_w // 2, max(1, S // R), x.stride(0), w.stride(0), w.stride(1),
+        scale.stride(0) if scale is not None else 0, out.stride(0), SPLIT=split,
         SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, S_P2=triton.next_power_of_2(S), UPCAST=_INTERPRET,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,

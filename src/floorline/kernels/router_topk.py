@@ -3,6 +3,9 @@
 One program per token: the router weight ([E, H], 1 MiB at E=128, H=4096) stays in L2 across the
 batch, and logits never leave registers. Top-k is k rounds of argmax (k = 8 of 128), which matches
 torch.topk's choice for distinct values; ties pick the lower expert index.
+With a logits buffer the product runs as a GEMV over many SMs first and one program per token
+does the softmax and top-k: at batch 1 a single program streaming the whole router weight is
+latency-bound (one SM's worth of bandwidth), so this two-kernel form is the faster one there.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ def _router_kernel(x_ptr, w_ptr, ids_ptr, wts_ptr, E, H, s_x, s_w, s_ids, s_wts,
         x = tl.load(x_ptr + row * s_x + h, mask=hmask, other=0.0).to(tl.float32)
         w = tl.load(w_ptr + e[:, None] * s_w + h[None, :], mask=emask[:, None] & hmask[None, :], other=0.0)
         acc += tl.sum(w.to(tl.float32) * x[None, :], axis=1)
+    _softmax_topk(acc, e, emask, ids_ptr + row * s_ids, wts_ptr + row * s_wts, K, KP, RENORM, BLOCK_E)
+
+
+@triton.jit
+def _softmax_topk(acc, e, emask, ids_row, wts_row, K: tl.constexpr, KP: tl.constexpr, RENORM: tl.constexpr,
+                  BLOCK_E: tl.constexpr):
     logits = tl.where(emask, acc, float("-inf"))
     p = tl.exp(logits - tl.max(logits, axis=0))
     p = p / tl.sum(p, axis=0)
@@ -43,12 +52,24 @@ def _router_kernel(x_ptr, w_ptr, ids_ptr, wts_ptr, E, H, s_x, s_w, s_ids, s_wts,
         p = tl.where(e == idx, -1.0, p)
     if RENORM:
         top_w = top_w / tl.sum(top_w, axis=0)
-    tl.store(ids_ptr + row * s_ids + kk, top_i, mask=kk < K)
-    tl.store(wts_ptr + row * s_wts + kk, top_w, mask=kk < K)
+    tl.store(ids_row + kk, top_i, mask=kk < K)
+    tl.store(wts_row + kk, top_w, mask=kk < K)
 
 
-def router_topk(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, weights_out: Any) -> None:
-    """x: [B, H] (fp32/bf16); weight: [E, H]; ids_out: int32 [B, k]; weights_out: float32 [B, k]."""
+@triton.jit
+def _topk_kernel(logits_ptr, ids_ptr, wts_ptr, E, s_l, s_ids, s_wts,
+                 K: tl.constexpr, KP: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr):
+    row = tl.program_id(0)
+    e = tl.arange(0, BLOCK_E)
+    emask = e < E
+    acc = tl.load(logits_ptr + row * s_l + e, mask=emask, other=0.0)
+    _softmax_topk(acc, e, emask, ids_ptr + row * s_ids, wts_ptr + row * s_wts, K, KP, RENORM, BLOCK_E)
+
+
+def router_topk(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, weights_out: Any,
+                logits: Any = None, gemv_cfg: Any = None) -> None:
+    """x: [B, H] (fp32/bf16); weight: [E, H]; ids_out: int32 [B, k]; weights_out: float32 [B, k].
+    logits: optional float32 [B, E] buffer: compute the product with the GEMV kernel first."""
     B, H = x.shape
     E = weight.shape[0]
     if weight.shape[1] != H or weight.stride(1) != 1 or x.stride(1) != 1:
@@ -58,8 +79,18 @@ def router_topk(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, we
     if ids_out.shape != (B, k) or weights_out.shape != (B, k):
         raise InputError(f"router: outputs must be [{B}, {k}]")
     block_e = triton.next_power_of_2(E)
+    kp = triton.next_power_of_2(k)
+    if logits is not None:
+        from floorline.kernels.gemv import GemvConfig, gemv
+
+        if logits.shape != (B, E) or logits.stride(1) != 1:
+            raise InputError(f"router: logits buffer must be float32 [{B}, {E}], got {tuple(logits.shape)}")
+        gemv(x, weight, logits, None, gemv_cfg or GemvConfig(block_n=4, block_k=1024))
+        _topk_kernel[(B,)](logits, ids_out, weights_out, E, logits.stride(0), ids_out.stride(0), weights_out.stride(0),
+                           K=k, KP=kp, RENORM=renormalize, BLOCK_E=block_e, num_warps=4)
+        return
     block_h = max(16, min(triton.next_power_of_2(H), 8192 // block_e))
     _router_kernel[(B,)](
         x, weight, ids_out, weights_out, E, H, x.stride(0), weight.stride(0), ids_out.stride(0),
-        weights_out.stride(0), K=k, KP=triton.next_power_of_2(k), RENORM=renormalize, BLOCK_E=block_e, BLOCK_H=block_h, num_warps=4,
+        weights_out.stride(0), K=k, KP=kp, RENORM=renormalize, BLOCK_E=block_e, BLOCK_H=block_h, num_warps=4,
     )

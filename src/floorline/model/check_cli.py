@@ -35,17 +35,25 @@ def run_check(checkpoint: Path | None, model: str | None, layers: int | None, ex
     cfg = w.cfg
     notes = [
         "correctness.value: max over steps (step 0 = prefill) and sequences of rel-L2(fast logits, float64 "
-        "reference logits) on the same weights; both fed the fast path's greedy token.",
-        f"with the reference storing K/V rounded as the bf16 cache does: max rel-L2 {max(r.per_step_kv_matched):.3e} "
-        "(arithmetic error alone; the rest is KV storage rounding).",
-        f"greedy tokens identical: {r.greedy_match}" + ("" if r.first_mismatch is None else f", first difference at step {r.first_mismatch}"),
+        "reference logits) on the same weights, the reference using the fast path's expert choices (shared "
+        "routing) and exact float64 K/V; every reference is fed the fast path's greedy token.",
+        f"shared routing, reference K/V rounded as the bf16 cache stores them: max rel-L2 "
+        f"{max(r.per_step_kv_matched):.3e} (the datapath's arithmetic alone).",
+        f"free routing (the reference picks its own experts): max rel-L2 {max(r.per_step_free):.3e}, greedy "
+        f"identical {r.greedy_match_free}; router decisions that differed: {r.routing_differences} of "
+        f"{r.routing_decisions}, the largest k-th/(k+1)-th probability gap among them {r.max_tie_gap:.2e} (near-ties).",
+        f"greedy tokens identical (shared routing): {r.greedy_match}"
+        + ("" if r.first_mismatch is None else f", first difference at step {r.first_mismatch}"),
     ]
     if cfg.cut_down:
         notes.append("cut down: " + ", ".join(cfg.cut_down))
     out = {
         "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": len(prompts),
         "steps": steps, "dtype": dtype, "device": dev, "max_rel_l2": r.max_rel_l2,
-        "max_rel_l2_kv_matched": max(r.per_step_kv_matched), "greedy_match": r.greedy_match,
+        "max_rel_l2_kv_matched": max(r.per_step_kv_matched), "max_rel_l2_free_routing": max(r.per_step_free),
+        "greedy_match_free_routing": r.greedy_match_free, "routing_decisions": r.routing_decisions,
+        "routing_differences": r.routing_differences, "max_tie_gap": r.max_tie_gap,
+        "greedy_match": r.greedy_match,
         "first_mismatch": r.first_mismatch, "tolerance": tolerance, "passed": passed,
         "per_step_rel_l2": r.per_step, "cut_down": list(cfg.cut_down), "seconds": r.seconds,
     }
@@ -62,6 +70,8 @@ def run_check(checkpoint: Path | None, model: str | None, layers: int | None, ex
         console.print(f"{cfg.name}{cut}, {dtype}, batch {len(prompts)}, {steps} steps on {dev}")
         console.print(f"  max per-step logits rel-L2 vs float64: {r.max_rel_l2:.3e} (tolerance {tolerance:g})")
         console.print(f"  same, K/V storage rounding matched:    {max(r.per_step_kv_matched):.3e}")
+        console.print(f"  free routing (reference's own experts): {max(r.per_step_free):.3e}; router decisions "
+                      f"differing {r.routing_differences}/{r.routing_decisions} (largest gap {r.max_tie_gap:.1e})")
         console.print(f"  greedy tokens identical: {r.greedy_match}")
         console.print(f"  {'PASSED' if passed else 'FAILED'}" + (f"  packet: {out['packet']}" if "packet" in out else ""))
     if not passed:
@@ -81,7 +91,8 @@ def _write_packet(w, r, prompts, dtype, seed, tolerance, passed, notes, results)
         params={"model": cfg.name, "steps": r.steps, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts,
                 "batch": len(prompts), "prompt_lens": [len(p) for p in prompts], "weight_dtype": dtype,
                 "kv_dtype": "bf16", "seed": seed, "tp": 1, "cut_down": list(cfg.cut_down)},
-        correctness=Correctness(reference="floorline.model.reference (float64)", metric="max per-step logits rel-L2",
+        correctness=Correctness(reference="floorline.model.reference (float64, shared routing)",
+                                metric="max per-step logits rel-L2",
                                 value=r.max_rel_l2, tolerance=tolerance, passed=passed, trials=len(prompts),
                                 seeds=[seed]),
         notes=notes,

@@ -51,6 +51,7 @@ class LaunchConfigs:
     gate_up: GemvConfig = GemvConfig(block_n=16, block_k=256)
     down: GemvConfig = GemvConfig(block_n=16, block_k=256)
     lm_head: GemvConfig = GemvConfig(block_n=32, block_k=256)
+    router: GemvConfig = GemvConfig(block_n=4, block_k=1024)
     attention: DecodeConfig = DecodeConfig()
 
 
@@ -101,13 +102,14 @@ class FastDecoder:
         self.q32 = torch.zeros(B, cfg.num_attention_heads, cfg.head_dim, dtype=f32, device=dev)
         self.attn = torch.zeros(B, 1, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
         self.attn32 = torch.zeros(B, cfg.q_size, dtype=f32, device=dev)
-        self.o = torch.zeros(B, H, dtype=f32, device=dev)
+        self.o = torch.zeros(B, launch.o.split_k, H, dtype=f32, device=dev)  # split-K partials
+        self.router_logits = torch.zeros(B, max(cfg.num_experts, 1), dtype=f32, device=dev)
         self.ids = torch.zeros(B, k, dtype=i32, device=dev)
         self.route_w = torch.zeros(B, k, dtype=f32, device=dev)
         self.dense_ids = torch.zeros(B, dtype=i32, device=dev)
         self.dense_order = torch.arange(B, dtype=i32, device=dev)
         self.act = torch.zeros(B * k, inter, dtype=f32, device=dev)
-        self.mlp_out = torch.zeros(B * k, H, dtype=f32, device=dev)
+        self.mlp_out = torch.zeros(B * k * launch.down.split_k, H, dtype=f32, device=dev)
         self.logits = torch.zeros(B, cfg.vocab_size, dtype=f32, device=dev)
         self.next_tokens = torch.zeros(B, dtype=torch.int64, device=dev)
         self.greedy_ws = greedy_workspace(B, cfg.vocab_size, dev)
@@ -118,6 +120,10 @@ class FastDecoder:
         self.attn_ws = decode_workspace(B, 1, cfg.num_attention_heads, cfg.head_dim, splits, dev)
         self.graphs: dict[tuple[int, Sampling], Any] = {}
         self.record: list[Any] | None = None  # eager steps append each MoE layer's expert ids here
+        # route_log [moe layers, B, k]: when set before capture, the graph copies each MoE layer's
+        # expert ids here (decode --check hands them to the reference); prefill_routes likewise.
+        self.route_log: torch.Tensor | None = None
+        self.prefill_routes: dict[int, list[Any]] | None = None
         self.lengths = [0] * B
 
     # ---- one decode step (the body the graph captures) -------------------------------------------
@@ -127,6 +133,7 @@ class FastDecoder:
         res, h = self.residual[:B], self.h[:B]
         res.copy_(w.embed.index_select(0, self.tokens[:B]))
         delta = None
+        moe_i = 0
         for i, L in enumerate(w.layers):
             add_rmsnorm(res, L.attn_norm, eps, h, delta)
             gemv(h, L.qkv.w, self.qkv[:B], L.qkv.scale, L_.qkv)
@@ -150,25 +157,30 @@ class FastDecoder:
                                  max_len=self.max_len, cfg=L_.attention, out=self.attn[:B],
                                  workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B]))
                 self.attn32[:B].copy_(self.attn[:B].view(B, cfg.q_size))
-            gemv(self.attn32[:B], L.o.w, self.o[:B], L.o.scale, L_.o)
-            add_rmsnorm(res, L.mlp_norm, eps, h, self.o[:B])
+            o = self.o[:B] if L_.o.split_k > 1 else self.o[:B, 0]
+            gemv(self.attn32[:B], L.o.w, o, L.o.scale, L_.o)
+            add_rmsnorm(res, L.mlp_norm, eps, h, o)
             if L.is_moe:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:B], self.route_w[:B]
-                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts)
+                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B], L_.router)
                 if self.record is not None:
                     self.record.append(ids.clone())
+                if self.route_log is not None:
+                    self.route_log[moe_i, :B].copy_(ids)
+                moe_i += 1
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
                 order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
             else:
                 k, slot_e, slot_w = 1, self.dense_ids[:B], None
                 order = self.dense_order[:B] if B > 1 else None
-            act, out = self.act[: B * k], self.mlp_out[: B * k]
+            split = L_.down.split_k
+            act, out = self.act[: B * k], self.mlp_out[: B * k * split]
             moe_gemv(h, L.gate_up.w, slot_e, act[:, : L.gate_up.w.shape[1] // 2], tokens=B, scale=L.gate_up.scale,
                      swiglu=True, order=order, cfg=L_.gate_up)
             moe_gemv(act[:, : L.gate_up.w.shape[1] // 2], L.down.w, slot_e, out, tokens=B, scale=L.down.scale,
                      slot_weights=slot_w, order=order, cfg=L_.down)
-            delta = out.view(B, k, cfg.hidden_size)
+            delta = out.view(B, k * split, cfg.hidden_size)
         add_rmsnorm(res, w.norm, eps, h, delta)
         gemv(h, w.lm_head, self.logits[:B], None, L_.lm_head)
         if sampling.greedy:

@@ -23,7 +23,7 @@ def _expert(lin: Any, e: int) -> torch.Tensor:
     return w if lin.scale is None else w * lin.scale[e].to(F32).unsqueeze(-1)
 
 
-def _mlp(dec: Any, L: Any, h: torch.Tensor) -> torch.Tensor:
+def _mlp(dec: Any, L: Any, h: torch.Tensor, routes: list | None = None) -> torch.Tensor:
     """[T, H] -> [T, H]: tokens grouped by expert, one matmul pair per expert hit."""
     cfg = dec.cfg
     T = h.shape[0]
@@ -33,6 +33,8 @@ def _mlp(dec: Any, L: Any, h: torch.Tensor) -> torch.Tensor:
         wts, ids = torch.topk(probs, k, dim=-1)  # [T, k]
         if cfg.norm_topk_prob:
             wts = wts / wts.sum(-1, keepdim=True)
+        if routes is not None:
+            routes.append(ids.clone())
     else:
         k, ids, wts = 1, torch.zeros(T, 1, dtype=torch.long, device=h.device), torch.ones(T, 1, device=h.device)
     flat = ids.flatten()
@@ -76,6 +78,9 @@ def prefill_sequence(dec: Any, b: int, tokens: list[int]) -> torch.Tensor:
     pos = torch.arange(T, dtype=torch.int32, device=dev)
     seq = torch.full((T,), b, dtype=torch.int32, device=dev)
     x = w.embed.index_select(0, ids).to(F32)  # [T, H]
+    routes = None
+    if dec.prefill_routes is not None:
+        routes = dec.prefill_routes[b] = []
     for i, L in enumerate(w.layers):
         h = _norm(x, L.attn_norm, cfg.rms_norm_eps)
         qkv = (h @ L.qkv.real(F32).T).contiguous()  # [T, q + 2kv]
@@ -91,6 +96,6 @@ def prefill_sequence(dec: Any, b: int, tokens: list[int]) -> torch.Tensor:
             v.repeat_interleave(g, 1).transpose(0, 1).unsqueeze(0), is_causal=True,
         )  # [1, hq, T, d]
         x = x + attn[0].transpose(0, 1).reshape(T, cfg.q_size) @ L.o.real(F32).T
-        x = x + _mlp(dec, L, _norm(x, L.mlp_norm, cfg.rms_norm_eps))
+        x = x + _mlp(dec, L, _norm(x, L.mlp_norm, cfg.rms_norm_eps), routes)
     last = _norm(x[-1:], w.norm, cfg.rms_norm_eps)
     return (last @ w.lm_head.to(F32).T)[0]

@@ -93,11 +93,25 @@ def _expert_real(lin: Any, e: int, dtype: torch.dtype) -> torch.Tensor:
     return w if lin.scale is None else w * lin.scale[e].to(dtype).unsqueeze(-1)
 
 
-def mlp(cfg: ModelConfig, L: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-    # x: [T, H]
+def mlp(cfg: ModelConfig, L: LayerWeights, x: torch.Tensor, forced: torch.Tensor | None = None,
+        stats: list[float] | None = None) -> torch.Tensor:
+    """x: [T, H]. forced [T, k] makes the layer use those experts (weighted by this model's own
+    probabilities) instead of its own top-k: how `decode --check` compares two datapaths whose
+    routers disagree only on near-ties. Each token whose own choice differs appends to stats the
+    relative gap between its k-th and (k+1)-th probability (how near the tie was)."""
     if not L.is_moe:
         return torch.stack([expert(L, 0, x[t]) for t in range(x.shape[0])])
     weights, ids = route(cfg, x, L.router)
+    if forced is not None:
+        probs = torch.softmax(x @ L.router.to(x.dtype).T, dim=-1)  # [T, E]
+        forced = forced.to(device=x.device, dtype=torch.long)
+        for t in range(x.shape[0]):
+            if set(ids[t].tolist()) != set(forced[t].tolist()) and stats is not None:
+                top = torch.topk(probs[t], cfg.num_experts_per_tok + 1).values
+                stats.append(float((top[-2] - top[-1]) / top[-2]))
+        ids, weights = forced, probs.gather(1, forced)
+        if cfg.norm_topk_prob:
+            weights = weights / weights.sum(-1, keepdim=True)
     out = torch.zeros_like(x)
     for t in range(x.shape[0]):
         for j in range(ids.shape[1]):
@@ -160,13 +174,20 @@ class ReferenceModel:
         return Cache(store=store)
 
     @torch.no_grad()
-    def forward(self, tokens: list[int] | torch.Tensor, cache: Cache) -> torch.Tensor:
+    def forward(self, tokens: list[int] | torch.Tensor, cache: Cache, routes: list[torch.Tensor] | None = None,
+                stats: list[float] | None = None) -> torch.Tensor:
+        """routes: one [T, k] expert-id tensor per MoE layer to use instead of this model's own
+        choice (see mlp); stats collects the near-tie gaps where the choices differed."""
         cfg, w = self.cfg, self.w
         ids = torch.as_tensor(tokens, device=w.device).long().view(-1)
         pos = torch.arange(cache.length, cache.length + ids.numel(), device=w.device)
         x = w.embed[ids].to(self.dtype)  # [T, H]
+        moe_i = 0
         for i, L in enumerate(w.layers):
             x = x + attention(cfg, L, i, rms_norm(x, L.attn_norm, cfg.rms_norm_eps), pos, cache)
-            x = x + mlp(cfg, L, rms_norm(x, L.mlp_norm, cfg.rms_norm_eps))
+            forced = None
+            if routes is not None and L.is_moe:
+                forced, moe_i = routes[moe_i], moe_i + 1
+            x = x + mlp(cfg, L, rms_norm(x, L.mlp_norm, cfg.rms_norm_eps), forced, stats)
         x = rms_norm(x, w.norm, cfg.rms_norm_eps)
         return x @ w.lm_head.to(self.dtype).T  # [T, V]

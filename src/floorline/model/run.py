@@ -180,12 +180,23 @@ def _generate_reference(w: Any, prompts: list[list[int]], max_new: int, greedy: 
 
 @dataclass
 class CheckResult:
+    """Per step (0 = prefill), max over the batch of logits rel-L2 against three float64 references:
+    shared routing (the primary: same expert choices as the fast path, exact K/V), shared routing with
+    K/V rounded as the bf16 cache stores them (arithmetic alone), and free routing (the reference
+    picks its own experts: near-tie router decisions may flip, and a flip changes the token's MoE
+    output by a whole expert)."""
+
     steps: int
     batch: int
-    per_step: list[float]  # max over the batch of logits rel-L2 vs exact float64, per step (0 = prefill)
-    per_step_kv_matched: list[float]  # same, reference storing K/V rounded as the cache stores them
+    per_step: list[float]
+    per_step_kv_matched: list[float]
+    per_step_free: list[float]
     greedy_match: bool
     first_mismatch: int | None
+    greedy_match_free: bool
+    routing_decisions: int
+    routing_differences: int
+    max_tie_gap: float  # largest relative prob gap (k-th vs k+1-th) among the decisions that differed
     seconds: float
 
     @property
@@ -193,12 +204,12 @@ class CheckResult:
         return max(self.per_step)
 
 
-def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None) -> CheckResult:
-    """Fast path and float64 reference side by side on the same weights, every step; both fed the
-    fast path's greedy token so they stay on one trajectory."""
+def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, launch: Any = None) -> CheckResult:
+    """Fast path and float64 reference side by side on the same weights, every step; every reference
+    is fed the fast path's greedy token so all stay on one trajectory."""
     import torch
 
-    from floorline.model.fast import FastDecoder, Sampling
+    from floorline.model.fast import FastDecoder, LaunchConfigs, Sampling
     from floorline.model.reference import ReferenceModel
 
     if steps < 1:
@@ -206,8 +217,13 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None) ->
     if w.dtype not in ("bf16", "fp8"):
         raise InputError(f"--dtype: decode --check compares the fast path (bf16 or fp8) with float64, got {w.dtype}")
     B = len(prompts)
+    cfg = w.cfg
+    n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.num_hidden_layers))
     t0 = time.perf_counter()
-    dec = FastDecoder(w, max_batch=B, max_len=max(len(p) for p in prompts) + steps + 2)
+    dec = FastDecoder(w, max_batch=B, max_len=max(len(p) for p in prompts) + steps + 2, launch=launch or LaunchConfigs())
+    dec.prefill_routes = {}
+    if n_moe:
+        dec.route_log = torch.zeros(n_moe, B, cfg.num_experts_per_tok, dtype=torch.int32, device=dec.device)
     ref = ReferenceModel(w)
     interp = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -217,34 +233,49 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None) ->
             return bits.view(torch.float32).to(torch.float64)
         return t.to(torch.bfloat16).to(torch.float64)
 
-    exact = [ref.new_cache() for _ in prompts]
+    shared = [ref.new_cache() for _ in prompts]
     matched = [ref.new_cache(store) for _ in prompts]
+    free = [ref.new_cache() for _ in prompts]
+    gaps: list[float] = []
 
     def rel(a: Any, b: Any) -> float:
         return float((a.double() - b).norm() / b.norm())
 
-    fast = dec.prefill(prompts)
-    ref_e = [ref.forward(p, c)[-1] for p, c in zip(prompts, exact, strict=True)]
-    ref_m = [ref.forward(p, c)[-1] for p, c in zip(prompts, matched, strict=True)]
-    per, per_m = [], []
-    match, first = True, None
+    fast = dec.prefill(prompts).clone()
+    r_s = [ref.forward(p, shared[b], dec.prefill_routes.get(b) if n_moe else None, gaps)[-1] for b, p in enumerate(prompts)]
+    r_m = [ref.forward(p, matched[b], dec.prefill_routes.get(b) if n_moe else None)[-1] for b, p in enumerate(prompts)]
+    r_f = [ref.forward(p, free[b])[-1] for b, p in enumerate(prompts)]
+    decisions = sum(len(p) for p in prompts) * n_moe
+    per, per_m, per_f = [], [], []
+    match, first, match_free = True, None, True
     tokens = torch.argmax(fast, dim=-1)
     for s in range(steps + 1):
         if s > 0:
             dec.step(B, Sampling())
-            fast = dec.logits[:B]
+            fast = dec.logits[:B].clone()
             toks = tokens.tolist()
-            ref_e = [ref.forward([toks[b]], exact[b])[-1] for b in range(B)]
-            ref_m = [ref.forward([toks[b]], matched[b])[-1] for b in range(B)]
+            routes = [dec.route_log[:, b].unsqueeze(1) for b in range(B)] if n_moe else [None] * B
+            r_s = [ref.forward([toks[b]], shared[b], _split(routes[b]), gaps)[-1] for b in range(B)]
+            r_m = [ref.forward([toks[b]], matched[b], _split(routes[b]))[-1] for b in range(B)]
+            r_f = [ref.forward([toks[b]], free[b])[-1] for b in range(B)]
+            decisions += B * n_moe
             tokens = dec.next_tokens[:B].clone()
-        per.append(max(rel(fast[b], ref_e[b]) for b in range(B)))
-        per_m.append(max(rel(fast[b], ref_m[b]) for b in range(B)))
+        per.append(max(rel(fast[b], r_s[b]) for b in range(B)))
+        per_m.append(max(rel(fast[b], r_m[b]) for b in range(B)))
+        per_f.append(max(rel(fast[b], r_f[b]) for b in range(B)))
         ours = torch.argmax(fast, dim=-1).tolist()
-        theirs = [int(torch.argmax(r)) for r in ref_e]
-        if ours != theirs and match:
+        if ours != [int(torch.argmax(r)) for r in r_s] and match:
             match, first = False, s
+        if ours != [int(torch.argmax(r)) for r in r_f]:
+            match_free = False
         if s == 0:
             dec.tokens[:B] = tokens
         if progress:
             progress(s)
-    return CheckResult(steps, B, per, per_m, match, first, time.perf_counter() - t0)
+    return CheckResult(steps, B, per, per_m, per_f, match, first, match_free, decisions, len(gaps),
+                       max(gaps, default=0.0), time.perf_counter() - t0)
+
+
+def _split(route: Any) -> Any:
+    """[moe_layers, 1, k] -> one [1, k] tensor per MoE layer."""
+    return None if route is None else list(route.unbind(0))

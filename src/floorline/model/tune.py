@@ -1,8 +1,11 @@
-"""Pick GEMV launch shapes on the device, on the model's own weights, by timing a few candidates.
+"""Pick GEMV launch shapes on the device, on the model's own weights, by timing a few candidates,
+and profile one decode step kernel by kernel.
 
 A small fixed candidate list per weight class (not a search): each candidate compiles once, so the
-list is what keeps the tuning inside a few tens of seconds. Batch 1 runs the CUDA-core path whose
-best tile depends on N x K; batch > 1 runs the tensor-core path with the heuristic shapes.
+list is what keeps the tuning inside tens of seconds. Every candidate is timed as 20 launches inside
+one CUDA graph, as the decode step runs them (eager timing of a ~10 us kernel measures the Python
+launch, not the kernel). Split-K candidates apply where the consumer sums partials (o-proj and
+expert-down into add_rmsnorm); the gate-up + SwiGLU epilogue is not linear, so it never splits.
 """
 
 from __future__ import annotations
@@ -14,51 +17,60 @@ from floorline.kernels.gemv import GemvConfig, gemv
 from floorline.kernels.moe_gemv import moe_gemv
 from floorline.model.fast import LaunchConfigs
 
-B1_CANDIDATES = (
-    GemvConfig(block_n=8, block_k=512, num_warps=4, num_stages=3),
-    GemvConfig(block_n=16, block_k=256, num_warps=4, num_stages=3),
-    GemvConfig(block_n=16, block_k=512, num_warps=8, num_stages=3),
-    GemvConfig(block_n=4, block_k=1024, num_warps=4, num_stages=4),
-    GemvConfig(block_n=32, block_k=256, num_warps=8, num_stages=3),
-)
+
+def _c(bn: int, bk: int, warps: int = 4, stages: int = 3, split: int = 1) -> GemvConfig:
+    return GemvConfig(block_n=bn, block_k=bk, num_warps=warps, num_stages=stages, split_k=split)
+
+
+CANDIDATES = {
+    "qkv": (_c(16, 256), _c(8, 512), _c(4, 1024, 4, 4), _c(8, 256, 4, 4), _c(16, 512, 8), _c(32, 256, 8)),
+    "o": (_c(16, 256), _c(8, 512, 4, 3, 2), _c(16, 256, 4, 3, 2), _c(8, 256, 4, 4, 4), _c(4, 1024, 4, 4), _c(16, 512, 8, 3, 4)),
+    "lm_head": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(32, 256, 8)),
+    "gate_up": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(8, 256, 8, 4), _c(16, 512, 8), _c(4, 512, 4, 4)),
+    "down": (_c(16, 256), _c(32, 256, 8), _c(8, 256, 4, 4), _c(16, 256, 4, 3, 3), _c(8, 128, 4, 4, 3), _c(16, 128, 4, 3, 2)),
+    "router": (_c(4, 1024, 4, 4), _c(4, 512, 4, 4), _c(8, 256), _c(2, 1024, 4, 4)),
+}
 
 
 def tune_batch1(w: Any, progress: Any = lambda m: None) -> tuple[LaunchConfigs, dict[str, Any]]:
-    """Best candidate per weight class at batch 1, and the timings (us) behind each choice."""
+    """Best candidate per weight class at batch 1, and the timings (us per launch) behind each choice."""
     import torch
 
     from floorline.gpu.timing import TimingConfig, time_cuda
 
-    cfg, L = w.cfg, w.layers[0]
+    cfg, L = w.cfg, next((x for x in w.layers if x.is_moe), w.layers[0])
     dev = w.device
     g = torch.Generator(device=dev)
     g.manual_seed(0)
     H = cfg.hidden_size
     x = torch.randn(1, H, device=dev, generator=g)
     xo = torch.randn(1, cfg.q_size, device=dev, generator=g)
-    out_qkv = torch.empty(1, L.qkv.w.shape[0], device=dev)
-    out_o = torch.empty(1, H, device=dev)
-    out_lm = torch.empty(1, cfg.vocab_size, device=dev)
     E, k = L.gate_up.w.shape[0], (cfg.num_experts_per_tok if L.is_moe else 1)
     inter = L.gate_up.w.shape[1] // 2
     slot_e = torch.randperm(E, device=dev, generator=g)[:k].to(torch.int32)
     act = torch.randn(k, inter, device=dev, generator=g)
-    out_act = torch.empty(k, inter, device=dev)
-    out_dn = torch.empty(k, H, device=dev)
     wts = torch.rand(k, device=dev, generator=g)
+
+    def out(*shape: int) -> Any:
+        return torch.empty(*shape, device=dev)
+
     cases = {
-        "qkv": lambda c: gemv(x, L.qkv.w, out_qkv, L.qkv.scale, c),
-        "o": lambda c: gemv(xo, L.o.w, out_o, L.o.scale, c),
-        "lm_head": lambda c: gemv(x, w.lm_head, out_lm, None, c),
-        "gate_up": lambda c: moe_gemv(x, L.gate_up.w, slot_e, out_act, tokens=1, scale=L.gate_up.scale, swiglu=True, cfg=c),
-        "down": lambda c: moe_gemv(act, L.down.w, slot_e, out_dn, tokens=1, scale=L.down.scale, slot_weights=wts, cfg=c),
+        "qkv": lambda c: gemv(x, L.qkv.w, out(1, L.qkv.w.shape[0]), L.qkv.scale, c),
+        "o": lambda c: gemv(xo, L.o.w, out(1, c.split_k, H) if c.split_k > 1 else out(1, H), L.o.scale, c),
+        "lm_head": lambda c: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c),
+        "gate_up": lambda c: moe_gemv(x, L.gate_up.w, slot_e, out(k, inter), tokens=1, scale=L.gate_up.scale,
+                                      swiglu=True, cfg=c),
+        "down": lambda c: moe_gemv(act, L.down.w, slot_e, out(k * c.split_k, H), tokens=1, scale=L.down.scale,
+                                   slot_weights=wts, cfg=c),
     }
+    if L.router is not None:
+        cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c)
     chosen, table = {}, {}
     for name, run in cases.items():
         best, best_us, rows = None, float("inf"), []
-        for c in B1_CANDIDATES:
+        for c in CANDIDATES[name]:
             try:
-                us = time_cuda(lambda i, c=c, run=run: run(c), TimingConfig(warmup=3, iters=20, timeout_s=30)).median
+                us = time_cuda(lambda i, c=c, run=run: run(c), TimingConfig(warmup=3, iters=10, graph=True, ops_per_graph=20, timeout_s=30)).median
             except Exception as e:  # noqa: BLE001 - a candidate that fails to compile is skipped, and said so
                 rows.append({"config": c.__dict__, "error": f"{type(e).__name__}: {str(e)[:120]}"})
                 continue
@@ -67,5 +79,29 @@ def tune_batch1(w: Any, progress: Any = lambda m: None) -> tuple[LaunchConfigs, 
                 best, best_us = c, us
         chosen[name] = best or getattr(LaunchConfigs(), name)
         table[name] = {"chosen": chosen[name].__dict__, "us": best_us, "candidates": rows}
-        progress(f"tune {name}: {best_us:.1f} us with {chosen[name]}")
+        progress(f"tune {name}: {best_us:.2f} us with {chosen[name]}")
     return replace(LaunchConfigs(), **chosen), table
+
+
+def profile_step(w: Any, launch: LaunchConfigs, batch: int, context: int, steps: int = 3) -> list[dict[str, Any]]:
+    """Device time per kernel name over eager decode steps (torch.profiler / CUPTI), per step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from floorline.model.fast import FastDecoder, Sampling
+
+    dec = FastDecoder(w, max_batch=batch, max_len=context + steps + 8, launch=launch, use_graph=False)
+    dec.set_context([context] * batch)
+    dec._step(batch, Sampling())  # compile outside the profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            dec._step(batch, Sampling())
+        torch.cuda.synchronize()
+    rows = []
+    for ev in prof.key_averages():
+        dev_us = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+        if dev_us:
+            rows.append({"kernel": ev.key[:80], "us_per_step": dev_us / steps, "launches_per_step": ev.count / steps})
+    rows.sort(key=lambda r: -r["us_per_step"])
+    return rows
