@@ -20,14 +20,13 @@ timeout ${PYTEST_S:-100} python3 -m pytest -q -p no:cacheprovider -m gpu -x -rs 
   tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_sampling.py > "$OUT/pytest.txt" 2>&1
 echo "pytest rc=$?"; tail -5 "$OUT/pytest.txt"
 # the kernel tests are not gpu-marked (they run everywhere); run them on the GPU too
-timeout ${KTEST_S:-60} python3 -m pytest -q -p no:cacheprovider -x tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py \
-  tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py \
-  tests/kernels/test_sampling.py >> "$OUT/pytest.txt" 2>&1
+KTESTS=${KTESTS:-"tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_sampling.py"}
+timeout ${KTEST_S:-60} python3 -m pytest -q -p no:cacheprovider -x $KTESTS >> "$OUT/pytest.txt" 2>&1
 echo "kernel tests on GPU rc=$?"; tail -3 "$OUT/pytest.txt"
 stage check
 timeout ${CHECK_S:-110} python3 -m floorline decode --check --model qwen3-30b-a3b --batch 2 --prompt-len 16 --steps ${STEPS:-64} \
   --dtype bf16 --device cuda --json > "$OUT/check.json"
-echo "check rc=$?"; grep -E '"(max_rel_l2|max_rel_l2_kv_matched|greedy_match|passed|seconds)"' "$OUT/check.json"
+echo "check rc=$?"; grep -E '"(max_rel_l2|max_rel_l2_kv_matched|max_rel_l2_free_routing|greedy_match|greedy_match_free_routing|routing_differences|routing_decisions|max_tie_gap|passed|seconds)"' "$OUT/check.json"
 stage bench
 B=$(( $(left) - 25 ))
 timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch ${BATCHES:-1,8,64} --context ${CONTEXTS:-1k,32k,128k} \
@@ -35,6 +34,9 @@ timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch ${BAT
 echo "bench rc=$?"; python3 -c "
 import json; d=json.load(open('$OUT/bench.json'))
 print('ceiling', d['hbm_read_ceiling_tbps'], 'baseline', d['baseline'])
+print('launch', d.get('launch'))
+for r in (d.get('profile') or [])[:14]: print('  prof %-60s %8.1f us %5.1f launches' % (r['kernel'][:60], r['us_per_step'], r['launches_per_step']))
+for name, t in (d.get('tune') or {}).items(): print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], round(c.get('us', -1), 2)) for c in t['candidates']])
 for p in d['points']: print(p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['transformers_ms'], p['ratio_vs_transformers'], p['skipped'])
 " 2>&1
 stage pack
