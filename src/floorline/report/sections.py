@@ -11,6 +11,7 @@ SECTION_MODULES = (
     "floorline.machine.report",
     "floorline.economics.report",
     "floorline.replay.report",
+    "floorline.kernelenv.report",
 )
 
 
