@@ -116,6 +116,7 @@ def write_attempt(att: Attempt, task: Task, source: str, out_dir: Path, device: 
                                          "num_warps": k.get("num_warps"), "num_stages": k.get("num_stages")}
                                         for k in kernels],
                 "timing_harness_wall_s": (att.timing or {}).get("harness_wall_s"),
+                "timing_harness_overhead_us": (att.timing or {}).get("harness_overhead_us"),
                 "timing_worker_wall_median_us": (att.timing or {}).get("worker_wall_median_us")},
         correctness=correctness, timing=_timing(att.timing), baselines=baselines, floor=floor,
         compiler=_compiler(att), artifacts=[artifact(p, out_dir) for p in files], notes=notes)

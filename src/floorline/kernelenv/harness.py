@@ -386,6 +386,9 @@ class Harness:
         samples = r["samples_us"] if cfg.device == "cuda" else r["walls_us"]
         att.timing = checks.stats(samples, "cuda_events+device_sync+l2_flush" if cfg.device == "cuda" else "wall_clock_cpu",
                                   cfg.warmup, r["walls_us"], wall)
+        # what the same loop measures around a no-op: the sync and event cost every sample carries
+        cal_samples = (cal.get("samples_us") if cfg.device == "cuda" else cal.get("walls_us")) or []
+        att.timing["harness_overhead_us"] = checks.stats(cal_samples, "", 0, [], 0.0)["median"] if cal_samples else None
         ref0 = judge.reference_for(seed + 1000, shape, sets[0])
         fl = self._floor(task, sets[0], ref0, att.timing["median"])
         att.floor = fl
