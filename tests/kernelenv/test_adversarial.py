@@ -96,3 +96,15 @@ def test_sandbox_has_no_network_and_no_capabilities(harness):
     att = harness.evaluate(resolve_task("rmsnorm"), (ADVERSARIAL / "sandbox_violation.py").read_text())
     assert "namespace" in att.sandbox["network"], att.sandbox
     assert att.sandbox["capabilities"].startswith("all dropped"), att.sandbox
+
+
+def test_rl_harness_counts_only_the_candidates_own_kernels():
+    """In the RL environment a candidate that imports a shipped solution has not written a kernel."""
+    h = Harness(HarnessConfig(device="cpu", timing=False, own_roots=()))
+    shipped = "from floorline.kernelenv.candidates.rmsnorm import ModelNew  # noqa: F401\n"
+    att = h.evaluate(resolve_task("rmsnorm"), shipped)
+    assert att.failure_class == "ghost_kernel", att.message
+    from floorline.kernelenv.task import TASKS_DIR
+
+    own = (TASKS_DIR.parent / "candidates" / "rmsnorm.py").read_text()
+    assert h.evaluate(resolve_task("rmsnorm"), own).status == "passed"

@@ -21,7 +21,8 @@ from floorline.kernelenv.task import TASKS_DIR, Task, load_tasks
 def default_harness() -> Harness:
     from floorline.gpu.probe import cuda_available
 
-    return Harness(HarnessConfig.for_device("cuda" if cuda_available() else "cpu"))
+    # only kernels written in the candidate's own source count: importing a shipped solution is a ghost
+    return Harness(HarnessConfig.for_device("cuda" if cuda_available() else "cpu", own_roots=()))
 
 
 class KernelEnvironment(Environment[KernelAction, KernelObservation, KernelState]):

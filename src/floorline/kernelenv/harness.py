@@ -49,6 +49,10 @@ class HarnessConfig:
     drop_caps: bool = True
     settle_s: float = 0.03
     cpu_address_bytes: int = 16 << 30
+    # where a launched kernel must be defined to count as the candidate's own: None = the candidate file,
+    # floorline.kernels and the shipped candidates (eval/suite); () = the candidate file only (the RL env,
+    # so an agent cannot score by importing a shipped solution)
+    own_roots: tuple[str, ...] | None = None
 
     @staticmethod
     def for_device(device: str, **kw: Any) -> HarnessConfig:
@@ -283,7 +287,8 @@ class Harness:
         seed = att.seed
         default_shape, heldout = task.shapes(cfg.device)
         att.shapes = {"default": default_shape, "heldout": heldout}
-        judge = checks.Judge(task, cfg.device, self._reference, OWN_KERNEL_ROOTS, str(tmp / "candidate.py"))
+        roots = OWN_KERNEL_ROOTS if cfg.own_roots is None else tuple(cfg.own_roots)
+        judge = checks.Judge(task, cfg.device, self._reference, roots, str(tmp / "candidate.py"))
         try:
             w = self._load(task, tmp, tmp / "candidate.py", att)
         except WorkerTimeout as e:
