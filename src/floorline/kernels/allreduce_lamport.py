@@ -186,16 +186,16 @@ __device__ __forceinline__ void clear_previous(u64 own_base, u32 prev_buf, u32 w
   }
 }
 
-// Last block out advances the epoch and records how much of this epoch's buffer is dirty. No fences:
-// only the next kernel reads these words and the kernel boundary orders them; a __threadfence here
-// would also wait for the acknowledgements of this block's NVLink stores (a round trip) for nothing.
+// Last block out advances the epoch and records how much of this epoch's buffer is dirty.
 __device__ __forceinline__ void finish_epoch(u32* ctrl, u32 epoch, u32 dirty) {
-  __syncthreads();  // every thread of the block has read the epoch
+  __syncthreads();
   if (threadIdx.x == 0) {
-    const bool last = gridDim.x == 1 || atomicAdd(ctrl + CTRL_ARRIVE, 1u) == gridDim.x - 1;
-    if (last) {
+    __threadfence();
+    u32 ticket = atomicAdd(ctrl + CTRL_ARRIVE, 1u);
+    if (ticket == gridDim.x - 1) {
       ctrl[CTRL_DIRTY + epoch % N_BUFFERS] = dirty;
-      if (gridDim.x > 1) ctrl[CTRL_ARRIVE] = 0u;
+      ctrl[CTRL_ARRIVE] = 0u;
+      __threadfence();
       st_volatile_u32(ctrl + CTRL_EPOCH, (epoch + 1u) % N_BUFFERS);  // kept mod 3: a u32 would wrap to a repeat
     }
   }
