@@ -108,9 +108,10 @@ def write_attempt(att: Attempt, task: Task, source: str, out_dir: Path, device: 
     packet = new_packet(
         KIND, status=status, failure_class=att.failure_class,
         command=replay_command(task, cand, att.seed),
-        params={"task": task.name, "task_sha256": task.source_sha256, "op": task.op,
-                "candidate_sha256": att.candidate_sha256, "device": device, "reward": att.reward,
-                "speedup": att.speedup, "sol_fraction": att.sol_fraction, "shapes": att.shapes,
+        # the first four are what `evidence table` shows for a kind it has no column list for
+        params={"task": task.name, "device": device, "reward": att.reward, "speedup": att.speedup,
+                "op": task.op, "task_sha256": task.source_sha256, "candidate_sha256": att.candidate_sha256,
+                "sol_fraction": att.sol_fraction, "shapes": att.shapes,
                 "sandbox": att.sandbox, "checks": att.checks, "kernels": kernels,
                 "compiler_invocation": [{"kernel": k.get("name"), "target": k.get("target"),
                                          "num_warps": k.get("num_warps"), "num_stages": k.get("num_stages")}
