@@ -27,4 +27,7 @@ def test_router_topk(device, B, H, E, k, renorm, wdtype, two_kernel):
     if renorm:
         want_w = want_w / want_w.sum(-1, keepdim=True)
     assert torch.equal(ids.cpu().long(), want_i)
-    assert float((wts.double().cpu() - want_w).abs().max()) < 1e-6
+    # fp32 CUDA-core product: 1e-6; the batch > 1 GEMV runs bf16 tensor cores on x split hi + lo
+    # (~16 mantissa bits), measured 2e-6 on the H200
+    tol = 1e-5 if (two_kernel and B > 1 and device == "cuda") else 1e-6
+    assert float((wts.double().cpu() - want_w).abs().max()) < tol
