@@ -57,3 +57,18 @@ def test_timed_attempt_has_baseline_and_bounded_reward(timed_harness):
     assert att.speedup == pytest.approx(att.baseline["median"] / att.timing["median"])
     assert 0.1 <= att.reward <= 1.0
     assert [c["phase"] for c in att.checks].count("timed") == timed_harness.cfg.timing_sets
+
+
+def test_native_extension_built_in_the_sandbox_counts_as_own(harness):
+    """A C extension compiled by the candidate inside its temp dir (as load_inline does) is its own kernel."""
+    import shutil
+    from pathlib import Path
+
+    from floorline.kernelenv.task import resolve_task
+
+    if harness.cfg.device != "cpu" or shutil.which("cc") is None:
+        pytest.skip("the native candidate is a CPU C extension and needs a C compiler")
+    src = (Path(__file__).parent / "native" / "silu_mul_ext.py").read_text()
+    att = harness.evaluate(resolve_task("silu_mul"), src)
+    assert att.status == "passed", (att.failure_class, att.message)
+    assert all(c["own_launches"] >= 1 for c in att.checks)

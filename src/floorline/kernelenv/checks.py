@@ -16,6 +16,7 @@ import hashlib
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from floorline.kernelenv.task import Task, normalised_error
@@ -139,6 +140,8 @@ class Judge:
 
     def _own(self, launch: dict[str, Any]) -> bool:
         f = str(launch.get("file", ""))
+        if launch.get("kind") == "extension":  # the worker only reports extensions built in this attempt's dir
+            return f.startswith(str(Path(self.candidate_file).resolve().parent) + "/")
         return f == self.candidate_file or any(f.startswith(r) for r in self.own_roots)
 
     def _forbidden(self, ops: list[str], fn_ops: list[str]) -> list[str]:

@@ -37,11 +37,12 @@ GLUE_OPS = frozenset({
     "empty_permuted", "_reshape_alias", "unsafe_split",
 })
 POISON_OPS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted"})
-SENTINEL_BYTE = 0xFF  # all-ones: NaN in every float format we carry, so an unwritten output is obvious
+SENTINEL_BYTE = 0xFF
+HOST_COPY_OP = "kernelenv::device_to_host_copy"  # not glue: a forward that ships data to the host is suspect  # all-ones: NaN in every float format we carry, so an unwritten output is obvious
 
 _S: dict[str, Any] = {
     "recording": False, "paused": 0, "ops": set(), "fn_ops": set(), "launches": [], "jit": {}, "exc": [],
-    "net": [], "candidate_file": None,
+    "net": [], "candidate_file": None, "ext_files": {}, "tmpdir": "/nonexistent/",
 }
 
 
@@ -95,6 +96,14 @@ def _make_modes() -> tuple[Any, Any]:
             if _S["recording"] and not _S["paused"]:
                 _S["ops"].add(name)
             out = func(*args, **(kwargs or {}))
+            if _S["recording"] and not _S["paused"] and name in ("aten::_to_copy", "aten::copy_"):
+                try:  # data leaving the GPU mid-forward: the work may be done on the host (numpy, Python)
+                    src = args[1] if name == "aten::copy_" else args[0]
+                    dst = args[0] if name == "aten::copy_" else out
+                    if src.device.type == "cuda" and dst.device.type == "cpu":
+                        _S["ops"].add(HOST_COPY_OP)
+                except Exception:
+                    pass
             if _S["recording"] and name.split("::")[-1] in POISON_OPS and type(out) is torch.Tensor and out.numel():
                 # poison every fresh allocation the candidate makes: an output it never writes stays all-ones
                 torch.empty(0, dtype=torch.uint8, device=out.device).set_(out.untyped_storage()).fill_(SENTINEL_BYTE)
@@ -126,6 +135,23 @@ def _local_tracer(frame, event, arg):
     if event == "exception" and _S["recording"]:
         _S["exc"].append(f"{arg[0].__name__} at line {frame.f_lineno}")
     return _local_tracer
+
+
+def _profiler(frame, event, arg):
+    """Calls into C extension modules that were built inside this attempt's temp dir (load_inline, NVRTC
+    wrappers, hand-built extensions) are the candidate's own kernels, like its Triton launches."""
+    if event == "c_call" and _S["recording"] and not _S["paused"]:
+        mod = getattr(arg, "__module__", None)
+        if mod is not None:
+            f = _S["ext_files"].get(mod)
+            if f is None:
+                m = sys.modules.get(mod)
+                path = str(getattr(m, "__file__", "") or "")
+                f = path if path.startswith(_S["tmpdir"]) and not path.endswith(".py") else ""
+                _S["ext_files"][mod] = f
+            if f:
+                _S["launches"].append({"name": f"{mod}.{getattr(arg, '__name__', '?')}", "file": f, "grid": None,
+                                       "kind": "extension"})
 
 
 def _integrity_snapshot() -> dict[str, Any]:
@@ -173,6 +199,8 @@ def _integrity_problems(snap: dict[str, Any], modes: tuple[Any, Any], in_call: b
         bad.append("dispatch recorder removed")
     if in_call and sys.gettrace() is not _tracer:
         bad.append("trace function replaced")
+    if in_call and sys.getprofile() is not _profiler:
+        bad.append("profile function replaced")
     return bad
 
 
@@ -277,6 +305,7 @@ class Worker:
         self.snap: dict[str, Any] = {}
         self.threads_before: set[int] = set()
         self.nonce: str | None = None
+        _S["tmpdir"] = str(Path(cfg["tmpdir"]).resolve()) + os.sep
 
     # -- plumbing ------------------------------------------------------------------------------
     def send(self, header: dict[str, Any], tensors: dict[str, list[Any]] | None = None) -> None:
@@ -343,6 +372,7 @@ class Worker:
         _S.update(ops=set(), fn_ops=set(), launches=[], exc=[])
         before = {th.ident for th in threading.enumerate()}
         sys.settrace(_tracer)
+        sys.setprofile(_profiler)
         _S["recording"] = True
         try:
             with self.modes[1], self.modes[0]:
@@ -351,6 +381,7 @@ class Worker:
         finally:
             _S["recording"] = False
             sys.settrace(None)
+            sys.setprofile(None)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         info: dict[str, Any] = {
             "types": [f"{type(o).__module__}.{type(o).__qualname__}" for o in outs],
