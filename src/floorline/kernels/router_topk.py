@@ -87,7 +87,8 @@ def router_topk(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, we
             raise InputError(f"router: logits buffer must be float32 [{B}, {E}], got {tuple(logits.shape)}")
         gemv(x, weight, logits, None, gemv_cfg or GemvConfig(block_n=4, block_k=1024))
         _topk_kernel[(B,)](logits, ids_out, weights_out, E, logits.stride(0), ids_out.stride(0), weights_out.stride(0),
-                           K=k, KP=kp, RENORM=renormalize, BLOCK_E=block_e, num_warps=4)
+                           K=k, KP=kp, RENORM=renormalize, BLOCK_E=block_e,
+                           num_warps=1 if block_e <= 256 else 4)  # k rounds of argmax: one warp, no barriers
         return
     block_h = max(16, min(triton.next_power_of_2(H), 8192 // block_e))
     _router_kernel[(B,)](
