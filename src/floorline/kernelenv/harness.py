@@ -18,6 +18,7 @@ import secrets
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -99,11 +100,17 @@ class WorkerTimeout(RuntimeError):
 
 
 _CTX: Any = None
+_START_LOCK = threading.Lock()
 
 
 def _context() -> Any:
     """A fork server that imported torch/triton once and never ran candidate code: each worker is a fresh
     fork of it (separate process, separate allocator, none of the harness's memory), in milliseconds."""
+    with _START_LOCK:
+        return _make_context()
+
+
+def _make_context() -> Any:
     global _CTX
     if _CTX is None:
         import multiprocessing as mp
@@ -130,11 +137,12 @@ def _start_without_main(proc: Any) -> None:
         d.pop("main_path", None)
         return d
 
-    spawn.get_preparation_data = prep
-    try:
-        proc.start()
-    finally:
-        spawn.get_preparation_data = orig
+    with _START_LOCK:  # the server may judge attempts on several threads
+        spawn.get_preparation_data = prep
+        try:
+            proc.start()
+        finally:
+            spawn.get_preparation_data = orig
 
 
 class WorkerHandle:
