@@ -7,20 +7,10 @@ with their sources as well as the checks, so a number in it can be traced withou
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
+from floorline.jsonsafe import finite
 from floorline.report.registry import ReportContext, SectionResult, section
-
-
-def _finite(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # packets are strict JSON
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 @section("machine", "Machine calculator: shipped designs", min_gpus=0, order=60)
@@ -35,7 +25,7 @@ def machine_section(ctx: ReportContext) -> SectionResult:
         ctx.progress(f"machine: checking {name}")
         d = resolve(name)
         rep = public(evaluate(d))
-        params = _finite({
+        params = finite({
             "design": name,
             "design_file": f"src/floorline/machine/designs/{name}.toml",
             "design_sha256": hashlib.sha256(Path(d.path).read_bytes()).hexdigest(),

@@ -17,24 +17,15 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from floorline.errors import InputError
+from floorline.jsonsafe import finite
 
 router = APIRouter(prefix="/api/economics", tags=["economics"])
 
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def _api_names(msg: str) -> str:
@@ -74,7 +65,7 @@ def _num(data: dict, key: str, default: float | None) -> float | None:
 def _guard(fn):
     async def wrapped(request: Request):
         try:
-            return JSONResponse(_clean(await fn(request)))
+            return JSONResponse(finite(await fn(request)))
         except InputError as e:
             return _bad(_api_names(str(e)))
         except (ValueError, TypeError, OverflowError, ZeroDivisionError, KeyError) as e:
@@ -120,7 +111,7 @@ def defaults() -> JSONResponse:
     a = assumptions()
     serving = {k: {"value": q.value, "unit": q.unit, "source": q.source} for k, q in a["serving"].items()}
     capacity = {k: {"value": q.value, "unit": q.unit, "source": q.source} for k, q in a["capacity"].items()}
-    return JSONResponse(_clean({"devices": devs, "serving": serving, "capacity": capacity, "measured": _measured()}))
+    return JSONResponse(finite({"devices": devs, "serving": serving, "capacity": capacity, "measured": _measured()}))
 
 
 @router.get("/hw/{key}")

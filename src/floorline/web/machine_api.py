@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from floorline.errors import InputError
+from floorline.jsonsafe import finite
 
 router = APIRouter(prefix="/api", tags=["machine"])
 
@@ -31,15 +32,6 @@ SLIDERS = (
     ("gpu.loop_fraction", "GPU heat into the loop", ("abs", 0, 1)),
 )
 
-
-def _clean(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # JSON has no inf/NaN; the page reads null as "unbounded"
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def _bad(msg: str) -> JSONResponse:
@@ -93,7 +85,7 @@ def designs() -> JSONResponse:
     from floorline.machine.checks import CHECKS
 
     checks = [{"id": c.id, "group": c.group, "title": c.title, "formula": c.formula} for c in CHECKS]
-    return JSONResponse(_clean({"designs": out, "checks": checks}))
+    return JSONResponse(finite({"designs": out, "checks": checks}))
 
 
 @router.post("/check")
@@ -120,4 +112,4 @@ async def check(request: Request) -> JSONResponse:
         report = public(evaluate(with_overrides(resolve(name), sets)))
     except InputError as e:
         return _bad(str(e))
-    return JSONResponse(_clean(report))
+    return JSONResponse(finite(report))
