@@ -91,3 +91,23 @@ def test_preflight_names_prequantised_tensors(tmp_path):
     assert not pf.ok and "weight_scale_inv" in pf.problems[0]
     with pytest.raises(InputError, match="pre-quantised"):
         load_checkpoint(tmp_path)
+
+
+def test_preflight_command_lists_every_problem(tmp_path):
+    _bad(tmp_path, "shape")
+    t = load_file(tmp_path / "model.safetensors")
+    del t["model.norm.weight"]
+    save_file(t, tmp_path / "model.safetensors")
+    r = _cli("preflight", "--checkpoint", str(tmp_path), "--tp", "4", "--json")
+    assert r.returncode == 2
+    out = json.loads(r.stdout)
+    text = " ".join(out["problems"])
+    assert "model.layers.0.self_attn.k_proj.weight" in text and "model.norm.weight" in text
+    assert "num_key_value_heads 2: not divisible by --tp 4" in text
+
+
+def test_preflight_command_ok(tmp_path):
+    save_checkpoint(random_weights(builtin("tiny-moe"), dtype="bf16", seed=1), tmp_path)
+    r = _cli("preflight", "--checkpoint", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["problems"] == []

@@ -89,6 +89,34 @@ def register(app: typer.Typer) -> None:
             console.print(f"  [{b}] {','.join(map(str, toks))}")
         console.print(f"  {g.ms_per_token:.3f} ms/token (batch {len(prompts)}), prefill {g.prefill_ms:.1f} ms")
 
+    @app.command("preflight")
+    def preflight_cmd(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="safetensors checkpoint directory (HF naming)"),
+        dtype: str = typer.Option("bf16", "--dtype", help="what it would load as: float64|float32|bf16|fp8"),
+        tp: int = typer.Option(1, "--tp", help="tensor-parallel size to check the shapes against"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Read config.json and every tensor header (no data): name what cannot run, and why."""
+        from floorline.model.preflight_report import preflight_report
+
+        rep = preflight_report(checkpoint, dtype, tp)
+        if as_json:
+            from floorline.render import print_json
+
+            print_json(rep)
+        else:
+            from floorline.render import console
+
+            console.print(f"{rep['model']}: {rep['layers']} layers, {rep['experts']} experts, "
+                          f"{rep['tensors']} tensors, {rep['weight_gb']:.2f} GB as {dtype}")
+            for w in rep["warnings"]:
+                console.print(f"  warning: {w}")
+            for p in rep["problems"]:
+                console.print(f"  cannot run: {p}")
+            console.print("  OK: loads and runs" if not rep["problems"] else f"  {len(rep['problems'])} problem(s)")
+        if rep["problems"]:
+            raise typer.Exit(2)
+
     @app.command("decode")
     def decode_cmd(
         check_: bool = typer.Option(False, "--check", help="fast path vs float64 reference, every step"),
