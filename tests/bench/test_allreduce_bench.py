@@ -80,3 +80,44 @@ def test_table_has_the_rccl_tests_columns() -> None:
     assert t[0][1] == 1024 and t[0][2] == 512 and t[0][9] == 0
     assert float(t[0][8]) == pytest.approx(1024 / 3.1e-6 / 1e9 * 2 * 1 / 2, rel=1e-2)
     assert "<svg" in B.plot_svg(rows)
+
+
+def _thread_result(proc: dict, available: bool) -> dict:
+    """Thread mode's result shaped like run_thread_mode's: its own single-thread NCCL at 8 MB when available."""
+    import copy
+
+    th = copy.deepcopy({k: proc[k] for k in ("floor", "ours", "fused", "kernel")})
+    for s in th["ours"]:
+        if s["size_bytes"] == 8 << 20:
+            if available:
+                s["ours"]["nccl"] = {"graph": [7.0, 7.2, 7.1], "eager": [40.0], "err": 0.3}
+            else:
+                s["auto"] = "twoshot"
+    th["thread_nccl"] = {"available": available, "reason": None if available else "CuPy's NCCL binding is not "
+                         "importable (test)", "version": 22809 if available else None, "method": B.THREAD_NCCL_METHOD}
+    return th
+
+
+@pytest.mark.parametrize("available", [True, False])
+def test_thread_mode_rows_use_their_own_nccl_or_say_why_not(tmp_path, available) -> None:
+    """Thread mode's hand-off is timed in thread mode (single-thread NCCL), never borrowed from process
+    mode; without it the automatic choice falls back to two-shot and every thread packet says why."""
+    from floorline.evidence.store import verify_packet
+
+    proc, link, _ = _synthetic()
+    th = _thread_result(proc, available)
+    cfg = B.BenchConfig(world=2, modes=("thread",), sizes=(1024, 8192, 8 << 20))
+    rows = B.build_rows("thread", th, proc, link, 2)
+    big = rows[2]
+    if available:
+        assert big.algorithm == "nccl" and big.graph_us == pytest.approx(7.1)  # not process mode's 10.5
+        assert big.vs_nccl == pytest.approx(10.5 / 7.1)
+    else:
+        assert big.algorithm == "twoshot" and big.graph_us == pytest.approx(5.05)
+    paths = B.write_packets(rows, {"thread": th}, proc, link, cfg, tmp_path)
+    pk = verify_packet(paths[2])
+    assert pk.params["algorithm"] == big.algorithm
+    if available:
+        assert "nccl" in pk.params["algorithms"] and any("ncclCommInitAll" in n for n in pk.notes)
+    else:
+        assert all(any("falls back to two-shot" in n for n in verify_packet(p).notes) for p in paths)

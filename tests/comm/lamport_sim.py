@@ -5,6 +5,12 @@ floorline.comm.protocol (buffer rotation, clearing, chunking, dirty extents). A 
 "threads", each a short sequence of operations (push a packet to a peer, clear a packet, wait for a
 packet); a random scheduler interleaves every thread of every rank. Reads check that the packet holds
 exactly the value of this epoch (never a stale one); a state where no thread can move is a deadlock.
+
+delayed_stores=True models the kernels' missing fences: a push or clear does not land when it is
+issued but joins its rank's in-flight set, and the scheduler lands in-flight stores one at a time in any
+order, interleaved with everything else. The only ordering kept is the kernel boundary: a rank's call
+ends (and its next call starts, with the epoch bumped) only when all of its stores have landed
+(drain_at_kernel_end=False drops that too, to show it is the assumption that matters).
 """
 
 from __future__ import annotations
@@ -33,8 +39,11 @@ class Rank:
 class LamportSim:
     def __init__(self, world: int, slot_packets: int, n_buffers: int = protocol.N_BUFFERS,
                  buffer_of: Callable[[int], int] = protocol.buffer_index,
-                 clear_of: Callable[[int], int] = protocol.clear_index) -> None:
+                 clear_of: Callable[[int], int] = protocol.clear_index, delayed_stores: bool = False,
+                 drain_at_kernel_end: bool = True) -> None:
         self.world, self.nb = world, n_buffers
+        self.delayed, self.drain = delayed_stores, drain_at_kernel_end
+        self.inflight: list[list[tuple]] = [[] for _ in range(world)]  # (dst, buf, slot, packet, value)
         self.buffer_of, self.clear_of = buffer_of, clear_of
         # mem[rank][buf][slot][packet]
         self.mem = [[[[EMPTY] * slot_packets for _ in range(world)] for _ in range(n_buffers)] for _ in range(world)]
@@ -76,10 +85,10 @@ class LamportSim:
         op = t[0]
         if op[0] == "push":
             _, dst, b, slot, q, val = op
-            self.mem[dst][b][slot][q] = val
+            self._store(r, (dst, b, slot, q, val))
         elif op[0] == "clear":
             _, _, b, slot, q = op
-            self.mem[r][b][slot][q] = EMPTY
+            self._store(r, (r, b, slot, q, EMPTY))
         else:
             _, b, slot, q, want = op
             got = self.mem[r][b][slot][q]
@@ -91,28 +100,46 @@ class LamportSim:
         t.pop(0)
         return True
 
+    def _store(self, r: int, st: tuple) -> None:
+        if self.delayed:
+            self.inflight[r].append(st)
+        else:
+            dst, b, slot, q, val = st
+            self.mem[dst][b][slot][q] = val
+
+    def _land(self, r: int, i: int) -> None:
+        dst, b, slot, q, val = self.inflight[r].pop(i)
+        self.mem[dst][b][slot][q] = val
+
     def run(self, calls: list[tuple[str, int]], rng: random.Random, max_steps: int = 10**7) -> None:
         for r in range(self.world):
             self.ranks[r].threads = self._threads(r, *calls[0])
         done = [False] * self.world
         for _ in range(max_steps):
-            if all(done):
+            if all(done) and not any(self.inflight):
                 return
-            movable = []
+            movable: list[tuple[int, list[tuple] | None]] = []
             for r, st in enumerate(self.ranks):
+                if self.inflight[r]:
+                    movable.append((r, None))  # land one of r's in-flight stores
                 if done[r]:
                     continue
                 for t in st.threads:
                     if t and (t[0][0] != "wait" or self.mem[r][t[0][1]][t[0][2]][t[0][3]] is not EMPTY):
                         movable.append((r, t))
+            if all(done) and not movable:
+                return
             if not movable:
                 raise ProtocolViolation(f"deadlock: ranks at calls {[s.call for s in self.ranks]}")
             # skew: a random rank moves first more often, so ranks drift apart by whole calls
             r, t = rng.choice(movable) if rng.random() < 0.5 else min(movable, key=lambda m: (m[0] != 0, rng.random()))
-            self._step(r, t)
+            if t is None:
+                self._land(r, rng.randrange(len(self.inflight[r])))
+            else:
+                self._step(r, t)
             st = self.ranks[r]
             st.threads = [x for x in st.threads if x]
-            if not st.threads:
+            if not st.threads and not done[r] and not (self.drain and self.inflight[r]):
                 alg, npk = calls[st.call]
                 st.dirty[self.buffer_of(st.epoch)] = protocol.dirty_packets(alg, npk, self.world)
                 st.epoch += 1

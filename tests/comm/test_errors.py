@@ -44,3 +44,17 @@ def test_no_multicast_calls_in_our_sources() -> None:
     for path in [*root.glob("comm/*.py"), *root.glob("kernels/allreduce_*.py"), root / "bench/allreduce.py"]:
         text = path.read_text()
         assert "cuMulticastCreate(" not in text and "multimem." not in text, path
+
+
+def test_thread_nccl_availability_is_a_reason_or_none() -> None:
+    """Thread mode's NCCL hand-off needs CuPy's NCCL binding; where it is missing the reason says so in
+    one line (init_threads then keeps two-shot for large messages and puts the reason in nccl_note)."""
+    from floorline.comm import thread_nccl
+
+    reason = thread_nccl.unavailable_reason()
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert reason is not None and "CuPy" in reason and "\n" not in reason
+    else:
+        assert reason is None or "\n" not in reason

@@ -17,7 +17,8 @@ DTYPES = ["bfloat16", "float16", "float32"]
 def comms():
     from floorline.comm import CommConfig, init_threads
 
-    cs = init_threads([0, 1], CommConfig(max_bytes=64 << 20, oneshot_max_bytes=64 << 20, timeout_s=20.0))
+    # nccl=False: these tests are about our kernels (the NCCL hand-off has its own test below)
+    cs = init_threads([0, 1], CommConfig(max_bytes=64 << 20, oneshot_max_bytes=64 << 20, timeout_s=20.0), nccl=False)
     yield cs
     for c in cs:
         c.close()
@@ -257,3 +258,44 @@ def test_fabric_floor_probe_answers(comms) -> None:
         c.synchronize()
     one_way = ev[0][0].elapsed_time(ev[0][1]) * 1e3 / 4000
     assert 0.1 < one_way < 50  # µs: a real round trip over the fabric, not an instant return
+
+
+def test_thread_mode_nccl_handoff_eager_and_in_a_graph() -> None:
+    """Thread mode hands large messages to single-thread NCCL (ncclCommInitAll + group calls via CuPy):
+    the sum is right eagerly and from graphs captured on both GPUs at once, replayed with new inputs."""
+    import torch
+
+    from floorline.bench.allreduce import Local, capture_all, error_ratio, reference_sum
+    from floorline.comm import CommConfig, init_threads, thread_nccl
+
+    reason = thread_nccl.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cs = init_threads([0, 1], CommConfig(max_bytes=1 << 20, oneshot_max_bytes=1 << 20, timeout_s=20.0))
+    try:
+        assert cs[0].has_nccl and cs[0].choose(64 << 20) == "nccl", cs[0].nccl_note
+        n = (1 << 20) + 3
+        xs = _inputs(n, "bfloat16", 77)
+        outs = [torch.full_like(x, float("nan")) for x in xs]
+        _run_all(cs, lambda c: c.all_reduce(xs[c.rank], out=outs[c.rank], algorithm="nccl"))
+        ref = reference_sum(n, 2, 77, torch.bfloat16, "cuda:0")
+        for o in outs:
+            assert error_ratio(o.to("cuda:0"), ref, "bfloat16") <= 1.0
+        local = Local([0, 1], [0, 1], 2, lambda o: [o], lambda: None)
+        graphs = capture_all(local, lambda r, i: cs[r].all_reduce(xs[r], out=outs[r], algorithm="nccl"), 2)
+        for step in range(3):
+            new = _inputs(n, "bfloat16", 200 + step)
+            for r in range(2):
+                xs[r].copy_(new[r])
+                outs[r].fill_(float("nan"))
+            for r, g in enumerate(graphs):
+                with torch.cuda.device(r):
+                    g.replay()
+            for c in cs:
+                c.synchronize()
+            ref = reference_sum(n, 2, 200 + step, torch.bfloat16, "cuda:0")
+            for o in outs:
+                assert error_ratio(o.to("cuda:0"), ref, "bfloat16") <= 1.0
+    finally:
+        for c in cs:
+            c.close()

@@ -118,8 +118,46 @@ def _combine(local: Local, per_local: list[list[float]]) -> list[float]:
     return [max(vals) for vals in zip(*every, strict=True)]
 
 
-def time_graph(local: Local, op: Callable[[int, int], None], n_ops: int, iters: int) -> list[float]:
-    """Per-op µs from CUDA-graph replays of n_ops back-to-back ops (op(rank, i))."""
+def capture_all(local: Local, op: Callable[[int, int], None], n_ops: int) -> list[Any]:
+    """One graph per local GPU, all captured at the same time: for ops that launch on every GPU from one
+    call (single-thread NCCL issues its group when the last rank calls). Relaxed capture mode, so one
+    capture in progress does not forbid the other's setup calls."""
+    import contextlib
+
+    import torch
+
+    for d in local.devices:
+        torch.cuda.synchronize(d)
+    graphs = [torch.cuda.CUDAGraph() for _ in local.devices]
+    streams = [torch.cuda.Stream(d) for d in local.devices]
+    errors: list[BaseException] = []
+    with contextlib.ExitStack() as stack:
+        for g, s, d in zip(graphs, streams, local.devices, strict=True):
+            stack.enter_context(torch.cuda.stream(s))  # current stream of GPU d is its capture stream
+            with torch.cuda.device(d):
+                g.capture_begin(capture_error_mode="relaxed")
+        try:
+            for i in range(n_ops):
+                for r, d in zip(local.ranks, local.devices, strict=True):
+                    with torch.cuda.device(d):
+                        op(r, i)
+        except BaseException as e:  # noqa: BLE001 - end every capture before raising
+            errors.append(e)
+        for g, d in zip(graphs, local.devices, strict=True):
+            try:
+                with torch.cuda.device(d):
+                    g.capture_end()
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+    if errors:
+        raise errors[0]
+    return graphs
+
+
+def time_graph(local: Local, op: Callable[[int, int], None], n_ops: int, iters: int,
+               concurrent: bool = False) -> list[float]:
+    """Per-op µs from CUDA-graph replays of n_ops back-to-back ops (op(rank, i)). concurrent: capture every
+    GPU's graph at once (see capture_all) instead of one after the other."""
     import torch
 
     for i in range(3):
@@ -128,7 +166,9 @@ def time_graph(local: Local, op: Callable[[int, int], None], n_ops: int, iters: 
                 op(r, i)
     _spin_sync(local.devices, local.timeout_s)
     graphs = []
-    for r, d in zip(local.ranks, local.devices, strict=True):
+    if concurrent:
+        graphs = capture_all(local, op, n_ops)
+    for r, d in zip(local.ranks, local.devices, strict=True) if not concurrent else ():
         with torch.cuda.device(d):
             g = torch.cuda.CUDAGraph()
             # an explicit capture stream per device: torch's default capture stream is created once, on
@@ -519,10 +559,90 @@ def run_process_mode(cfg: BenchConfig, progress: Callable[[str], None]) -> dict[
     return result
 
 
-def run_thread_mode(cfg: BenchConfig, progress: Callable[[str], None]) -> dict[str, Any]:
-    from floorline.comm import cuda_api, init_threads
+THREAD_NCCL_METHOD = ("one process, one host thread: ncclCommInitAll + one NCCL group per all-reduce (CuPy "
+                      "cupy.cuda.nccl), both GPUs' graphs captured at once; measured in its own process of the "
+                      "same run so a NCCL failure cannot take thread mode's other results with it")
 
-    comms_list = init_threads(list(range(cfg.world)), _make_comm_config(cfg))
+
+def _thread_nccl_worker(cfg: BenchConfig, sizes: tuple[int, ...], result_path: str) -> None:
+    """Thread mode's NCCL hand-off (floorline.comm.thread_nccl), timed like ours: graph replay and eager."""
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    import torch
+
+    from floorline.comm.thread_nccl import ThreadNccl
+
+    devices = list(range(cfg.world))
+    for d in devices:
+        torch.empty(1, device=f"cuda:{d}")
+    tn = ThreadNccl(devices)
+    local = Local(devices, devices, cfg.world, lambda obj: [obj], lambda: None, timeout_s=cfg.timeout_s * 3)
+    dtype = getattr(torch, cfg.dtype)
+    eb = torch.finfo(dtype).bits // 8
+    out: dict[str, Any] = {"version": tn.version, "sizes": {}}
+    for size in sizes:
+        n = size // eb
+        xs = {r: rank_input(n, r, cfg.seed + size, dtype, f"cuda:{r}") for r in devices}
+        outs = {r: torch.full_like(xs[r], float("nan")) for r in devices}
+
+        def op(r: int, i: int, xs: dict = xs, outs: dict = outs, n: int = n) -> None:
+            tn.all_reduce(r, xs[r].data_ptr(), outs[r].data_ptr(), n, cfg.dtype,
+                          torch.cuda.current_stream(r).cuda_stream)
+
+        for r in devices:
+            with torch.cuda.device(r):
+                op(r, 0)
+        _spin_sync(devices, local.timeout_s)
+        err = max(error_ratio(outs[r], reference_sum(n, cfg.world, cfg.seed + size, dtype, outs[r].device), cfg.dtype)
+                  for r in devices)
+        graph = time_graph(local, op, n_ops_for(size), cfg.iters, concurrent=True)
+        eager = time_eager(local, op, 20)
+        out["sizes"][str(size)] = {"graph": graph, "eager": eager, "err": err}
+    for d in devices:
+        torch.cuda.synchronize(d)
+    tn.close()
+    Path(result_path).write_text(json.dumps(out))
+
+
+def run_thread_nccl(cfg: BenchConfig, progress: Callable[[str], None], timeout_s: float = 45.0) -> dict[str, Any]:
+    """NCCL for the sizes where thread mode's automatic choice hands the message to NCCL; {'reason': ...}
+    when it cannot run here (no CuPy, init or capture failure, or no answer within timeout_s)."""
+    import multiprocessing as mp
+
+    from floorline.comm import choice, thread_nccl
+
+    table = choice.crossover(cfg.world)
+    sizes = tuple(s for s in cfg.sizes if choice.choose(s, cfg.world, True, table) == "nccl")
+    if not sizes:
+        return {"sizes": {}, "version": None}  # nothing to hand off at these sizes
+    reason = thread_nccl.unavailable_reason()
+    if reason:
+        return {"reason": reason}
+    progress(f"thread: NCCL hand-off (single thread, ncclCommInitAll) at {len(sizes)} sizes")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "thread_nccl.json"
+        proc = mp.get_context("spawn").Process(target=_thread_nccl_worker, args=(cfg, sizes, str(path)))
+        proc.start()
+        proc.join(timeout_s)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            return {"reason": f"single-thread NCCL gave no answer within {timeout_s:g} s"}
+        if proc.exitcode != 0 or not path.exists():
+            return {"reason": f"single-thread NCCL process failed (exit code {proc.exitcode}; see stderr)"}
+        res = json.loads(path.read_text())
+    res["sizes"] = {int(k): v for k, v in res["sizes"].items()}
+    bad = [k for k, v in res["sizes"].items() if v["err"] > 1]
+    if bad:
+        return {"reason": f"single-thread NCCL gave wrong sums at {bad} bytes", "rejected": res}
+    return res
+
+
+def run_thread_mode(cfg: BenchConfig, progress: Callable[[str], None],
+                    nccl: dict[str, Any] | None = None) -> dict[str, Any]:
+    from floorline.comm import choice, cuda_api, init_threads
+
+    # the bench times thread mode's NCCL hand-off in its own process (run_thread_nccl); here: our kernels
+    comms_list = init_threads(list(range(cfg.world)), _make_comm_config(cfg), nccl=False)
     comms = dict(enumerate(comms_list))
     local = Local(list(range(cfg.world)), list(range(cfg.world)), cfg.world, lambda obj: [obj], lambda: None,
                   timeout_s=cfg.timeout_s * 6)
@@ -538,6 +658,15 @@ def run_thread_mode(cfg: BenchConfig, progress: Callable[[str], None]) -> dict[s
     finally:
         for c in comms_list:
             c.close()
+    nccl = nccl or {"reason": "not measured"}
+    have = "reason" not in nccl
+    result["thread_nccl"] = {"available": have, "reason": nccl.get("reason"), "version": nccl.get("version"),
+                             "method": THREAD_NCCL_METHOD}
+    for s in result["ours"]:
+        # the library's automatic choice in thread mode, with the hand-off it has on this machine
+        s["auto"] = choice.choose(s["size_bytes"], cfg.world, have, choice.crossover(cfg.world))
+        if s["auto"] == "nccl":
+            s["ours"]["nccl"] = nccl["sizes"][s["size_bytes"]]
     return result
 
 
@@ -615,7 +744,9 @@ def build_rows(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, link
         size, alg = s["size_bytes"], s["auto"]
         nccl_entry = (proc or {}).get("nccl", {}).get(size, {})
         nname, nbest = nccl_best(nccl_entry)
-        if alg == "nccl" and nbest is not None:
+        if alg == "nccl" and "nccl" in s["ours"]:  # thread mode: its own single-thread NCCL, same run
+            graph, eager, err = s["ours"]["nccl"]["graph"], s["ours"]["nccl"]["eager"], s["ours"]["nccl"]["err"]
+        elif alg == "nccl" and nbest is not None:
             graph, eager, err = nbest["graph"], nbest["eager"], nbest["err"]
         else:
             alg = alg if alg in s["ours"] else next(iter(s["ours"]))
@@ -716,11 +847,21 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
             notes=[f"algorithm chosen by floorline.comm.choice ({r.algorithm})"
                    + ("; NCCL is faster at this size, so the automatic choice hands the message to NCCL"
                       if r.algorithm == "nccl" else ""),
-                   f"eager: wall clock per call incl. synchronize ({r.eager_us:.1f} us)" if r.eager_us else "eager: -"],
+                   f"eager: wall clock per call incl. synchronize ({r.eager_us:.1f} us)" if r.eager_us else "eager: -",
+                   *_thread_nccl_notes(r, res)],
         )
         r.packet = str(write_packet(packet, out_dir, name=f"bench-allreduce-{r.mode}-w{cfg.world}-{r.size_bytes}"))
         paths.append(Path(r.packet))
     return paths
+
+
+def _thread_nccl_notes(r: Row, res: dict[str, Any]) -> list[str]:
+    tn = res.get("thread_nccl")
+    if r.mode != "thread" or not tn:
+        return []
+    if tn["available"]:
+        return [f"thread-mode NCCL hand-off: {tn['method']} (NCCL {tn['version']})"] if r.algorithm == "nccl" else []
+    return [f"thread-mode NCCL hand-off unavailable, the automatic choice falls back to two-shot: {tn['reason']}"]
 
 
 def plot_svg(rows: list[Row]) -> str:
@@ -787,8 +928,11 @@ def run(cfg: BenchConfig, out_dir: Path, progress: Callable[[str], None] = lambd
         res_by_mode["process"] = proc
         rows += _finish_mode("process", proc, proc, link, cfg, out_dir)
     if "thread" in cfg.modes:
+        tn = run_thread_nccl(cfg, progress)
+        if "reason" in tn:
+            print(f"[thread] no NCCL hand-off: {tn['reason']}", file=sys.stderr)
         progress("thread mode: one host thread drives every GPU")
-        res_by_mode["thread"] = run_thread_mode(cfg, progress)
+        res_by_mode["thread"] = run_thread_mode(cfg, progress, tn)
         rows += _finish_mode("thread", res_by_mode["thread"], proc, link, cfg, out_dir)
     if not res_by_mode:
         raise P2PUnavailable("no mode ran")

@@ -71,12 +71,17 @@ class Communicator:
         reg: Registration,
         config: CommConfig,
         nccl_group: Any = None,
+        thread_nccl: Any = None,
+        nccl_note: str = "",
     ) -> None:
         import torch
 
         protocol.check_world(world)
         self.rank, self.world, self.device, self.mode = rank, world, device, mode
         self.layout, self.config, self.nccl_group = layout, config, nccl_group
+        # thread mode: NCCL over every GPU from this thread (floorline.comm.thread_nccl), shared by all ranks
+        self.thread_nccl = thread_nccl
+        self.nccl_note = nccl_note  # why there is no NCCL hand-off, when there is none
         self._reg = reg
         cap = torch.cuda.get_device_capability(device)
         self.arch = f"sm_{cap[0]}{cap[1]}"
@@ -134,12 +139,18 @@ class Communicator:
     # ---- public API ----------------------------------------------------------------------------
     def choose(self, nbytes: int) -> str:
         """The algorithm `all_reduce(..., algorithm='auto')` uses for a message of `nbytes`."""
-        return choice.choose(nbytes, self.world, self.nccl_group is not None, self.crossover)
+        return choice.choose(nbytes, self.world, self.has_nccl, self.crossover)
+
+    @property
+    def has_nccl(self) -> bool:
+        """A NCCL hand-off exists: a process group (process mode) or single-thread NCCL (thread mode)."""
+        return self.nccl_group is not None or self.thread_nccl is not None
 
     def all_reduce(self, x: Any, out: Any = None, algorithm: str = "auto") -> Any:
         """Sum of x over all ranks (fp32 accumulation, x's dtype out), on torch's current stream.
 
-        algorithm: 'auto' (by size, crossover.toml), 'oneshot', 'twoshot' or 'nccl' (process mode only).
+        algorithm: 'auto' (by size, crossover.toml), 'oneshot', 'twoshot' or 'nccl' (process mode with a NCCL
+        group, or thread mode with CuPy's NCCL: there the last rank's call issues the group for every GPU).
         Every rank must make the same sequence of calls with the same sizes.
         """
         import torch
@@ -159,15 +170,19 @@ class Communicator:
         if alg != "nccl" and not self.layout.fits(alg, n, eb):
             if algorithm == "auto" and alg == "oneshot" and self.layout.fits("twoshot", n, eb):
                 alg = "twoshot"  # slots sized below the crossover: the next algorithm up still fits
-            elif algorithm == "auto" and self.nccl_group is not None:
+            elif algorithm == "auto" and self.has_nccl:
                 alg = "nccl"
             else:
                 cap = self.layout.max_elems(alg, eb) * eb
                 raise InputError(f"x: {n * eb} bytes exceed the registered {alg} capacity of {cap} bytes; "
                                  "create the communicator with a larger max_bytes")
         if alg == "nccl":
+            if self.thread_nccl is not None:
+                self.thread_nccl.all_reduce(self.rank, x.data_ptr(), out.data_ptr(), n, dt, self._stream())
+                return out
             if self.nccl_group is None:
-                raise InputError("algorithm: 'nccl' needs process mode with a NCCL group")
+                raise InputError("algorithm: 'nccl' needs process mode with a NCCL group, or thread mode with "
+                                 f"CuPy's NCCL ({self.nccl_note or 'not enabled'})")
             import torch.distributed as dist
 
             out.copy_(x)
@@ -290,6 +305,8 @@ class Communicator:
         if self._reg is None:
             return
         cuda_api.ctx_synchronize(self.device)
+        if self.thread_nccl is not None and self.rank == self.world - 1:  # shared; the last rank closes it last
+            self.thread_nccl.close()
         for release in self._reg.release:
             release()
         self._reg = None

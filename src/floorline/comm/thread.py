@@ -4,6 +4,10 @@ Each device's region is a plain allocation in that device's primary context; wit
 both ways, a region's pointer is valid on every GPU (unified addressing), so the peer table is just the
 list of the regions. The caller launches `comms[r].all_reduce(x_r)` for every rank r in turn from the
 same thread; each call returns at once, so the GPUs run the collective together.
+
+NCCL hand-off: with `nccl=True` (default) and CuPy importable, the ranks share one single-thread NCCL
+clique (ncclCommInitAll, floorline.comm.thread_nccl) and the automatic choice hands large messages to it,
+as process mode does; without CuPy the choice stays on two-shot and `comm.nccl_note` says why.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from floorline.comm.peer import require_peer_access
 from floorline.errors import InputError
 
 
-def init_threads(devices: Sequence[int], config: CommConfig = CommConfig()) -> list[Communicator]:
-    """One Communicator per device, all driven from the calling thread."""
+def init_threads(devices: Sequence[int], config: CommConfig = CommConfig(), nccl: bool = True) -> list[Communicator]:
+    """One Communicator per device, all driven from the calling thread. nccl: try to set up the
+    single-thread NCCL hand-off (falls back to two-shot, with the reason in `nccl_note`, if it cannot)."""
     import torch
 
     devices = list(devices)
@@ -48,6 +53,20 @@ def init_threads(devices: Sequence[int], config: CommConfig = CommConfig()) -> l
         regions.append(ptr)
     for d in devices:
         cuda_api.ctx_synchronize(d)
+    tn, note = None, "disabled (init_threads(nccl=False))"
+    if nccl:
+        from floorline.comm import thread_nccl
+
+        note = thread_nccl.unavailable_reason() or ""
+        if not note:
+            try:
+                tn = thread_nccl.ThreadNccl(devices)
+            except Exception as e:  # noqa: BLE001 - the hand-off is optional; two-shot still covers every size
+                note = f"ncclCommInitAll failed: {type(e).__name__}: {e}"[:300]
+        if note:
+            import warnings
+
+            warnings.warn(f"thread mode: no NCCL hand-off, large messages stay on two-shot: {note}", stacklevel=2)
     comms = []
     for rank, d in enumerate(devices):
         cuda_api.context(d)
@@ -61,5 +80,5 @@ def init_threads(devices: Sequence[int], config: CommConfig = CommConfig()) -> l
                      lambda h=host: cuda_api.host_free(h)],
         )
         comms.append(Communicator(rank=rank, world=world, device=d, mode="thread", layout=layout, reg=reg,
-                                  config=config))
+                                  config=config, thread_nccl=tn, nccl_note=note))
     return comms

@@ -43,22 +43,35 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
                                       u32 world, u64 slot_bytes, u32* status, u64 timeout_ns) {
   __shared__ float smem[32];
   u32* ctrl = (u32*)peers.p[rank];
-  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
-  const u32 buf = epoch % N_BUFFERS;
-  const u32 prev = (epoch + 2) % N_BUFFERS;
-  const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
   constexpr int N = Ty<DT>::N;
   const u64 row_pk = hidden / N;
   const u64 npk = rows * row_pk;
+  u32 epoch = 0, buf = 0, prev = 0, prev_dirty = 0;
 
   for (u64 row = blockIdx.x; row < rows; row += gridDim.x) {
-    Pk mine[ITEMS];
+    Pk mine[ITEMS], res[ITEMS], wt[ITEMS];
+    // input, residual and weight do not depend on the peers: issue all loads first, so their latency
+    // overlaps the epoch load and the packets' flight
+    #pragma unroll
+    for (int j = 0; j < ITEMS; ++j) {
+      const u64 c = threadIdx.x + (u64)j * blockDim.x;
+      if (c < row_pk) {
+        mine[j] = load_packet<DT>(in, row * row_pk + c, npk * N);
+        res[j] = load_packet<DT>(residual, row * row_pk + c, npk * N);
+        wt[j] = load_packet<DT>(weight, c, row_pk * N);
+      }
+    }
+    if (row == blockIdx.x) {
+      epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+      buf = epoch % N_BUFFERS;
+      prev = (epoch + 2) % N_BUFFERS;
+      prev_dirty = ctrl[CTRL_DIRTY + prev];
+    }
     #pragma unroll
     for (int j = 0; j < ITEMS; ++j) {
       const u64 c = threadIdx.x + (u64)j * blockDim.x;
       if (c < row_pk) {
         const u64 p = row * row_pk + c;
-        mine[j] = load_packet<DT>(in, p, npk * N);
         Ty<DT>::sanitize(mine[j]);
         for (u32 k = 1; k < world; ++k) {
           u32 dst = (rank + k) % world;
@@ -86,10 +99,9 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
           #pragma unroll
           for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
         }
-        Pk res = load_packet<DT>(residual, p, npk * N);
         #pragma unroll
         for (int i = 0; i < N; ++i) {
-          float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res, i));
+          float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res[j], i));
           Ty<DT>::set(hk[j], i, x);
           ss += x * x;
         }
@@ -101,14 +113,16 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
     for (int j = 0; j < ITEMS; ++j) {
       const u64 c = threadIdx.x + (u64)j * blockDim.x;
       if (c < row_pk) {
-        Pk w = load_packet<DT>(weight, c, row_pk * N);
         Pk o;
         #pragma unroll
-        for (int i = 0; i < N; ++i) Ty<DT>::set(o, i, Ty<DT>::get(hk[j], i) * inv * Ty<DT>::get(w, i));
+        for (int i = 0; i < N; ++i) Ty<DT>::set(o, i, Ty<DT>::get(hk[j], i) * inv * Ty<DT>::get(wt[j], i));
         store_packet<DT>(out, row * row_pk + c, npk * N, o);
       }
     }
   }
+  // the epoch was read with the first row; a block without rows (never launched so: fused_grid gives
+  // blocks <= rows) still needs the true epoch, since the last block to arrive writes epoch + 1
+  if (blockIdx.x >= rows) epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
   finish_epoch(ctrl, epoch, (u32)npk);
 }
 

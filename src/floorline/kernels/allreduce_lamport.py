@@ -17,6 +17,17 @@ Python so CPU tests can check it):
 - The epoch lives in device memory (ctrl word 0); the last block to finish bumps it, so graph
   replays and back-to-back calls advance it with no host involvement. It is stored modulo 3: a plain
   u32 count would wrap after 2^32 calls (days of decode) onto a buffer index used the call before.
+- No fences anywhere (a __threadfence after NVLink stores waits for their acknowledgements, a full round
+  trip). What orders memory instead, and what the CPU model (tests/comm/lamport_sim.py, delayed-store
+  mode) checks: (1) a reader accepts a packet only when none of its 32-bit words is all-ones; 32-bit
+  words are single-copy atomic, so a half-landed 16-byte packet reads as not ready, never as torn data;
+  (2) a kernel's stores (pushes to peers, clears of our own buffer) may land in any order while it runs,
+  but all have landed when it ends, before the next kernel on that stream starts (the kernel boundary);
+  (3) a peer writes buffer b again only two epochs after we cleared it, and only after seeing data we sent
+  from a later kernel, so our clear has landed first. The epoch/dirty words are read only by the next
+  kernel on the same GPU (kernel boundary); within a kernel, every block has consumed the epoch (its
+  pushes use it) before its __syncthreads and arrival ticket, so the last block's bump is never seen by
+  a block of the same kernel.
 - A reader that waits longer than `timeout_ns` sets the abort word, writes a code into the
   host-mapped status word and gives up, so a stalled peer becomes an error instead of a hang.
 """
@@ -186,16 +197,16 @@ __device__ __forceinline__ void clear_previous(u64 own_base, u32 prev_buf, u32 w
   }
 }
 
-// Last block out advances the epoch and records how much of this epoch's buffer is dirty.
+// Last block out advances the epoch and records how much of this epoch's buffer is dirty. No fences:
+// only the next kernel reads these words and the kernel boundary orders them; a __threadfence here
+// would also wait for the acknowledgements of this block's NVLink stores (a round trip) for nothing.
 __device__ __forceinline__ void finish_epoch(u32* ctrl, u32 epoch, u32 dirty) {
-  __syncthreads();
+  __syncthreads();  // every thread of the block has read the epoch
   if (threadIdx.x == 0) {
-    __threadfence();
-    u32 ticket = atomicAdd(ctrl + CTRL_ARRIVE, 1u);
-    if (ticket == gridDim.x - 1) {
+    const bool last = gridDim.x == 1 || atomicAdd(ctrl + CTRL_ARRIVE, 1u) == gridDim.x - 1;
+    if (last) {
       ctrl[CTRL_DIRTY + epoch % N_BUFFERS] = dirty;
-      ctrl[CTRL_ARRIVE] = 0u;
-      __threadfence();
+      if (gridDim.x > 1) ctrl[CTRL_ARRIVE] = 0u;
       st_volatile_u32(ctrl + CTRL_EPOCH, (epoch + 1u) % N_BUFFERS);  // kept mod 3: a u32 would wrap to a repeat
     }
   }

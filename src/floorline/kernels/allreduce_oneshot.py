@@ -16,48 +16,74 @@ THREADS = 512
 SOURCE = (
     PRELUDE
     + r"""
+// wait for every peer's packet p, sum in rank order in fp32 (identical on every rank), store
+template <int DT>
+__device__ __forceinline__ void reduce_packet(const Pk& mine, void* out, u64 p, u64 n, const Peers& peers, u32 rank,
+                                              u32 world, u32 buf, u64 slot_bytes, u32* ctrl, u32* status,
+                                              u64 timeout_ns) {
+  constexpr int N = Ty<DT>::N;
+  float acc[N];
+  #pragma unroll
+  for (int i = 0; i < N; ++i) acc[i] = 0.f;
+  for (u32 s = 0; s < world; ++s) {
+    Pk v = s == rank ? mine
+                     : wait_packet<DT>((const Pk*)slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p, ctrl,
+                                       status, timeout_ns, 1u + s);
+    #pragma unroll
+    for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
+  }
+  Pk r;
+  #pragma unroll
+  for (int i = 0; i < N; ++i) Ty<DT>::set(r, i, acc[i]);
+  store_packet<DT>(out, p, n, r);
+}
+
 template <int DT>
 __device__ __forceinline__ void oneshot(const void* in, void* out, u64 n, Peers peers, u32 rank, u32 world,
                                         u64 slot_bytes, u32* status, u64 timeout_ns) {
   u32* ctrl = (u32*)peers.p[rank];
-  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
-  const u32 buf = epoch % N_BUFFERS;
-  const u32 prev = (epoch + 2) % N_BUFFERS;
-  const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
   constexpr int N = Ty<DT>::N;
   const u64 npk = (n + N - 1) / N;
   const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
   const u64 nthreads = (u64)gridDim.x * blockDim.x;
+  Pk mine;
+  const bool one = npk <= nthreads, has = tid < npk;
+  // the input load is issued before the epoch load (which is volatile and orders what follows), so
+  // the two memory latencies overlap instead of adding up
+  if (one && has) mine = load_packet<DT>(in, tid, n);
+  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+  const u32 buf = epoch % N_BUFFERS;
+  const u32 prev = (epoch + 2) % N_BUFFERS;
+  const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
 
-  // push: our packets into slot `rank` of every peer's current buffer
-  for (u64 p = tid; p < npk; p += nthreads) {
-    Pk v = load_packet<DT>(in, p, n);
-    Ty<DT>::sanitize(v);
-    for (u32 k = 1; k < world; ++k) {
-      u32 dst = (rank + k) % world;  // stagger so ranks do not all hit the same peer first
-      st_volatile((Pk*)slot_ptr(peers.p[dst], buf, rank, world, slot_bytes) + p, v);
+  if (one) {
+    // at most one packet per thread (every decode-sized message): it stays in registers from the push
+    // to the sum, and the clear runs while the packet crosses the fabric
+    if (has) {
+      Ty<DT>::sanitize(mine);
+      for (u32 k = 1; k < world; ++k) {
+        u32 dst = (rank + k) % world;  // stagger so ranks do not all hit the same peer first
+        st_volatile((Pk*)slot_ptr(peers.p[dst], buf, rank, world, slot_bytes) + tid, mine);
+      }
     }
-  }
-  // clear the previous epoch's buffer while the peers' packets are in flight
-  clear_previous(peers.p[rank], prev, world, slot_bytes, prev_dirty, tid, nthreads);
-  // reduce: wait for every peer's packet, sum in rank order in fp32
-  for (u64 p = tid; p < npk; p += nthreads) {
-    Pk mine = load_packet<DT>(in, p, n);
-    Ty<DT>::sanitize(mine);
-    float acc[N];
-    #pragma unroll
-    for (int i = 0; i < N; ++i) acc[i] = 0.f;
-    for (u32 s = 0; s < world; ++s) {
-      Pk v = s == rank ? mine
-                       : wait_packet<DT>((const Pk*)slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p, ctrl,
-                                         status, timeout_ns, 1u + s);
-      #pragma unroll
-      for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
+    clear_previous(peers.p[rank], prev, world, slot_bytes, prev_dirty, tid, nthreads);
+    if (has) reduce_packet<DT>(mine, out, tid, n, peers, rank, world, buf, slot_bytes, ctrl, status, timeout_ns);
+  } else {
+    // push: our packets into slot `rank` of every peer's current buffer
+    for (u64 p = tid; p < npk; p += nthreads) {
+      Pk v = load_packet<DT>(in, p, n);
+      Ty<DT>::sanitize(v);
+      for (u32 k = 1; k < world; ++k) {
+        u32 dst = (rank + k) % world;
+        st_volatile((Pk*)slot_ptr(peers.p[dst], buf, rank, world, slot_bytes) + p, v);
+      }
     }
-    Pk r;
-    #pragma unroll
-    for (int i = 0; i < N; ++i) Ty<DT>::set(r, i, acc[i]);
-    store_packet<DT>(out, p, n, r);
+    clear_previous(peers.p[rank], prev, world, slot_bytes, prev_dirty, tid, nthreads);
+    for (u64 p = tid; p < npk; p += nthreads) {
+      Pk mine = load_packet<DT>(in, p, n);
+      Ty<DT>::sanitize(mine);
+      reduce_packet<DT>(mine, out, p, n, peers, rank, world, buf, slot_bytes, ctrl, status, timeout_ns);
+    }
   }
   finish_epoch(ctrl, epoch, (u32)npk);
 }
