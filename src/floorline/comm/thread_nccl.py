@@ -68,6 +68,9 @@ class ThreadNccl:
             self._nccl.groupEnd()
 
     def close(self) -> None:
+        """Destroy the clique. Destroy every CUDA graph that captured it first: a captured NCCL call holds a
+        reference on its communicator, and ncclCommDestroy waits for it (on the device, a close with the
+        graphs still alive hung)."""
         for c in self._comms:
             c.destroy()
         self._comms = []
