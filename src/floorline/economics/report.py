@@ -24,9 +24,11 @@ def economics_section(ctx: ReportContext) -> SectionResult:
         for path, pk in iter_packets(root):
             if pk.kind == "bench.decode" and pk.status == "passed" and pk.timing is not None:
                 prov = throughput_from_packet(path)
-                r = serving_cost(ServingInputs.seed_defaults(output_tokens_per_s=prov["tokens_per_s_per_gpu"]))
+                dev, over = _device_prices(pk)
+                r = serving_cost(ServingInputs.seed_defaults(output_tokens_per_s=prov["tokens_per_s_per_gpu"], **over))
                 r["evidence"] = prov
-                measured.append((f"measured {pk.params.get('model')} b{prov['batch']} ({path.parent.name}/{path.name})", r))
+                measured.append((f"measured {pk.params.get('model')} b{prov['batch']} on {dev} "
+                                 f"({path.parent.name}/{path.name})", r))
     rows = []
     for r in training:
         i = r["inputs"]
@@ -55,3 +57,20 @@ def economics_section(ctx: ReportContext) -> SectionResult:
     if not measured:
         notes.append("No passed bench.decode packet under results/ yet, so no measured serving price.")
     return SectionResult(packets=[path], headers=["case", "scale", "money/power", "detail"], rows=rows, notes=notes)
+
+
+def _device_prices(pk) -> tuple[str, dict]:
+    """Price a measured run on the GPU it ran on (catalog $/GPU-hour plus that GPU's power), not on the
+    seed's GB200 rack. Host, fabric and cooling power are left out, so the energy is a lower bound."""
+    from floorline.economics.catalog import devices
+
+    name = pk.hardware.gpus[0].name.lower() if pk.hardware.gpus else ""
+    for key, dev in devices().items():
+        if key in name.replace("nvidia ", "").split():
+            over: dict = {"gpus_per_rack": 1.0}
+            if dev.get("usd_per_gpu_hour") is not None:
+                over["hardware_usd_per_gpu_hour"] = dev.get("usd_per_gpu_hour").value
+            if dev.get("power") is not None:
+                over["rack_kw"] = dev.si("power") / 1000  # W -> kW for one GPU
+            return key, over
+    return "the seed's rack (GPU not in the catalog)", {}

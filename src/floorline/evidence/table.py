@@ -48,9 +48,10 @@ def row_of(path: Path, root: Path, p: EvidencePacket) -> Row:
     return Row(device, p.kind, params, p.status, t, floor, bl, str(rel))
 
 
-def build_rows(directory: Path) -> list[Row]:
+def build_rows(directory: Path, exclude_devices: frozenset[str] = frozenset()) -> list[Row]:
     directory = Path(directory)
     rows = [row_of(path, directory, p) for path, p in iter_packets(directory)]
+    rows = [r for r in rows if r.device not in exclude_devices]
     return sorted(rows, key=lambda r: (r.device, r.kind, r.file))
 
 
