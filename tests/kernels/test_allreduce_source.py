@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from floorline.kernels import allreduce_fused_rmsnorm, allreduce_oneshot, allreduce_pingpong, allreduce_twoshot
+from floorline.kernels import (
+    allreduce_fused_rmsnorm,
+    allreduce_fused_rmsnorm_light,
+    allreduce_oneshot,
+    allreduce_pingpong,
+    allreduce_twoshot,
+)
 
 
 def _nvrtc_or_skip():
@@ -18,10 +24,17 @@ def _nvrtc_or_skip():
     return cuda_api
 
 
-@pytest.mark.parametrize("mod", [allreduce_oneshot, allreduce_twoshot, allreduce_fused_rmsnorm, allreduce_pingpong])
-def test_compiles_for_sm90(mod) -> None:
+@pytest.mark.parametrize("epoch", ["ticket", "replicated"])
+@pytest.mark.parametrize("mod", [allreduce_oneshot, allreduce_twoshot, allreduce_fused_rmsnorm,
+                                 allreduce_fused_rmsnorm_light, allreduce_pingpong])
+def test_compiles_for_sm90(mod, epoch) -> None:
     cuda_api = _nvrtc_or_skip()
-    cubin = cuda_api.compile_source(mod.SOURCE, mod.NAME, "sm_90")
+    from floorline.comm.communicator import REPLICATED_DEFINES
+
+    if epoch == "replicated" and mod is allreduce_pingpong:
+        pytest.skip("the probe has no epoch")
+    source = (REPLICATED_DEFINES if epoch == "replicated" else "") + mod.SOURCE
+    cubin = cuda_api.compile_source(source, mod.NAME, "sm_90")
     assert cubin[:4] == b"\x7fELF"
     names = [mod.NAME] if mod is allreduce_pingpong else [f"{mod.NAME}_{s}" for s in ("f32", "f16", "bf16")]
     for n in names:
@@ -34,3 +47,15 @@ def test_compile_error_is_reported_with_the_log() -> None:
 
     with pytest.raises(CudaError, match="NVRTC could not compile"):
         cuda_api.compile_source("extern \"C\" __global__ void k() { undefined_thing(); }", "bad", "sm_90")
+
+
+def test_replicated_scheme_really_changes_the_epoch_code() -> None:
+    """The opt-in scheme is a different kernel (no arrival atomic), and the default source is untouched by
+    the switch (the macro is absent from it)."""
+    cuda_api = _nvrtc_or_skip()
+    from floorline.comm.communicator import REPLICATED_DEFINES
+
+    assert "#define FL_EPOCH_REPLICAS" not in allreduce_oneshot.SOURCE
+    a = cuda_api.compile_source(allreduce_oneshot.SOURCE, allreduce_oneshot.NAME, "sm_90")
+    b = cuda_api.compile_source(REPLICATED_DEFINES + allreduce_oneshot.SOURCE, allreduce_oneshot.NAME, "sm_90")
+    assert a != b

@@ -24,14 +24,24 @@ from typing import Any
 from floorline.comm import choice, cuda_api, protocol
 from floorline.comm.errors import CommError, CommTimeout
 from floorline.errors import InputError
-from floorline.kernels import allreduce_fused_rmsnorm, allreduce_oneshot, allreduce_pingpong, allreduce_twoshot
+from floorline.kernels import (
+    allreduce_fused_rmsnorm,
+    allreduce_fused_rmsnorm_light,
+    allreduce_oneshot,
+    allreduce_pingpong,
+    allreduce_twoshot,
+)
 
 _OPS = {
     "oneshot": allreduce_oneshot,
     "twoshot": allreduce_twoshot,
     "fused": allreduce_fused_rmsnorm,
+    "fused_light": allreduce_fused_rmsnorm_light,
     "pingpong": allreduce_pingpong,
 }
+FUSED_VARIANTS = ("default", "light")
+# prepended to every all-reduce kernel's source for the replicated-epoch scheme (see allreduce_lamport)
+REPLICATED_DEFINES = f"#define FL_EPOCH_REPLICAS 1\n#define CTRL_BYTES {protocol.REPLICATED_CTRL_BYTES}\n"
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,14 @@ class CommConfig:
     max_bytes: int = 64 << 20  # largest message the kernels carry (two-shot); beyond it NCCL or an error
     oneshot_max_bytes: int = 2 << 20  # largest one-shot message the slots are sized for (crossover.toml, world 2)
     timeout_s: float = 10.0  # a kernel gives up waiting for a peer after this long
+    # "ticket" (default, measured in run 3) or "replicated" (opt-in: per-block epoch copies, no arrival
+    # atomic at the end of multi-block kernels). Every kernel of one communicator uses the same scheme:
+    # the two cannot share a region (each keeps its own epoch words).
+    epoch: str = "ticket"
+
+    def __post_init__(self) -> None:
+        if self.epoch not in protocol.EPOCH_SCHEMES:
+            raise InputError(f"epoch: must be one of {', '.join(protocol.EPOCH_SCHEMES)}, got {self.epoch!r}")
 
 
 @dataclass
@@ -91,7 +109,7 @@ class Communicator:
         self._probe_base = 0
         self._broken: str | None = None
         self._fns: dict[tuple[str, str], Any] = {}
-        for op in ("oneshot", "twoshot", "fused"):  # compile and load now: never inside a graph capture
+        for op in ("oneshot", "twoshot", "fused", "fused_light"):  # compile and load now, never inside a capture
             for dt in protocol.KERNEL_SUFFIX:
                 self._fn(op, dt)
         self._fn("pingpong", "")
@@ -103,12 +121,20 @@ class Communicator:
         if fn is None:
             mod = _OPS[op]
             kernel = mod.NAME if op == "pingpong" else f"{mod.NAME}_{protocol.KERNEL_SUFFIX[dtype]}"
-            fn = cuda_api.function(self.device, mod.SOURCE, mod.NAME, kernel, self.arch)
+            source, module = mod.SOURCE, mod.NAME
+            if self.config.epoch == "replicated" and op != "pingpong":
+                source, module = REPLICATED_DEFINES + source, f"{mod.NAME}+replicated"
+            fn = cuda_api.function(self.device, source, module, kernel, self.arch)
             self._fns[key] = fn
         return fn
 
     def kernel_attributes(self, op: str, dtype: str = "bfloat16") -> dict[str, int]:
         return cuda_api.function_attributes(self._fn(op, "" if op == "pingpong" else dtype))
+
+    def _grid_limit(self) -> int:
+        """Most blocks a kernel may use: one per SM (all resident), and one epoch copy per block index in
+        the replicated scheme."""
+        return min(self.sm_count, protocol.MAX_REPLICAS) if self.config.epoch == "replicated" else self.sm_count
 
     def _stream(self) -> int:
         import torch
@@ -189,7 +215,7 @@ class Communicator:
             dist.all_reduce(out, group=self.nccl_group)
             return out
         npk = protocol.packets(n, eb)
-        blocks, threads = protocol.grid(npk, self.sm_count)
+        blocks, threads = protocol.grid(npk, self._grid_limit())
         cuda_api.context(self.device)
         A = cuda_api.Arg
         args = [A("u64", x.data_ptr()), A("u64", out.data_ptr()), A("u64", n), *self._common_args()]
@@ -197,17 +223,22 @@ class Communicator:
         return out
 
     def all_reduce_residual_rmsnorm(
-        self, x: Any, residual: Any, weight: Any, eps: float = 1e-6, out: Any = None, residual_out: Any = None
+        self, x: Any, residual: Any, weight: Any, eps: float = 1e-6, out: Any = None, residual_out: Any = None,
+        variant: str = "default",
     ) -> tuple[Any, Any]:
         """One kernel: h = residual + all_reduce(x); returns (rmsnorm(h) * weight, h).
 
         x, residual: [tokens, hidden] (or [hidden]); weight: [hidden]; all the same dtype. `residual_out`
         may be `residual` itself (in-place update, as a decoder layer wants). hidden must be a multiple of
         8 (bf16/fp16) or 4 (fp32), at most 16384 (bf16/fp16) or 8192 (fp32).
+        variant: 'default' (what the committed packets measured) or 'light' (opt-in: one packet per thread,
+        one barrier per row; hidden at most 8192 bf16/fp16 or 4096 fp32; see allreduce_fused_rmsnorm_light).
         """
         import torch
 
         self._ensure_usable()
+        if variant not in FUSED_VARIANTS:
+            raise InputError(f"variant: must be one of {', '.join(FUSED_VARIANTS)}, got {variant!r}")
         dt = _dtype_name(x.dtype)
         eb = protocol.ELEM_BYTES[dt]
         hidden = x.shape[-1]
@@ -231,7 +262,10 @@ class Communicator:
             raise InputError(f"x: {x.numel() * eb} bytes exceed the one-shot capacity of "
                              f"{self.layout.max_elems('oneshot', eb) * eb} bytes")
         try:
-            blocks, threads = protocol.fused_grid(rows, row_pk, self.sm_count, allreduce_fused_rmsnorm.ITEMS)
+            if variant == "light":
+                blocks, threads = protocol.fused_light_grid(rows, row_pk, self._grid_limit())
+            else:
+                blocks, threads = protocol.fused_grid(rows, row_pk, self._grid_limit(), allreduce_fused_rmsnorm.ITEMS)
         except ValueError as e:
             raise InputError(f"x: {e}") from None
         cuda_api.context(self.device)
@@ -247,7 +281,8 @@ class Communicator:
             A("f32", eps),
             *self._common_args(),
         ]
-        cuda_api.launch(self._fn("fused", dt), blocks, threads, self._stream(), args)
+        cuda_api.launch(self._fn("fused" if variant == "default" else "fused_light", dt), blocks, threads,
+                        self._stream(), args)
         return out, residual_out
 
     def launch_pingpong(self, peer: int, role: int, rounds: int) -> None:

@@ -25,11 +25,12 @@ def init_process(
     protocol.check_world(world)
     device = torch.cuda.current_device() if device is None else device
     torch.empty(1, device=f"cuda:{device}")
-    layout = protocol.layout_for(world, config.max_bytes, config.oneshot_max_bytes)
+    layout = protocol.layout_for(world, config.max_bytes, config.oneshot_max_bytes,
+                                protocol.ctrl_bytes_for(config.epoch))
     cuda_api.context(device)
     region = cuda_api.mem_alloc(layout.region_bytes)
     cuda_api.memset8(region, 0xFF, layout.region_bytes)
-    cuda_api.memset8(region, 0x00, protocol.CTRL_BYTES)
+    cuda_api.memset8(region, 0x00, layout.ctrl_bytes)
     cuda_api.ctx_synchronize(device)
     props = torch.cuda.get_device_properties(device)
     mine = {"rank": rank, "device": device, "uuid": str(getattr(props, "uuid", "")), "handle": cuda_api.ipc_handle(region)}

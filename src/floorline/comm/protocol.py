@@ -21,6 +21,15 @@ MIN_WORLD = 2
 ALGORITHMS = ("oneshot", "twoshot")
 ELEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 KERNEL_SUFFIX = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+# How a kernel learns and advances the epoch (CommConfig.epoch):
+# - "ticket" (default; what results/nvidia-h200-x2 run 3 measured): one epoch word, bumped by the last
+#   block to take an arrival ticket (a device-scope atomic at the end of every multi-block kernel);
+# - "replicated" (opt-in): one epoch copy per block index, each launched block advances its share of the
+#   copies, no atomic (kernels compiled with FL_EPOCH_REPLICAS; see allreduce_lamport.finish_epoch).
+EPOCH_SCHEMES = ("ticket", "replicated")
+REPLICA_WORD = 64  # u32 index of copy 0 in the control block
+MAX_REPLICAS = 192  # copies, so grids up to 192 blocks (one per SM: 132 on H100/H200, 148 on B200)
+REPLICATED_CTRL_BYTES = 1024  # control block of a replicated-epoch region: words 64 .. 255 hold the copies
 
 
 def check_world(world: int) -> None:
@@ -49,10 +58,24 @@ def clear_index(epoch: int) -> int:
     return (epoch + N_BUFFERS - 1) % N_BUFFERS
 
 
-def slot_offset(buf: int, slot: int, world: int, slot_bytes: int) -> int:
+def slot_offset(buf: int, slot: int, world: int, slot_bytes: int, ctrl_bytes: int = CTRL_BYTES) -> int:
     if not (0 <= buf < N_BUFFERS and 0 <= slot < world):
         raise ValueError(f"buf/slot out of range: buf={buf}, slot={slot}, world={world}")
-    return CTRL_BYTES + (buf * world + slot) * slot_bytes
+    return ctrl_bytes + (buf * world + slot) * slot_bytes
+
+
+def ctrl_bytes_for(epoch: str) -> int:
+    if epoch not in EPOCH_SCHEMES:
+        raise ValueError(f"epoch: must be one of {', '.join(EPOCH_SCHEMES)}, got {epoch!r}")
+    return CTRL_BYTES if epoch == "ticket" else REPLICATED_CTRL_BYTES
+
+
+def replica_writes(block: int, grid: int, threads: int, n_replicas: int = MAX_REPLICAS) -> list[int]:
+    """Epoch copies block `block` of a `grid`-block kernel advances in the replicated scheme (the loop in
+    allreduce_lamport.finish_epoch): b, b + G, b + 2G, ... Over the grid, every copy exactly once."""
+    if not 1 <= grid <= n_replicas or not 0 <= block < grid or threads < 1:
+        raise ValueError(f"grid must be 1..{n_replicas} and block < grid, got block={block}, grid={grid}")
+    return [i for t in range(threads) for i in range(block + grid * t, n_replicas, grid * threads)]
 
 
 def twoshot_chunk(npk: int, world: int) -> int:
@@ -83,10 +106,11 @@ def dirty_packets(algorithm: str, npk: int, world: int) -> int:
 class Layout:
     world: int
     slot_bytes: int
+    ctrl_bytes: int = CTRL_BYTES  # REPLICATED_CTRL_BYTES for the replicated-epoch scheme
 
     @property
     def region_bytes(self) -> int:
-        return CTRL_BYTES + N_BUFFERS * self.world * self.slot_bytes
+        return self.ctrl_bytes + N_BUFFERS * self.world * self.slot_bytes
 
     def max_elems(self, algorithm: str, elem_bytes: int) -> int:
         """Largest message (elements) the algorithm can carry in this layout."""
@@ -102,7 +126,7 @@ class Layout:
         return n_elems <= self.max_elems(algorithm, elem_bytes)
 
 
-def layout_for(world: int, max_bytes: int, oneshot_max_bytes: int) -> Layout:
+def layout_for(world: int, max_bytes: int, oneshot_max_bytes: int, ctrl_bytes: int = CTRL_BYTES) -> Layout:
     """Smallest slot that carries `oneshot_max_bytes` one-shot and `max_bytes` two-shot messages."""
     check_world(world)
     if max_bytes <= 0 or oneshot_max_bytes <= 0:
@@ -110,7 +134,7 @@ def layout_for(world: int, max_bytes: int, oneshot_max_bytes: int) -> Layout:
     twoshot_slot = 2 * twoshot_chunk(-(-max_bytes // PACKET_BYTES), world) * PACKET_BYTES
     slot = max(oneshot_max_bytes, twoshot_slot)
     slot = -(-slot // 4096) * 4096  # page-align slots so every slot starts 16-byte aligned and TLB-friendly
-    return Layout(world=world, slot_bytes=slot)
+    return Layout(world=world, slot_bytes=slot, ctrl_bytes=ctrl_bytes)
 
 
 def grid(npk: int, sm_count: int, threads: int = 512) -> tuple[int, int]:
@@ -118,6 +142,13 @@ def grid(npk: int, sm_count: int, threads: int = 512) -> tuple[int, int]:
     block per SM, and no more blocks than there are packets to hand out."""
     blocks = max(1, min(sm_count, math.ceil(npk / threads)))
     return blocks, threads
+
+
+def fused_light_grid(rows: int, row_packets: int, sm_count: int, max_threads: int = 1024) -> tuple[int, int]:
+    """(blocks, threads) for the light fused kernel: one packet per thread, so a row fits in one block."""
+    if row_packets < 1 or row_packets > max_threads:
+        raise ValueError(f"hidden: 1 to {max_threads} packets per row for the light variant, got {row_packets}")
+    return max(1, min(rows, sm_count)), -(-row_packets // 32) * 32
 
 
 def fused_grid(rows: int, row_packets: int, sm_count: int, items: int = 4, max_threads: int = 512) -> tuple[int, int]:

@@ -43,13 +43,14 @@ def init_threads(devices: Sequence[int], config: CommConfig = CommConfig(), nccl
         for b in devices:
             if a != b:
                 cuda_api.enable_peer_access(a, b)
-    layout = protocol.layout_for(world, config.max_bytes, config.oneshot_max_bytes)
+    layout = protocol.layout_for(world, config.max_bytes, config.oneshot_max_bytes,
+                                protocol.ctrl_bytes_for(config.epoch))
     regions = []
     for d in devices:
         cuda_api.context(d)
         ptr = cuda_api.mem_alloc(layout.region_bytes)
         cuda_api.memset8(ptr, 0xFF, layout.region_bytes)  # every slot starts empty (all-ones)
-        cuda_api.memset8(ptr, 0x00, protocol.CTRL_BYTES)  # epoch 0, no dirty packets, probe flag 0
+        cuda_api.memset8(ptr, 0x00, layout.ctrl_bytes)  # epoch 0, no dirty packets, probe flag 0
         regions.append(ptr)
     for d in devices:
         cuda_api.ctx_synchronize(d)

@@ -62,7 +62,7 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
       }
     }
     if (row == blockIdx.x) {
-      epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+      epoch = read_epoch(ctrl);
       buf = epoch % N_BUFFERS;
       prev = (epoch + 2) % N_BUFFERS;
       prev_dirty = ctrl[CTRL_DIRTY + prev];
@@ -122,7 +122,7 @@ __device__ __forceinline__ void fused(const void* in, const void* residual, cons
   }
   // the epoch was read with the first row; a block without rows (never launched so: fused_grid gives
   // blocks <= rows) still needs the true epoch, since the last block to arrive writes epoch + 1
-  if (blockIdx.x >= rows) epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+  if (blockIdx.x >= rows) epoch = read_epoch(ctrl);
   finish_epoch(ctrl, epoch, (u32)npk);
 }
 

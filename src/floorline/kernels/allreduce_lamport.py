@@ -38,13 +38,17 @@ typedef unsigned short u16;
 typedef unsigned long long u64;
 
 #define MAX_WORLD 8
-#define CTRL_BYTES 256
+#ifndef CTRL_BYTES
+#define CTRL_BYTES 256  // the replicated-epoch variant compiles with 1024 (room for its replicas)
+#endif
 #define N_BUFFERS 3
 // ctrl block word offsets (u32 index)
 #define CTRL_EPOCH 0
 #define CTRL_ARRIVE 1
 #define CTRL_ABORT 2
 #define CTRL_DIRTY 4   // 3 words: dirty packets per slot, per buffer
+#define CTRL_REPLICA 64  // replicated-epoch variant: words 64 .. 64 + MAX_REPLICAS, one epoch copy per block index
+#define MAX_REPLICAS 192
 
 struct __align__(16) Pk { u32 w[4]; };
 
@@ -197,6 +201,17 @@ __device__ __forceinline__ void clear_previous(u64 own_base, u32 prev_buf, u32 w
   }
 }
 
+// The epoch this block works in. Default (ticket) scheme: one word, bumped by the last block to arrive.
+// Replicated scheme (FL_EPOCH_REPLICAS): block b reads its own copy, word CTRL_REPLICA + b.
+__device__ __forceinline__ u32 read_epoch(const u32* ctrl) {
+#ifdef FL_EPOCH_REPLICAS
+  return ld_volatile_u32(ctrl + CTRL_REPLICA + blockIdx.x);
+#else
+  return ld_volatile_u32(ctrl + CTRL_EPOCH);
+#endif
+}
+
+#ifndef FL_EPOCH_REPLICAS
 // Last block out advances the epoch and records how much of this epoch's buffer is dirty. No fences:
 // only the next kernel reads these words and the kernel boundary orders them; a __threadfence here
 // would also wait for the acknowledgements of this block's NVLink stores (a round trip) for nothing.
@@ -211,4 +226,24 @@ __device__ __forceinline__ void finish_epoch(u32* ctrl, u32 epoch, u32 dirty) {
     }
   }
 }
+#else
+// Replicated epochs: no grid-wide arrival ticket. Every launched block b advances the copies
+// b, b + G, b + 2G, ... (G = gridDim.x) to epoch + 1, so all MAX_REPLICAS copies hold epoch + 1 when the
+// kernel ends, whatever G the next kernel uses. Why no block of this kernel reads an advanced copy too
+// early: block b's threads read only copy b (read_epoch), and copy b is written only by block b itself
+// (the only writer i with i == b mod G and i < G is b), after its __syncthreads, i.e. after every thread
+// of block b has read it. Copies b + kG (k >= 1) have index >= G: no block of this kernel reads them.
+// Across kernels the kernel boundary orders these stores before the next kernel's reads (the same and
+// only ordering the ticket scheme relied on). The dirty word of this epoch's buffer is written by block
+// 0 alone: this kernel's blocks read only the dirty word of buffer (epoch + 2) % 3, a different word.
+// Needs G <= MAX_REPLICAS (the communicator clamps its grids). The CPU model
+// (tests/comm/lamport_sim.py, ReplicatedSim) checks this and catches the broken variants.
+__device__ __forceinline__ void finish_epoch(u32* ctrl, u32 epoch, u32 dirty) {
+  __syncthreads();  // every thread of this block has read copy blockIdx.x
+  const u32 next = (epoch + 1u) % N_BUFFERS;
+  if (blockIdx.x == 0 && threadIdx.x == 0) ctrl[CTRL_DIRTY + epoch % N_BUFFERS] = dirty;
+  for (u32 i = blockIdx.x + gridDim.x * threadIdx.x; i < MAX_REPLICAS; i += gridDim.x * blockDim.x)
+    st_volatile_u32(ctrl + CTRL_REPLICA + i, next);
+}
+#endif
 """

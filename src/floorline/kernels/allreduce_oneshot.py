@@ -51,7 +51,7 @@ __device__ __forceinline__ void oneshot(const void* in, void* out, u64 n, Peers 
   // the input load is issued before the epoch load (which is volatile and orders what follows), so
   // the two memory latencies overlap instead of adding up
   if (one && has) mine = load_packet<DT>(in, tid, n);
-  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+  const u32 epoch = read_epoch(ctrl);
   const u32 buf = epoch % N_BUFFERS;
   const u32 prev = (epoch + 2) % N_BUFFERS;
   const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];

@@ -23,7 +23,7 @@ template <int DT>
 __device__ __forceinline__ void twoshot(const void* in, void* out, u64 n, Peers peers, u32 rank, u32 world,
                                         u64 slot_bytes, u32* status, u64 timeout_ns) {
   u32* ctrl = (u32*)peers.p[rank];
-  const u32 epoch = ld_volatile_u32(ctrl + CTRL_EPOCH);
+  const u32 epoch = read_epoch(ctrl);
   const u32 buf = epoch % N_BUFFERS;
   const u32 prev = (epoch + 2) % N_BUFFERS;
   const u32 prev_dirty = ctrl[CTRL_DIRTY + prev];
