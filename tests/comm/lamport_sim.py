@@ -53,11 +53,14 @@ class LamportSim:
     # one call's threads, as the kernel's grid would run them
     def _threads(self, r: int, alg: str, npk: int) -> list[list[tuple]]:
         st = self.ranks[r]
-        e, w = st.epoch, self.world
+        return self._threads_at(r, alg, npk, st.epoch, st.dirty[self.clear_of(st.epoch)])
+
+    def _threads_at(self, r: int, alg: str, npk: int, e: int, prev_dirty: int) -> list[list[tuple]]:
+        w = self.world
         b, prev = self.buffer_of(e), self.clear_of(e)
         threads: list[list[tuple]] = []
         for s in range(w):
-            for q in range(st.dirty[prev]):
+            for q in range(prev_dirty):
                 threads.append([("clear", r, prev, s, q)])
         if alg == "oneshot":
             for p in range(npk):
@@ -148,4 +151,107 @@ class LamportSim:
                     done[r] = True
                 else:
                     st.threads = self._threads(r, *calls[st.call])
+        raise ProtocolViolation("step budget exhausted")
+
+
+@dataclass
+class Block:
+    state: str = "start"  # start (epoch not read yet) -> run -> done
+    epoch: int = -1
+    threads: list[list[tuple]] = field(default_factory=list)
+
+
+class ReplicatedSim(LamportSim):
+    """The replicated-epoch scheme (CommConfig(epoch='replicated')): no rank-wide epoch word and no
+    arrival ticket. Each call runs on a grid of G blocks (G from the message size, the same on every rank,
+    different from call to call). Block b reads its own epoch copy rep[b] when it starts (a separate,
+    randomly scheduled step, so a block may start long after its siblings finished), together with the
+    dirty word of the buffer it clears; every thread of the call (the same threads LamportSim builds)
+    belongs to one block; when all of a block's threads are done (its __syncthreads) it writes
+    epoch + 1 into the copies `writes_of(b, G, threads_per_block, n_replicas)` and block 0 writes the
+    dirty word of its buffer. writes_of defaults to protocol.replica_writes (the kernel's loop); tests pass
+    broken ones to show the model catches them."""
+
+    def __init__(self, world: int, slot_packets: int, n_replicas: int = 5, threads_per_block: int = 2,
+                 grid_of: Callable[[int], int] | None = None,
+                 writes_of: Callable[[int, int, int, int], list[int]] | None = None, **kw) -> None:
+        super().__init__(world, slot_packets, **kw)
+        self.n_rep, self.tpb = n_replicas, threads_per_block
+        self.grid_of = grid_of or (lambda npk: 1 + npk % n_replicas)
+        self.writes_of = writes_of or protocol.replica_writes
+        self.rep = [[0] * n_replicas for _ in range(world)]
+        self.blocks: list[list[Block]] = [[] for _ in range(world)]
+
+    def _start_call(self, r: int, calls: list[tuple[str, int]]) -> None:
+        g = self.grid_of(calls[self.ranks[r].call][1])
+        if not 1 <= g <= self.n_rep:
+            raise ValueError(f"grid {g} outside 1..{self.n_rep}")
+        self.blocks[r] = [Block() for _ in range(g)]
+
+    def _begin(self, r: int, b: int, calls: list[tuple[str, int]]) -> None:
+        blk, st = self.blocks[r][b], self.ranks[r]
+        alg, npk = calls[st.call]
+        e = self.rep[r][b]
+        everything = self._threads_at(r, alg, npk, e, st.dirty[self.clear_of(e)])
+        g = len(self.blocks[r])
+        blk.epoch, blk.state = e, "run"
+        blk.threads = [t for i, t in enumerate(everything) if i % g == b]
+
+    def _end(self, r: int, b: int, calls: list[tuple[str, int]]) -> None:
+        blk, st = self.blocks[r][b], self.ranks[r]
+        g = len(self.blocks[r])
+        for i in self.writes_of(b, g, self.tpb, self.n_rep):
+            self.rep[r][i] = blk.epoch + 1
+        if b == 0:
+            alg, npk = calls[st.call]
+            st.dirty[self.buffer_of(blk.epoch)] = protocol.dirty_packets(alg, npk, self.world)
+        blk.state = "done"
+
+    def run(self, calls: list[tuple[str, int]], rng: random.Random, max_steps: int = 10**7) -> None:
+        for r in range(self.world):
+            self._start_call(r, calls)
+        done = [False] * self.world
+        for _ in range(max_steps):
+            if all(done) and not any(self.inflight):
+                return
+            movable: list[tuple[int, str, int, list[tuple] | None]] = []
+            for r in range(self.world):
+                if self.inflight[r]:
+                    movable.append((r, "land", -1, None))
+                if done[r]:
+                    continue
+                for b, blk in enumerate(self.blocks[r]):
+                    if blk.state == "start":
+                        movable.append((r, "begin", b, None))
+                    elif blk.state == "run" and not blk.threads:
+                        movable.append((r, "end", b, None))
+                    elif blk.state == "run":
+                        for t in blk.threads:
+                            if t[0][0] != "wait" or self.mem[r][t[0][1]][t[0][2]][t[0][3]] is not EMPTY:
+                                movable.append((r, "step", b, t))
+            if all(done) and not movable:
+                return
+            if not movable:
+                raise ProtocolViolation(f"deadlock: ranks at calls {[s.call for s in self.ranks]}")
+            r, kind, b, t = (rng.choice(movable) if rng.random() < 0.5
+                             else min(movable, key=lambda m: (m[0] != 0, rng.random())))
+            if kind == "land":
+                self._land(r, rng.randrange(len(self.inflight[r])))
+            elif kind == "begin":
+                self._begin(r, b, calls)
+            elif kind == "end":
+                self._end(r, b, calls)
+            else:
+                self._step(r, t)
+                blk = self.blocks[r][b]
+                blk.threads = [x for x in blk.threads if x]
+            st = self.ranks[r]
+            if (not done[r] and all(k.state == "done" for k in self.blocks[r])
+                    and not (self.drain and self.inflight[r])):
+                st.epoch += 1
+                st.call += 1
+                if st.call == len(calls):
+                    done[r] = True
+                else:
+                    self._start_call(r, calls)
         raise ProtocolViolation("step budget exhausted")

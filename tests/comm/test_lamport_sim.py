@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from tests.comm.lamport_sim import LamportSim, ProtocolViolation
+from floorline.comm import protocol
+from tests.comm.lamport_sim import LamportSim, ProtocolViolation, ReplicatedSim
 
 
 def _calls(rng: random.Random, n: int) -> list[tuple[str, int]]:
@@ -78,3 +79,64 @@ def test_without_the_kernel_boundary_drain_a_late_clear_is_caught() -> None:
         except ProtocolViolation:
             failures += 1
     assert failures > 0
+
+
+# ---- replicated epochs (CommConfig(epoch="replicated")): per-block copies, no arrival ticket ----------
+@pytest.mark.parametrize("world", [2, 3, 8])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("delayed", [False, True])
+def test_replicated_epochs_never_read_stale_data(world: int, seed: int, delayed: bool) -> None:
+    """Grids change from call to call (1..5 blocks), blocks start late or early, stores land in any order
+    until the kernel boundary: every copy still advances once per call, no stale read, no deadlock."""
+    rng = random.Random(seed * 13 + world + (100 if delayed else 0))
+    sim = ReplicatedSim(world, slot_packets=32, delayed_stores=delayed)
+    calls = _calls(rng, 10)
+    sim.run(calls, rng)
+    assert all(r.call == len(calls) for r in sim.ranks)
+    assert all(c == len(calls) for rep in sim.rep for c in rep)
+    assert sim.reads > 0
+
+
+def _failures(writes_of, seeds: int = 30, **kw) -> int:
+    failures = 0
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        sim = ReplicatedSim(2, slot_packets=32, writes_of=writes_of, **kw)
+        try:
+            sim.run(_calls(rng, 10), rng)
+        except ProtocolViolation:
+            failures += 1
+    return failures
+
+
+def test_replicated_advancing_only_the_launched_copies_is_caught() -> None:
+    """Broken: each block advances only its own copy. A later call on a larger grid starts blocks on a stale
+    epoch (wrong buffer): the model must see it."""
+    assert _failures(lambda b, g, t, n: [b]) > 0
+
+
+def test_replicated_advancing_another_blocks_copy_is_caught() -> None:
+    """Broken: every block advances every copy (no ownership). A fast block bumps the copy of a sibling that
+    has not read it yet, which then works one epoch ahead: the model must see it."""
+    assert _failures(lambda b, g, t, n: list(range(n))) > 0
+
+
+@pytest.mark.parametrize("grid", [1, 2, 3, 7, 132, 192])
+@pytest.mark.parametrize("threads", [32, 512, 1024])
+def test_replica_writes_cover_every_copy_once_and_never_a_sibling(grid: int, threads: int) -> None:
+    seen: list[int] = []
+    for b in range(grid):
+        w = protocol.replica_writes(b, grid, threads)
+        assert b in w  # its own copy
+        assert all(i == b or i >= grid for i in w)  # never a copy another block of this grid reads
+        seen += w
+    assert sorted(seen) == list(range(protocol.MAX_REPLICAS))
+
+
+def test_replicated_region_keeps_copies_inside_its_control_block() -> None:
+    assert (protocol.REPLICA_WORD + protocol.MAX_REPLICAS) * 4 <= protocol.REPLICATED_CTRL_BYTES
+    lay = protocol.layout_for(2, 1 << 20, 1 << 20, protocol.ctrl_bytes_for("replicated"))
+    assert protocol.slot_offset(0, 0, 2, lay.slot_bytes, lay.ctrl_bytes) == protocol.REPLICATED_CTRL_BYTES
+    assert lay.region_bytes == protocol.REPLICATED_CTRL_BYTES + 3 * 2 * lay.slot_bytes
+    with pytest.raises(ValueError, match="epoch"):
+        protocol.ctrl_bytes_for("atomic")
