@@ -121,3 +121,88 @@ def test_thread_mode_rows_use_their_own_nccl_or_say_why_not(tmp_path, available)
         assert "nccl" in pk.params["algorithms"] and any("ncclCommInitAll" in n for n in pk.notes)
     else:
         assert all(any("falls back to two-shot" in n for n in verify_packet(p).notes) for p in paths)
+
+
+# ---- opt-in variants and --tune-crossover (next measurement round) ----------------------------------
+@pytest.mark.parametrize("args,needle", [(["--variants", "turbo"], "--variants"), (["--sizes", "16Q"], "--sizes"),
+                                         (["--sizes", "512"], "--sizes"), (["--sizes", "128M"], "--sizes")])
+def test_bad_variant_or_size_is_one_line_exit_2(args, needle) -> None:
+    p = subprocess.run([sys.executable, "-m", "floorline", "bench", "allreduce", *args], capture_output=True, text=True)
+    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_parse_sizes() -> None:
+    assert B.parse_sizes("16K,1K,1M,32M,1K") == (1 << 10, 16 << 10, 1 << 20, 32 << 20)
+    assert B.parse_sizes("4096") == (4096,)
+
+
+def test_variant_timings_go_into_params_but_not_into_the_default_timing(tmp_path) -> None:
+    """A variant measured next to the default is recorded per algorithm; the packet's timing, algorithm and
+    pass/fail stay the default's, and a variant's wrong sum is named in the notes."""
+    from floorline.evidence.store import verify_packet
+
+    proc, link, by_mode = _synthetic()
+    for s in proc["ours"]:
+        s["ours"]["oneshot@replicated"] = {"graph": [2.5, 2.6], "eager": [19.0], "err": 0.4 if s["n"] < 4096 else 9.0}
+    proc["fused"]["light"], proc["fused"]["light_err"] = [3.1, 3.2], 0.5
+    proc["kernel"]["variant_attributes"] = {"oneshot@replicated": {"registers": 47}}
+    cfg = B.BenchConfig(world=2, modes=("process",), sizes=(1024, 8192, 8 << 20), variants=B.VARIANTS)
+    rows = B.build_rows("process", proc, proc, link, 2)
+    paths = B.write_packets(rows, by_mode, proc, link, cfg, tmp_path)
+    first, second = verify_packet(paths[0]), verify_packet(paths[1])
+    assert first.timing.median == pytest.approx(3.1) and first.params["algorithm"] == "oneshot"
+    assert first.params["algorithms"]["oneshot@replicated"]["graph_us"] == pytest.approx(2.55)
+    assert first.status == "passed" and not any("WRONG" in n for n in first.notes)
+    assert second.status == "passed" and any("oneshot@replicated gave a WRONG sum" in n for n in second.notes)
+    fu = second.params["fused_residual_rmsnorm"]
+    assert fu["light_over_plain"] == pytest.approx(3.15 / 3.0) and fu["light_err"] == 0.5
+    assert first.params["variant_kernel_attributes"]["oneshot@replicated"]["registers"] == 47
+
+
+def test_derive_crossover_follows_the_measured_winners() -> None:
+    pts = [{"size": 1 << 20, "oneshot": 7.0, "twoshot": 8.0, "nccl": 20.0},
+           {"size": 2 << 20, "oneshot": 11.0, "twoshot": 12.0, "nccl": 25.0},
+           {"size": 4 << 20, "oneshot": 19.0, "twoshot": 18.0, "nccl": 30.0},
+           {"size": 32 << 20, "oneshot": 270.0, "twoshot": 135.5, "nccl": 142.0},
+           {"size": 64 << 20, "oneshot": None, "twoshot": 264.0, "nccl": 251.5}]
+    d = B.derive_crossover(pts)
+    assert d["oneshot_max_bytes"] == 2 << 20 and d["twoshot_max_bytes"] == 32 << 20
+    assert any("NCCL from 67108864" in e for e in d["evidence"])
+    # NCCL not measured (thread mode without a hand-off): the kernels keep every size
+    d = B.derive_crossover([{**p, "nccl": None} for p in pts])
+    assert d["twoshot_max_bytes"] == 64 << 20
+    # one-shot slower from the first size on: no one-shot range
+    assert B.derive_crossover([{"size": 1024, "oneshot": 5.0, "twoshot": 4.0, "nccl": 9.0}])["oneshot_max_bytes"] == 0
+
+
+def test_candidate_file_round_trips_through_the_library_choice(tmp_path) -> None:
+    """The candidate file has crossover.toml's schema; thread mode gets its own sub-table, which
+    choice.crossover(world, path, 'thread') and a CommConfig(crossover_file=...) pick up; the library's
+    own table is untouched."""
+    from pathlib import Path
+
+    from floorline.comm import CommConfig, choice
+
+    proc, link, _ = _synthetic()
+    proc["ours"][2]["ours"]["oneshot"]["graph"] = [9.0]  # two-shot (5.05) wins at 8 MB
+    th = _thread_result(proc, True)
+    th["thread_nccl"]["graph_us"] = {8 << 20: 4.0}  # thread NCCL beats two-shot (5.05) at 8 MB
+    cfg = B.BenchConfig(world=2, sizes=(1024, 8192, 8 << 20), tune_crossover=True)
+    path, derived = B.write_candidate({"process": proc, "thread": th}, proc, cfg, tmp_path)
+    assert path == tmp_path / B.CANDIDATE_FILE
+    assert derived["process"] == {**derived["process"], "oneshot_max_bytes": 8192, "twoshot_max_bytes": 8 << 20}
+    assert derived["thread"]["twoshot_max_bytes"] == 8192  # its own NCCL (4.0) beats two-shot (5.05)
+    p, t = choice.crossover(2, Path(path)), choice.crossover(2, Path(path), "thread")
+    assert (p.oneshot_max_bytes, p.twoshot_max_bytes) == (8192, 8 << 20)
+    assert (t.oneshot_max_bytes, t.twoshot_max_bytes) == (8192, 8192)
+    assert choice.choose(8 << 20, 2, True, t) == "nccl" and choice.choose(8 << 20, 2, True, p) == "twoshot"
+    assert "thread mode" in t.source and "NOT adopted" in path.read_text()
+    assert choice.crossover(2).source.startswith("measured on nvidia-h200-x2")  # default table unchanged
+    CommConfig(crossover_file=str(path))
+    from floorline.errors import InputError
+
+    with pytest.raises(InputError, match="crossover_file"):
+        CommConfig(crossover_file=str(tmp_path / "missing.toml"))
+    with pytest.raises(InputError, match="epoch"):
+        CommConfig(epoch="atomic")

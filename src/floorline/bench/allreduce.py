@@ -31,6 +31,30 @@ FUSED_HIDDEN = 4096
 # ulp of relative slack is generous but still catches a lost or stale contribution.
 TOLERANCE = {"bfloat16": (2.0**-7, 1e-6), "float16": (2.0**-10, 1e-6), "float32": (2.0**-20, 1e-6)}
 NCCL_ENV_VARIANTS = ("NCCL_PROTO=LL", "NCCL_PROTO=LL128")
+# Opt-in kernel variants measured next to the defaults in the same run (the defaults stay what the
+# automatic choice and the packets' timing use): "replicated" = one-shot and two-shot on a communicator
+# with CommConfig(epoch="replicated") (keys "oneshot@replicated", "twoshot@replicated"); "fused_light" =
+# all_reduce_residual_rmsnorm(variant="light").
+VARIANTS = ("replicated", "fused_light")
+CANDIDATE_FILE = "crossover-candidate.toml"
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """'1K,16K,1M,32M' -> bytes (K/M = 2^10/2^20; plain numbers are bytes), each 1 KB .. 64 MB and a
+    multiple of 4 bytes (every dtype's element)."""
+    from floorline.errors import InputError
+
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        mult = {"K": 1 << 10, "M": 1 << 20}.get(part[-1:].upper(), 1)
+        digits = part[:-1] if mult > 1 else part
+        if not digits.isdigit():
+            raise InputError(f"--sizes: each size must be a number with optional K or M (e.g. 16K), got {part!r}")
+        v = int(digits) * mult
+        if not (1 << 10) <= v <= (64 << 20) or v % 4:
+            raise InputError(f"--sizes: each size must be 1K..64M bytes and a multiple of 4, got {part!r}")
+        out.append(v)
+    return tuple(sorted(set(out)))
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,8 @@ class BenchConfig:
     timeout_s: float = 10.0
     nccl_variants: tuple[str, ...] = NCCL_ENV_VARIANTS
     seed: int = 1234
+    variants: tuple[str, ...] = ()  # from VARIANTS
+    tune_crossover: bool = False  # also time thread mode's NCCL above the one-shot range; write CANDIDATE_FILE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +292,10 @@ def measure_floor(local: Local, comms: dict[int, Any], rounds: int) -> dict[str,
 
 
 def measure_ours(local: Local, comms: dict[int, Any], sizes: tuple[int, ...], cfg: BenchConfig,
-                 progress: Callable[[str], None]) -> list[SizeResult]:
+                 progress: Callable[[str], None], variant_comms: dict[str, dict[int, Any]] | None = None
+                 ) -> list[SizeResult]:
+    """Every size with one-shot and two-shot (and, per opt-in epoch variant, the same two algorithms on that
+    variant's communicator, keyed "<algorithm>@<variant>")."""
     import torch
 
     from floorline.comm import protocol
@@ -283,30 +312,32 @@ def measure_ours(local: Local, comms: dict[int, Any], sizes: tuple[int, ...], cf
             outs[r] = torch.empty_like(xs[r])
         any_comm = comms[local.ranks[0]]
         res.auto = any_comm.choose(size)
-        for alg in ("oneshot", "twoshot"):
-            if not any_comm.layout.fits(alg, n, eb):
+        plan = [(alg, alg, comms) for alg in ("oneshot", "twoshot")]
+        plan += [(f"{alg}@{v}", alg, vc) for v, vc in (variant_comms or {}).items() for alg in ("oneshot", "twoshot")]
+        for key, alg, cs in plan:
+            if not cs[local.ranks[0]].layout.fits(alg, n, eb):
                 continue
-            progress(f"{any_comm.mode}: ours {alg} {size} B")
+            progress(f"{any_comm.mode}: ours {key} {size} B")
             for r in local.ranks:
                 outs[r].fill_(float("nan"))
 
-            def op(r: int, i: int, alg: str = alg, xs: dict = xs, outs: dict = outs) -> None:
-                comms[r].all_reduce(xs[r], out=outs[r], algorithm=alg)
+            def op(r: int, i: int, alg: str = alg, xs: dict = xs, outs: dict = outs, cs: dict = cs) -> None:
+                cs[r].all_reduce(xs[r], out=outs[r], algorithm=alg)
 
             for r, d in zip(local.ranks, local.devices, strict=True):
                 with torch.cuda.device(d):
                     op(r, 0)
             _spin_sync(local.devices, local.timeout_s)
             for r in local.ranks:
-                comms[r].check()
+                cs[r].check()
             errs = {r: error_ratio(outs[r], reference_sum(n, local.world, cfg.seed + size, dtype, outs[r].device),
                                    cfg.dtype) for r in local.ranks}
             err = max(v for m in local.gather(errs) for v in m.values())
             graph = time_graph(local, op, n_ops_for(size), cfg.iters)
             eager = time_eager(local, op, cfg.eager_iters if size <= (1 << 20) else 20)
             for r in local.ranks:
-                comms[r].check()
-            res.ours[alg] = {"graph": graph, "eager": eager, "err": err}
+                cs[r].check()
+            res.ours[key] = {"graph": graph, "eager": eager, "err": err}
         results.append(res)
     return results
 
@@ -327,9 +358,12 @@ def measure_fused(local: Local, comms: dict[int, Any], cfg: BenchConfig) -> dict
         t["rout"][r] = torch.full_like(t["x"][r], float("nan"))
         t["plain"][r] = torch.empty_like(t["x"][r])
 
-    def fused(r: int, i: int) -> None:
+    def fused(r: int, i: int, variant: str = "default") -> None:
         comms[r].all_reduce_residual_rmsnorm(t["x"][r], t["res"][r], t["w"][r], 1e-6, out=t["out"][r],
-                                             residual_out=t["rout"][r])
+                                             residual_out=t["rout"][r], variant=variant)
+
+    def fused_light(r: int, i: int) -> None:
+        fused(r, i, "light")
 
     def plain(r: int, i: int) -> None:
         comms[r].all_reduce(t["x"][r], out=t["plain"][r], algorithm="oneshot")
@@ -339,28 +373,34 @@ def measure_fused(local: Local, comms: dict[int, Any], cfg: BenchConfig) -> dict
         hsum = y + t["res"][r]
         torch.nn.functional.rms_norm(hsum.float(), (h,), t["w"][r].float(), 1e-6).to(dtype)
 
-    for r, d in zip(local.ranks, local.devices, strict=True):
-        with torch.cuda.device(d):
-            fused(r, 0)
-    _spin_sync(local.devices, local.timeout_s)
-    errs = {}
-    for r in local.ranks:
-        comms[r].check()
-        dev = t["x"][r].device
-        s = reference_sum(h, local.world, cfg.seed, dtype, dev) + t["res"][r].double().view(-1)
-        hr = s.to(dtype).double()
-        ref = hr * torch.rsqrt((hr * hr).mean() + 1e-6) * t["w"][r].double()
-        errs[r] = max(error_ratio(t["rout"][r].view(-1), s, cfg.dtype),
-                      error_ratio(t["out"][r].view(-1), ref, cfg.dtype) / 2)
-    err = max(v for m in local.gather(errs) for v in m.values())
-    return {
-        "hidden": h,
-        "tokens": 1,
-        "fused": time_graph(local, fused, 100, cfg.iters),
-        "plain": time_graph(local, plain, 100, cfg.iters),
-        "unfused": time_graph(local, unfused, 100, cfg.iters),
-        "err": err,
-    }
+    def check(op: Callable[[int, int], None]) -> float:
+        for r in local.ranks:
+            t["out"][r].fill_(float("nan"))
+            t["rout"][r].fill_(float("nan"))
+        for r, d in zip(local.ranks, local.devices, strict=True):
+            with torch.cuda.device(d):
+                op(r, 0)
+        _spin_sync(local.devices, local.timeout_s)
+        errs = {}
+        for r in local.ranks:
+            comms[r].check()
+            dev = t["x"][r].device
+            s = reference_sum(h, local.world, cfg.seed, dtype, dev) + t["res"][r].double().view(-1)
+            hr = s.to(dtype).double()
+            ref = hr * torch.rsqrt((hr * hr).mean() + 1e-6) * t["w"][r].double()
+            errs[r] = max(error_ratio(t["rout"][r].view(-1), s, cfg.dtype),
+                          error_ratio(t["out"][r].view(-1), ref, cfg.dtype) / 2)
+        return max(v for m in local.gather(errs) for v in m.values())
+
+    result = {"hidden": h, "tokens": 1, "err": check(fused)}
+    if "fused_light" in cfg.variants:
+        result["light_err"] = check(fused_light)
+    result["fused"] = time_graph(local, fused, 100, cfg.iters)
+    if "fused_light" in cfg.variants:
+        result["light"] = time_graph(local, fused_light, 100, cfg.iters)
+    result["plain"] = time_graph(local, plain, 100, cfg.iters)
+    result["unfused"] = time_graph(local, unfused, 100, cfg.iters)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,12 +518,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_comm_config(cfg: BenchConfig) -> Any:
+def _make_comm_config(cfg: BenchConfig, epoch: str = "ticket") -> Any:
     from floorline.comm import CommConfig
 
     top = max(cfg.sizes)
     return CommConfig(max_bytes=max(top, 1 << 20), oneshot_max_bytes=max(top, 1 << 20) if cfg.world == 2 else 8 << 20,
-                      timeout_s=cfg.timeout_s)
+                      timeout_s=cfg.timeout_s, epoch=epoch)
+
+
+def _kernel_info(comm: Any, cfg: BenchConfig, vcomms: dict[str, dict[int, Any]]) -> dict[str, Any]:
+    from floorline.comm import cuda_api
+
+    info = {"attributes": comm.kernel_attributes("oneshot", cfg.dtype), "nvrtc": cuda_api.nvrtc_version(),
+            "arch": comm.arch, "crossover": asdict(comm.crossover)}
+    variants = {f"{a}@{v}": next(iter(vc.values())).kernel_attributes(a, cfg.dtype)
+                for v, vc in vcomms.items() for a in ("oneshot", "twoshot")}
+    if "fused_light" in cfg.variants:
+        variants["fused_light"] = comm.kernel_attributes("fused_light", cfg.dtype)
+    if variants:
+        info["variant_attributes"] = variants
+    return info
 
 
 def _process_worker(rank: int, cfg: BenchConfig, port: int, result_path: str, nccl_only: str | None) -> None:
@@ -516,17 +570,21 @@ def _process_worker(rank: int, cfg: BenchConfig, port: int, result_path: str, nc
     if nccl_only:
         result["nccl"] = measure_nccl(local, cfg.sizes, cfg, nccl_only, False, progress)
     else:
-        from floorline.comm import cuda_api, init_process
+        from floorline.comm import init_process
 
         comm = init_process(group=gloo, config=_make_comm_config(cfg), nccl_group=dist.group.WORLD)
         comms = {rank: comm}
+        vcomms = {}
+        if "replicated" in cfg.variants:  # its own region: the two epoch schemes cannot share one
+            vcomms["replicated"] = {rank: init_process(group=gloo, config=_make_comm_config(cfg, "replicated"))}
         result["floor"] = measure_floor(local, comms, cfg.pingpong_rounds)
-        result["ours"] = [asdict(s) for s in measure_ours(local, comms, cfg.sizes, cfg, progress)]
+        result["ours"] = [asdict(s) for s in measure_ours(local, comms, cfg.sizes, cfg, progress, vcomms)]
         result["fused"] = measure_fused(local, comms, cfg)
         result["nccl"] = measure_nccl(local, cfg.sizes, cfg, "default", True, progress)
         result["symm"] = measure_symm_mem(local, cfg.sizes, cfg, progress)
-        result["kernel"] = {"attributes": comm.kernel_attributes("oneshot", cfg.dtype), "nvrtc": cuda_api.nvrtc_version(),
-                            "arch": comm.arch, "crossover": asdict(comm.crossover)}
+        result["kernel"] = _kernel_info(comm, cfg, vcomms)
+        for vc in vcomms.values():
+            vc[rank].close()
         comm.close()
     if rank == 0:
         Path(result_path).write_text(json.dumps(result))
@@ -611,7 +669,10 @@ def run_thread_nccl(cfg: BenchConfig, progress: Callable[[str], None], timeout_s
     from floorline.comm import choice, thread_nccl
 
     table = choice.crossover(cfg.world)
-    sizes = tuple(s for s in cfg.sizes if choice.choose(s, cfg.world, True, table) == "nccl")
+    # --tune-crossover: every size above the one-shot range, so a candidate table can move the NCCL
+    # crossover either way; otherwise only the sizes the current table hands to NCCL
+    want = ("twoshot", "nccl") if cfg.tune_crossover else ("nccl",)
+    sizes = tuple(s for s in cfg.sizes if choice.choose(s, cfg.world, True, table) in want)
     if not sizes:
         return {"sizes": {}, "version": None}  # nothing to hand off at these sizes
     reason = thread_nccl.unavailable_reason()
@@ -639,29 +700,32 @@ def run_thread_nccl(cfg: BenchConfig, progress: Callable[[str], None], timeout_s
 
 def run_thread_mode(cfg: BenchConfig, progress: Callable[[str], None],
                     nccl: dict[str, Any] | None = None) -> dict[str, Any]:
-    from floorline.comm import choice, cuda_api, init_threads
+    from floorline.comm import choice, init_threads
 
     # the bench times thread mode's NCCL hand-off in its own process (run_thread_nccl); here: our kernels
     comms_list = init_threads(list(range(cfg.world)), _make_comm_config(cfg), nccl=False)
     comms = dict(enumerate(comms_list))
+    vlists = {}
+    if "replicated" in cfg.variants:
+        vlists["replicated"] = init_threads(list(range(cfg.world)), _make_comm_config(cfg, "replicated"), nccl=False)
+    vcomms = {v: dict(enumerate(cl)) for v, cl in vlists.items()}
     local = Local(list(range(cfg.world)), list(range(cfg.world)), cfg.world, lambda obj: [obj], lambda: None,
                   timeout_s=cfg.timeout_s * 6)
     try:
         result = {
             "floor": measure_floor(local, comms, cfg.pingpong_rounds),
-            "ours": [asdict(s) for s in measure_ours(local, comms, cfg.sizes, cfg, progress)],
+            "ours": [asdict(s) for s in measure_ours(local, comms, cfg.sizes, cfg, progress, vcomms)],
             "fused": measure_fused(local, comms, cfg),
-            "kernel": {"attributes": comms[0].kernel_attributes("oneshot", cfg.dtype),
-                       "nvrtc": cuda_api.nvrtc_version(), "arch": comms[0].arch,
-                       "crossover": asdict(comms[0].crossover)},
+            "kernel": _kernel_info(comms[0], cfg, vcomms),
         }
     finally:
-        for c in comms_list:
+        for c in comms_list + [c for cl in vlists.values() for c in cl]:
             c.close()
     nccl = nccl or {"reason": "not measured"}
     have = "reason" not in nccl
     result["thread_nccl"] = {"available": have, "reason": nccl.get("reason"), "version": nccl.get("version"),
-                             "method": THREAD_NCCL_METHOD}
+                             "method": THREAD_NCCL_METHOD,
+                             "graph_us": {int(k): _med(v["graph"]) for k, v in nccl.get("sizes", {}).items()}}
     for s in result["ours"]:
         # the library's automatic choice in thread mode, with the hand-off it has on this machine
         s["auto"] = choice.choose(s["size_bytes"], cfg.world, have, choice.crossover(cfg.world))
@@ -757,7 +821,8 @@ def build_rows(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, link
         n_us = _med(nbest["graph"]) if nbest else None
         s_us = _med(symm.get("graph"))
         floor_us = fl["one_way_us"] + fl["kernel_slot_us"] + (world - 1) * size / (link["gbps"] * 1e3)
-        wrong = sum(1 for v in s["ours"].values() if v["err"] > 1) + (1 if err > 1 else 0)
+        # the defaults only: an opt-in variant's wrong sum is recorded in params.algorithms and a note
+        wrong = sum(1 for k, v in s["ours"].items() if "@" not in k and v["err"] > 1) + (1 if err > 1 else 0)
         rows.append(Row(mode, size, s["n"], alg, g, _med(eager), algbw, algbw * 2 * (world - 1) / world, wrong,
                         n_us, s_us, fl["one_way_us"], floor_us, (n_us / g) if n_us else None,
                         (s_us / g) if s_us else None,
@@ -823,6 +888,12 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
                 "hidden": fu["hidden"], "tokens": fu["tokens"], "fused_us": _med(fu["fused"]),
                 "plain_all_reduce_us": _med(fu["plain"]), "unfused_torch_us": _med(fu["unfused"]),
                 "fused_over_plain": _med(fu["fused"]) / _med(fu["plain"]), "err": fu["err"]}
+            if fu.get("light"):
+                params["fused_residual_rmsnorm"].update(
+                    light_us=_med(fu["light"]), light_over_plain=_med(fu["light"]) / _med(fu["plain"]),
+                    light_err=fu.get("light_err"), light_variant="all_reduce_residual_rmsnorm(variant='light')")
+        if kern.get("variant_attributes"):
+            params["variant_kernel_attributes"] = kern["variant_attributes"]
         passed = r.wrong == 0
         err = r.extra["err"]
         packet = new_packet(
@@ -848,7 +919,9 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
                    + ("; NCCL is faster at this size, so the automatic choice hands the message to NCCL"
                       if r.algorithm == "nccl" else ""),
                    f"eager: wall clock per call incl. synchronize ({r.eager_us:.1f} us)" if r.eager_us else "eager: -",
-                   *_thread_nccl_notes(r, res)],
+                   *_thread_nccl_notes(r, res),
+                   *[f"opt-in variant {k} gave a WRONG sum (err {v['err']:.3g}); not used by the automatic choice"
+                     for k, v in s["ours"].items() if "@" in k and v["err"] > 1]],
         )
         r.packet = str(write_packet(packet, out_dir, name=f"bench-allreduce-{r.mode}-w{cfg.world}-{r.size_bytes}"))
         paths.append(Path(r.packet))
@@ -904,9 +977,85 @@ def _finish_mode(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, li
               f"nccl {f(r.nccl_us):>7} ({r.extra['nccl_name']}) symm {f(r.symm_us):>7} floor {r.floor_us:6.2f} "
               f"| {algs} | wrong {r.wrong}", file=sys.stderr)
     fu = res["fused"]
-    print(f"[{mode}] fused {_med(fu['fused']):.2f} us plain {_med(fu['plain']):.2f} us unfused {_med(fu['unfused']):.2f} "
-          f"us err {fu['err']:.3f}", file=sys.stderr)
+    light = f" light {_med(fu['light']):.2f} us (err {fu['light_err']:.3f})" if fu.get("light") else ""
+    print(f"[{mode}] fused {_med(fu['fused']):.2f} us{light} plain {_med(fu['plain']):.2f} us unfused "
+          f"{_med(fu['unfused']):.2f} us err {fu['err']:.3f}", file=sys.stderr)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# --tune-crossover: a candidate crossover table from this run (never adopted automatically)
+def derive_crossover(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """points: per size {"size": bytes, "oneshot": us|None, "twoshot": us|None, "nccl": us|None} (graph
+    medians of one mode, one run). One-shot keeps every size from the smallest up while it is no slower
+    than two-shot; then our kernels keep every size while the faster of them is no slower than NCCL (a
+    size where NCCL was not measured stays ours: choose() falls back to two-shot without a hand-off).
+    Returns the two thresholds and the evidence for each decision."""
+    pts = sorted(points, key=lambda p: p["size"])
+    oneshot_max, why = 0, []
+    for p in pts:
+        o, t = p.get("oneshot"), p.get("twoshot")
+        if o is None or (t is not None and o > t):
+            why.append(f"two-shot from {p['size']} B ({t} vs one-shot {o} us)")
+            break
+        oneshot_max = p["size"]
+    twoshot_max = oneshot_max
+    for p in pts:
+        if p["size"] <= oneshot_max:
+            continue
+        ours = min(v for v in (p.get("oneshot"), p.get("twoshot")) if v is not None) if (
+            p.get("oneshot") is not None or p.get("twoshot") is not None) else None
+        n = p.get("nccl")
+        if ours is None or (n is not None and n < ours):
+            why.append(f"NCCL from {p['size']} B ({n} vs ours {ours} us)")
+            break
+        twoshot_max = p["size"]
+        if n is not None:
+            why.append(f"ours at {p['size']} B ({ours:.2f} vs NCCL {n:.2f} us, {n / ours:.3f}x)")
+    return {"oneshot_max_bytes": oneshot_max, "twoshot_max_bytes": twoshot_max, "evidence": why}
+
+
+def crossover_points(mode: str, res: dict[str, Any], proc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One mode's medians for derive_crossover: its own kernels, and its own NCCL (process NCCL at its
+    fastest configuration; thread mode's single-thread NCCL where it was timed)."""
+    pts = []
+    tn = (res.get("thread_nccl") or {}).get("graph_us", {}) if mode == "thread" else {}
+    for s in res["ours"]:
+        size = s["size_bytes"]
+        if mode == "thread":
+            n = tn.get(size)
+        else:
+            _, best = nccl_best((proc or {}).get("nccl", {}).get(size, {}))
+            n = _med(best["graph"]) if best else None
+        ok = {a: v for a, v in s["ours"].items() if a in ("oneshot", "twoshot") and v["err"] <= 1}
+        pts.append({"size": size, "oneshot": _med(ok["oneshot"]["graph"]) if "oneshot" in ok else None,
+                    "twoshot": _med(ok["twoshot"]["graph"]) if "twoshot" in ok else None, "nccl": n})
+    return pts
+
+
+def write_candidate(res_by_mode: dict[str, dict[str, Any]], proc: dict[str, Any] | None, cfg: BenchConfig,
+                    out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """CANDIDATE_FILE next to the packets, in crossover.toml's schema: [world.N] from process mode and
+    [world.N.thread] from thread mode (floorline.comm.choice.crossover(world, path, mode) reads both).
+    Adopt it by copying the values into src/floorline/comm/crossover.toml and re-running the bench."""
+    from floorline.evidence.collect import git_info
+
+    commit = git_info().commit or "unknown"
+    derived = {m: derive_crossover(crossover_points(m, r, proc)) for m, r in res_by_mode.items()}
+    sizes = ", ".join(str(x) for x in sorted(cfg.sizes))
+    lines = [f"# Candidate crossover derived by `floorline bench allreduce --tune-crossover` (commit {commit}),",
+             f"# world {cfg.world}, {cfg.dtype}, CUDA-graph medians of one run at sizes {sizes} B.",
+             "# NOT adopted: src/floorline/comm/crossover.toml is what the library uses. Use it with",
+             "# CommConfig(crossover_file=<this file>) or copy its values there, then re-run the bench.", ""]
+    for m, d in derived.items():
+        head = f"[world.{cfg.world}]" if m == "process" or "process" not in derived else f"[world.{cfg.world}.{m}]"
+        ev = "; ".join(d["evidence"]) or "one algorithm won at every size"
+        lines += [head, f"oneshot_max_bytes = {d['oneshot_max_bytes']}", f"twoshot_max_bytes = {d['twoshot_max_bytes']}",
+                  f"source = {json.dumps(f'{m} mode, bench run of commit {commit}: {ev}')}", ""]
+    path = out_dir / CANDIDATE_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path, derived
 
 
 def run(cfg: BenchConfig, out_dir: Path, progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
@@ -936,6 +1085,11 @@ def run(cfg: BenchConfig, out_dir: Path, progress: Callable[[str], None] = lambd
         rows += _finish_mode("thread", res_by_mode["thread"], proc, link, cfg, out_dir)
     if not res_by_mode:
         raise P2PUnavailable("no mode ran")
-    return {"rows": rows, "link": link, "floor": {m: r["floor"] for m, r in res_by_mode.items()},
+    candidate = None
+    if cfg.tune_crossover:
+        path, derived = write_candidate(res_by_mode, proc, cfg, out_dir)
+        candidate = {"path": str(path), **derived}
+        print(f"candidate crossover: {path}: {derived}", file=sys.stderr)
+    return {"rows": rows, "crossover_candidate": candidate, "link": link, "floor": {m: r["floor"] for m, r in res_by_mode.items()},
             "fused": {m: {k: (_med(v) if isinstance(v, list) else v) for k, v in r["fused"].items()}
                       for m, r in res_by_mode.items()}}

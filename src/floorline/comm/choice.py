@@ -25,9 +25,14 @@ class Crossover:
 
 
 @cache
-def crossover(world: int, path: Path = _TABLE) -> Crossover:
+def crossover(world: int, path: Path = _TABLE, mode: str = "") -> Crossover:
+    """The table's entry for `world`; a [world.N.<mode>] sub-table (written by `floorline bench allreduce
+    --tune-crossover` when thread mode measured differently) overrides it for that mode."""
     data = tomllib.loads(Path(path).read_text())
     entry = data.get("world", {}).get(str(world)) or data["default"]
+    sub = entry.get(mode) if mode else None
+    if isinstance(sub, dict):
+        entry = sub
     return Crossover(int(entry["oneshot_max_bytes"]), int(entry["twoshot_max_bytes"]), str(entry.get("source", "")))
 
 

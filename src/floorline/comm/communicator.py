@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from floorline.comm import choice, cuda_api, protocol
@@ -53,10 +54,16 @@ class CommConfig:
     # atomic at the end of multi-block kernels). Every kernel of one communicator uses the same scheme:
     # the two cannot share a region (each keeps its own epoch words).
     epoch: str = "ticket"
+    # "" = the library's crossover.toml; else a candidate file from `bench allreduce --tune-crossover`
+    # (its [world.N.<mode>] sub-table, when present, applies to this communicator's mode)
+    crossover_file: str = ""
 
     def __post_init__(self) -> None:
         if self.epoch not in protocol.EPOCH_SCHEMES:
             raise InputError(f"epoch: must be one of {', '.join(protocol.EPOCH_SCHEMES)}, got {self.epoch!r}")
+        if self.crossover_file:
+            if not Path(self.crossover_file).is_file():
+                raise InputError(f"crossover_file: no such file: {self.crossover_file}")
 
 
 @dataclass
@@ -104,7 +111,8 @@ class Communicator:
         cap = torch.cuda.get_device_capability(device)
         self.arch = f"sm_{cap[0]}{cap[1]}"
         self.sm_count = torch.cuda.get_device_properties(device).multi_processor_count
-        self.crossover = choice.crossover(world)
+        self.crossover = (choice.crossover(world, Path(config.crossover_file), mode) if config.crossover_file
+                          else choice.crossover(world))
         self._timeout_ns = int(config.timeout_s * 1e9)
         self._probe_base = 0
         self._broken: str | None = None
