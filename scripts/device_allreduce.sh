@@ -4,10 +4,17 @@
 # Short device slot: LIMIT_S=235 PYTEST_S=75 SUBSET=1 SKIP_SMOKE=1 (reduced GPU test set, then the full bench).
 # Writes $OUT/{log.txt,pytest.txt,bench.json,results.tgz}. Every stage has its own time limit and the
 # whole script stays under LIMIT_S, so a hung stage still leaves the others' evidence behind.
+#
+# `next` mode (the next measurement round: default kernels vs the opt-in variants, one call, <= 235 s):
+#   source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_allreduce.sh next
+# GPU tests of the variants (tests/kernels/test_allreduce_variants.py), then one bench run of both modes
+# with --variants all --tune-crossover at NEXT_SIZES, packets written OUTSIDE results/ (NEXT_DIR), so the
+# committed run-3 packets are never overwritten; they come back as $OUT/next.tgz with
+# $OUT/{pytest_variants.txt,bench.json,bench_stderr.txt,compare.txt,crossover-candidate.toml,log.txt}.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 MODE=${1:-full}
-LIMIT_S=${LIMIT_S:-540}
+if [ "$MODE" = next ]; then LIMIT_S=${LIMIT_S:-235}; else LIMIT_S=${LIMIT_S:-540}; fi
 export FLOORLINE_GIT_DIRTY=0 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
@@ -18,6 +25,49 @@ nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=c
 nvidia-smi topo -m
 python3 -c "import torch, cuda.bindings as cb; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'nccl', torch.cuda.nccl.version(), 'cuda.bindings', cb.__version__, 'gpus', torch.cuda.device_count())"
 python3 -c "from floorline.comm import thread_nccl as t; r = t.unavailable_reason(); print('thread-mode NCCL (CuPy):', r or 'available')" 2>&1 | tail -1
+if [ "$MODE" = next ]; then
+  NEXT_DIR=${NEXT_DIR:-/tmp/allreduce-next/nvidia-h200-x2}
+  NEXT_SIZES=${NEXT_SIZES:-1K,2K,4K,8K,16K,32K,64K,256K,1M,4M,32M,64M}
+  rm -rf "$NEXT_DIR"; mkdir -p "$NEXT_DIR"
+  stage "pytest variants"
+  timeout -k 5 $(( ${PYTEST_S:-70} < $(left) - 120 ? ${PYTEST_S:-70} : $(left) - 120 )) \
+    python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/kernels/test_allreduce_variants.py \
+    > "$OUT/pytest_variants.txt" 2>&1
+  echo "pytest rc=$?"; tail -15 "$OUT/pytest_variants.txt"
+  stage "bench allreduce: defaults vs variants"
+  b=$(( $(left) - ${PACK_S:-15} )); [ "$b" -gt 30 ] || b=30
+  timeout -k 5 "$b" python3 -m floorline bench allreduce --world 2 --mode both --json --variants all \
+    --tune-crossover --sizes "$NEXT_SIZES" --out "$NEXT_DIR" > "$OUT/bench.json" 2> "$OUT/bench_stderr.txt"
+  echo "bench rc=$?"; grep -v "^  " "$OUT/bench_stderr.txt" | tail -40
+  stage compare
+  timeout 20 python3 - "$NEXT_DIR" > "$OUT/compare.txt" 2>&1 <<'PY'
+import glob, json, sys
+rows = []
+for f in sorted(glob.glob(sys.argv[1] + "/bench-allreduce-*.json"), key=lambda f: (json.load(open(f))["params"]["mode"], json.load(open(f))["params"]["size_bytes"])):
+    p = json.load(open(f))["params"]
+    a, fc = p["algorithms"], p["floor_composite_us"]
+    g = lambda k: a.get(k, {}).get("graph_us")
+    f2 = lambda v: "-" if v is None else f"{v:7.2f}"
+    r = lambda v: "-" if v is None else f"{v / fc:5.2f}x"
+    bad = [k for k, v in a.items() if v.get("err") is not None and v["err"] > 1]
+    print(f"{p['mode']:7} {p['size_bytes']:>9} floor {fc:6.2f} | oneshot {f2(g('oneshot'))} ({r(g('oneshot'))}) "
+          f"replicated {f2(g('oneshot@replicated'))} ({r(g('oneshot@replicated'))}) | twoshot {f2(g('twoshot'))} "
+          f"replicated {f2(g('twoshot@replicated'))} | auto {p['algorithm']} | wrong {bad}")
+    fu = p.get("fused_residual_rmsnorm")
+    if fu:
+        print(f"{p['mode']:7} fused hidden {fu['hidden']}: default {fu['fused_us']:.2f} us ({fu['fused_over_plain']:.3f}x plain) "
+              f"light {fu.get('light_us') or float('nan'):.2f} us ({fu.get('light_over_plain') or float('nan'):.3f}x plain, "
+              f"err {fu.get('light_err')}) plain {fu['plain_all_reduce_us']:.2f} us")
+PY
+  cat "$OUT/compare.txt"
+  cp "$NEXT_DIR/crossover-candidate.toml" "$OUT/" 2>/dev/null || echo "no crossover candidate (bench cut short?)"
+  python3 -m floorline evidence verify "$NEXT_DIR"/bench-allreduce-*.json 2>&1 | tail -3
+  stage pack
+  tar czf "$OUT/next.tgz" -C "$(dirname "$NEXT_DIR")" "$(basename "$NEXT_DIR")" 2>/dev/null
+  ls -la "$OUT"
+  stage done
+  exit 0
+fi
 stage smoke
 [ "${SKIP_SMOKE:-0}" = 1 ] && echo "skipped (SKIP_SMOKE=1: the GPU tests cover it)" || \
 timeout 90 python3 - <<'PY' || { echo "SMOKE FAILED"; }
