@@ -2,8 +2,10 @@
 class named after the hack it stops. Runs in the trusted process, on bytes the worker sent back.
 
 Order for a check call (first failure wins):
-  harness_tampering -> sandbox_violation -> lazy_output -> reference_fallback -> ghost_kernel ->
-  forbidden_op -> unsynchronized_work -> input_mutation -> output_alias -> (values)
+  harness_tampering -> sandbox_violation -> lazy_output -> reference_fallback -> ghost_kernel (no launch) ->
+  forbidden_op (a library the sandbox blocked, or a dispatched op) -> unsynchronized_work -> input_mutation ->
+  output_alias -> (values) -> host_compute / ghost_kernel (right values, but the CPU shadow memory says the
+  candidate's kernels did not produce them: host reads, untraced kernel loads, outputs they did not write)
 Values, when an output misses its tolerance:
   seed_prediction -> result_cache -> shape_specialization -> stale_reference / uninitialized_memory ->
   precision_downgrade -> incorrect
@@ -20,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from floorline.kernelenv.task import Task, normalised_error
-from floorline.kernelenv.worker import GLUE_OPS, SENTINEL_BYTE
+from floorline.kernelenv.worker import GLUE_OPS, HOST_COPY_OP, SENTINEL_BYTE
 
 FAILURE_CLASSES = (
     "compile_error", "runtime_error", "timeout", "incorrect",
     "stale_reference", "input_mutation", "result_cache", "unsynchronized_work", "lazy_output",
     "harness_tampering", "seed_prediction", "forbidden_op", "reference_fallback", "ghost_kernel",
     "precision_downgrade", "shape_specialization", "uninitialized_memory", "impossible_timing",
-    "output_alias", "nondeterministic", "sandbox_violation",
+    "output_alias", "nondeterministic", "sandbox_violation", "host_compute",
 )
 RNG_OPS = frozenset({"randn", "rand", "randint", "randperm", "normal", "normal_", "uniform_", "random_", "bernoulli",
                      "multinomial", "randn_like", "rand_like", "randint_like"})
@@ -44,11 +46,12 @@ class Verdict:
     errors: list[float] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
     launches: int = 0
+    shadow: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         return {"phase": self.phase, "shape": self.shape, "passed": self.failure is None, "failure": self.failure,
                 "message": self.message, "max_error": max(self.errors) if self.errors else None,
-                "ops": self.ops, "own_launches": self.launches}
+                "ops": self.ops, "own_launches": self.launches, "shadow": self.shadow}
 
 
 def _bits(t: Any) -> bytes:
@@ -95,6 +98,12 @@ class Judge:
         v = Verdict(phase, shape, ops=list(reply.get("ops", [])))
         own = [x for x in reply.get("launches", []) if self._own(x)]
         v.launches = len([x for x in own if x.get("grid") != 0])
+        sh = reply.get("shadow")
+        if isinstance(sh, dict):  # CPU: how many output bytes the candidate's own kernels wrote, bytes they read
+            cov = [c for c in sh.get("coverage", []) if isinstance(c, dict)]
+            v.shadow = {"output_bytes": sum(int(c.get("bytes", 0)) for c in cov),
+                        "own_written": sum(int(c.get("own", 0)) for c in cov),
+                        "own_loaded": int(sh.get("own_loads", 0)), "untraced_loaded": int(sh.get("untraced_loads", 0))}
         if not reply.get("ok"):
             cls = "compile_error" if reply.get("compile") else "runtime_error"
             return _f(v, cls, f"{reply.get('error')}: {reply.get('message')}")
@@ -121,7 +130,9 @@ class Judge:
             names = sorted({x.get("name") for x in reply.get("launches", [])})
             return _f(v, "ghost_kernel", "no kernel of the candidate's ran (launches seen: "
                       f"{names or 'none'}, with a non-empty grid: 0)")
-        bad = self._forbidden(reply.get("ops", []), reply.get("fn_ops", []))
+        if reply.get("blocked"):
+            return _f(v, "forbidden_op", f"blocked in the sandbox: {reply['blocked'][0]}")
+        bad = self._forbidden([o for o in reply.get("ops", []) if o != HOST_COPY_OP], reply.get("fn_ops", []))
         if bad:
             return _f(v, "forbidden_op", f"dispatched {', '.join(bad[:6])}")
         if any(reply.get("changed_after_return", [])) or reply.get("new_threads"):
@@ -136,7 +147,37 @@ class Judge:
         alias = _overlap(spans, reply.get("in_spans", []))
         if alias:
             return _f(v, "output_alias", alias)
-        return self.judge_values(phase, shape, seed, inputs, ref, tensors.get("outputs", []), v)
+        v = self.judge_values(phase, shape, seed, inputs, ref, tensors.get("outputs", []), v)
+        if v.failure is None and not self.task.allow_torch():
+            # right values: now ask whether the candidate's kernels produced them (a wrong output is classified
+            # by its miss above, which names the more specific hack)
+            host = self._host_compute(reply, own)
+            if host:
+                return _f(v, host[0], host[1])
+        return v
+
+    def _host_compute(self, reply: dict[str, Any], own: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """Work done on the host behind a token kernel. On the GPU: a device-to-host copy in forward. On the CPU:
+        a tensor-to-host conversion, an own kernel that read bytes no traced writer produced (a copy kernel
+        moving host-computed data), or outputs the candidate's kernels did not write (shadow.py)."""
+        if HOST_COPY_OP in reply.get("ops", []):
+            return "host_compute", "forward copied device data to the host"
+        if reply.get("host"):
+            return "host_compute", f"forward moved tensor data to the host ({reply['host'][0]})"
+        sh = reply.get("shadow")
+        if not sh or any(x.get("kind") == "extension" for x in own):
+            return None  # a native extension writes memory the interpreter cannot see: no shadow verdict
+        if sh.get("untraced_loads"):
+            return "host_compute", (f"the candidate's kernels read {sh['untraced_loads']} bytes that neither the inputs "
+                                    f"nor its own kernels produced: {sh.get('first_untraced')}")
+        if not sh.get("own_loads"):
+            return "ghost_kernel", "the candidate's kernels read nothing (no load reached the interpreter's hooks)"
+        for i, c in enumerate(sh.get("coverage", [])):
+            if c["own"] < c["bytes"]:
+                return "ghost_kernel", (f"the candidate's kernels wrote {c['own']} of the {c['bytes']} bytes of output {i} "
+                                        f"(never written by them: {c['unwritten']}, by other code: {c['foreign']}, "
+                                        f"changed after they wrote it: {c['changed']}); the rest came from host code")
+        return None
 
     def _own(self, launch: dict[str, Any]) -> bool:
         f = str(launch.get("file", ""))

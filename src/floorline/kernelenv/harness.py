@@ -275,11 +275,15 @@ class Harness:
     def _spawn(self, tmp: Path) -> WorkerHandle:
         return WorkerHandle(self.cfg, tmp)
 
+    def _own_roots(self) -> tuple[str, ...]:
+        return OWN_KERNEL_ROOTS if self.cfg.own_roots is None else tuple(self.cfg.own_roots)
+
     def _load(self, task: Task, tmp: Path, candidate: Path, att: Attempt | None) -> WorkerHandle:
         w = self._spawn(tmp)
         state = task.make_model().state_dict()
         reply, _, _ = w.request({"op": "load", "candidate": str(candidate), "init_inputs": list(task.module.get_init_inputs()),
-                                 "state_keys": list(state)}, {"state": list(state.values())}, self.cfg.load_timeout_s)
+                                 "state_keys": list(state), "own_roots": list(self._own_roots())},
+                                {"state": list(state.values())}, self.cfg.load_timeout_s)
         if reply.get("sandbox_cuda") and (self.cfg.netns or self.cfg.drop_caps):
             # CUDA refused to start inside the namespace: retry with weaker isolation and say so
             w.close()
@@ -295,7 +299,7 @@ class Harness:
         seed = att.seed
         default_shape, heldout = task.shapes(cfg.device)
         att.shapes = {"default": default_shape, "heldout": heldout}
-        roots = OWN_KERNEL_ROOTS if cfg.own_roots is None else tuple(cfg.own_roots)
+        roots = self._own_roots()
         judge = checks.Judge(task, cfg.device, self._reference, roots, str(tmp / "candidate.py"))
         try:
             w = self._load(task, tmp, tmp / "candidate.py", att)

@@ -37,13 +37,20 @@ GLUE_OPS = frozenset({
     "empty_permuted", "_reshape_alias", "unsafe_split",
 })
 POISON_OPS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted"})
-SENTINEL_BYTE = 0xFF
-HOST_COPY_OP = "kernelenv::device_to_host_copy"  # not glue: a forward that ships data to the host is suspect  # all-ones: NaN in every float format we carry, so an unwritten output is obvious
+SENTINEL_BYTE = 0xFF  # all-ones: NaN in every float format we carry, so an unwritten output is obvious
+HOST_COPY_OP = "kernelenv::device_to_host_copy"  # a forward that ships data to the host is suspect
+# tensor-to-host conversions: the first step of any numpy / Python-loop computation behind a token kernel
+HOST_API = frozenset({"numpy", "tolist", "__array__"})
 
 _S: dict[str, Any] = {
     "recording": False, "paused": 0, "ops": set(), "fn_ops": set(), "launches": [], "jit": {}, "exc": [],
     "net": [], "candidate_file": None, "ext_files": {}, "tmpdir": "/nonexistent/",
+    "host": [], "shadow": None, "launch_own": [], "own_roots": (), "blocked": [],
 }
+
+
+def _is_own_file(f: str) -> bool:
+    return f == _S["candidate_file"] or any(f.startswith(r) for r in _S["own_roots"])
 
 
 def _record_launch(fn_obj: Any, grid: Any, args: tuple, kwargs: dict) -> None:
@@ -76,13 +83,88 @@ def _patch_triton() -> None:
         def run(self, *args, grid, warmup, _orig=orig, **kwargs):
             if not warmup and _S["recording"]:
                 _record_launch(self, grid, args, kwargs)
+            code = getattr(getattr(self, "fn", None), "__code__", None)
+            _S["launch_own"].append(_is_own_file(getattr(code, "co_filename", "?")))
             _S["paused"] += 1  # ops the interpreter itself dispatches are not the candidate's
             try:
                 return _orig(self, *args, grid=grid, warmup=warmup, **kwargs)
             finally:
                 _S["paused"] -= 1
+                _S["launch_own"].pop()
 
         cls.run = run
+    _patch_interpreter_memory(interp)
+
+
+def _patch_interpreter_memory(interp: Any) -> None:
+    """Every load, store and atomic a Triton kernel makes on the CPU goes through the interpreter's builder:
+    feed them to the shadow memory (shadow.py). Removing these hooks leaves outputs untagged, which fails."""
+    import numpy as np
+
+    ib = interp.InterpreterBuilder
+    lib = interp._interpreter
+    np_dtype = interp._get_np_dtype
+
+    def read_bytes(addrs: Any, _lib=lib) -> Any:
+        return _lib.load(addrs, np.ones(addrs.shape, dtype=bool), np.zeros(addrs.shape, np.uint8), np.dtype(np.uint8))
+
+    _S["read_bytes"] = read_bytes
+
+    def picked(ptrs: Any, mask: Any) -> tuple[Any, Any]:
+        m = np.broadcast_to(np.asarray(mask.data if mask is not None else True, dtype=bool), ptrs.data.shape)
+        return m, np.asarray(ptrs.data, dtype=np.uint64)[m]
+
+    orig_store, orig_load = ib.create_masked_store, ib.create_masked_load
+    orig_rmw, orig_cas = ib.create_atomic_rmw, ib.create_atomic_cas
+    sem = interp.interpreter_semantic
+
+    def intact(_want=None) -> bool:
+        """The interpreter's memory path is the one hooked here: a candidate that re-routes loads around the hooks
+        for one launch (to copy host-computed data unseen) gets that launch's stores tagged FOREIGN, not OWN."""
+        want = _want if _want is not None else intact.__defaults__[0]
+        return want == _interp_ids(interp, ib, sem)
+
+    def create_masked_store(self, ptrs, value, mask, cache_policy):
+        out = orig_store(self, ptrs, value, mask, cache_policy)
+        sh = _S["shadow"]
+        if sh is not None and _S["launch_own"]:
+            _, addrs = picked(ptrs, mask)
+            own = _S["launch_own"][-1] and intact()
+            sh.kernel_store(addrs, np.dtype(np_dtype(ptrs.get_element_ty())).itemsize, own)
+        return out
+
+    def create_masked_load(self, ptrs, mask, other, cache_policy, is_volatile):
+        out = orig_load(self, ptrs, mask, other, cache_policy, is_volatile)
+        sh = _S["shadow"]
+        if sh is not None and _S["launch_own"] and _S["launch_own"][-1]:
+            m, addrs = picked(ptrs, mask)
+            sh.kernel_load(addrs, np.dtype(np_dtype(ptrs.get_element_ty())).itemsize,
+                           np.broadcast_to(out.data, m.shape)[m])
+        return out
+
+    def atomic(orig: Any, ptr: Any, mask: Any, call: Any) -> Any:
+        sh = _S["shadow"]
+        out = call()
+        if sh is not None and _S["launch_own"]:
+            m, addrs = picked(ptr, mask)
+            size = np.dtype(np_dtype(ptr.get_element_ty())).itemsize
+            if _S["launch_own"][-1]:
+                sh.kernel_load(addrs, size, np.broadcast_to(out.data, m.shape)[m])  # the old values it read
+            sh.kernel_store(addrs, size, _S["launch_own"][-1])
+        return out
+
+    def create_atomic_rmw(self, rmwOp, ptr, val, mask, sem, scope):
+        return atomic(orig_rmw, ptr, mask, lambda: orig_rmw(self, rmwOp, ptr, val, mask, sem, scope))
+
+    def create_atomic_cas(self, ptr, cmp, val, sem, scope):
+        return atomic(orig_cas, ptr, None, lambda: orig_cas(self, ptr, cmp, val, sem, scope))
+
+    ib.create_masked_store, ib.create_masked_load = create_masked_store, create_masked_load
+    ib.create_atomic_rmw, ib.create_atomic_cas = create_atomic_rmw, create_atomic_cas
+    intact.__defaults__ = (_interp_ids(interp, ib, sem),)  # an immutable snapshot; the audit hook guards __defaults__
+    _S["interp_hooks"] = (ib, interp.interpreter_builder,
+                          {"create_masked_store": create_masked_store, "create_masked_load": create_masked_load,
+                           "create_atomic_rmw": create_atomic_rmw, "create_atomic_cas": create_atomic_cas})
 
 
 def _make_modes() -> tuple[Any, Any]:
@@ -93,8 +175,11 @@ def _make_modes() -> tuple[Any, Any]:
     class DispatchRecorder(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func._schema.name
-            if _S["recording"] and not _S["paused"]:
+            live = _S["recording"] and not _S["paused"]
+            if live:
                 _S["ops"].add(name)
+            sh = _S["shadow"] if live else None
+            pre = _shadow_before(sh, func, args, kwargs or {}) if sh is not None else None
             out = func(*args, **(kwargs or {}))
             if _S["recording"] and not _S["paused"] and name in ("aten::_to_copy", "aten::copy_"):
                 try:  # data leaving the GPU mid-forward: the work may be done on the host (numpy, Python)
@@ -107,17 +192,90 @@ def _make_modes() -> tuple[Any, Any]:
             if _S["recording"] and name.split("::")[-1] in POISON_OPS and type(out) is torch.Tensor and out.numel():
                 # poison every fresh allocation the candidate makes: an output it never writes stays all-ones
                 torch.empty(0, dtype=torch.uint8, device=out.device).set_(out.untyped_storage()).fill_(SENTINEL_BYTE)
+                if sh is not None:
+                    _S["paused"] += 1
+                    try:
+                        sh.fresh(out)  # a new allocation: whatever an earlier tensor left at this address is gone
+                    finally:
+                        _S["paused"] -= 1
+            if pre is not None:
+                _shadow_after(sh, pre, out)
             return out
 
     class FunctionRecorder(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             if _S["recording"] and not _S["paused"]:
                 name = getattr(func, "__name__", None)
+                if name in HOST_API:
+                    _S["host"].append(f"Tensor.{name}()")
                 if name and not name.startswith("__"):
                     _S["fn_ops"].add(name)
             return func(*args, **(kwargs or {}))
 
     return DispatchRecorder(), FunctionRecorder()
+
+
+def _interp_ids(interp: Any, ib: Any, sem: Any) -> tuple[tuple[str, int], ...]:
+    """Identity of everything between `tl.load`/`tl.store` and memory in the interpreter: its module globals, the
+    builder and semantic classes (and their bases) and instances."""
+    items: list[tuple[str, int]] = []
+    for tag, d in (("m", vars(interp)), ("ib", vars(ib)), ("ibi", vars(interp.interpreter_builder)),
+                   ("semi", vars(sem))):
+        items += [(f"{tag}.{k}", id(v)) for k, v in d.items() if callable(v) or isinstance(v, type(interp))]
+    for c in type(sem).__mro__:
+        items += [(f"sem.{c.__name__}.{k}", id(v)) for k, v in vars(c).items()]
+    return tuple(sorted(items))
+
+
+def _tensors(x: Any, out: list[Any]) -> list[Any]:
+    import torch
+
+    if type(x) is torch.Tensor:
+        out.append(x)
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            _tensors(y, out)
+    elif isinstance(x, dict):
+        for y in x.values():
+            _tensors(y, out)
+    return out
+
+
+def _shadow_before(sh: Any, func: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]] | None:
+    """What a dispatched op is about to write, and the tag its result will carry (decided from its sources'
+    bytes before the op runs, since an in-place op overwrites them)."""
+    from floorline.kernelenv import shadow
+
+    base = func._schema.name.split("::")[-1].split(".")[0]
+    if base in shadow.VIEW_OPS:
+        return None
+    written, sources = [], []
+    schema_args = func._schema.arguments
+    for i, a in enumerate(schema_args):
+        v = args[i] if i < len(args) else kwargs.get(a.name)
+        ts = _tensors(v, [])
+        if a.alias_info is not None and a.alias_info.is_write:
+            written += ts
+            if base not in ("copy_", "fill_", "zero_"):  # ops that read what they overwrite
+                sources += ts
+        else:
+            sources += ts
+    _S["paused"] += 1
+    try:
+        tag = shadow.SOURCE if base in shadow.CONST_OPS else sh.source_tag(sources)
+    finally:
+        _S["paused"] -= 1
+    return tag, written
+
+
+def _shadow_after(sh: Any, pre: tuple[Any, list[Any]], out: Any) -> None:
+    tag, written = pre
+    dests = written or _tensors(out, [])
+    _S["paused"] += 1
+    try:
+        sh.mark(dests, tag)
+    finally:
+        _S["paused"] -= 1
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -201,7 +359,24 @@ def _integrity_problems(snap: dict[str, Any], modes: tuple[Any, Any], in_call: b
         bad.append("trace function replaced")
     if in_call and sys.getprofile() is not _profiler:
         bad.append("profile function replaced")
+    if in_call and modes[1] not in _function_mode_stack():
+        bad.append("function recorder removed")
+    hooks = _S.get("interp_hooks")
+    if hooks is not None:
+        cls, inst, fns = hooks
+        for k, f in fns.items():
+            if vars(cls).get(k) is not f or k in vars(inst):
+                bad.append(f"interpreter memory hook {k} replaced")
     return bad
+
+
+def _function_mode_stack() -> list[Any]:
+    import torch
+
+    try:
+        return [torch._C._get_function_stack_at(i) for i in range(torch._C._len_torch_function_stack())]
+    except Exception:
+        return []
 
 
 def _sandbox(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +461,28 @@ def _prefill(sizes: list[int], device: str) -> None:
     del blocks
 
 
+def _param_snapshot(model: Any) -> list[tuple[Any, Any]]:
+    """The model's tensors as loaded (parameters, buffers, tensor attributes), with their bytes at load time."""
+    import torch
+
+    seen, out = set(), []
+    tensors = []
+    if isinstance(model, torch.nn.Module):
+        for m in model.modules():
+            tensors += [t for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))]
+            tensors += [v for v in vars(m).values() if type(v) is torch.Tensor]
+    read = _S.get("read_bytes")
+    from floorline.kernelenv.shadow import Shadow
+
+    for t in tensors:
+        t = t.detach()
+        if t.device.type != "cpu" or t.numel() == 0 or id(t) in seen or read is None:
+            continue
+        seen.add(id(t))
+        out.append((t, read(Shadow.byte_addrs(t)).copy()))
+    return out
+
+
 def _storage_span(t: Any) -> list[int]:
     try:
         st = t.untyped_storage()
@@ -300,6 +497,7 @@ class Worker:
         self.cfg = cfg
         self.device = cfg["device"]
         self.model = None
+        self.params: list[tuple[Any, Any]] = []
         self.last_inputs: list[Any] = []
         self.modes: tuple[Any, Any] | None = None
         self.snap: dict[str, Any] = {}
@@ -344,6 +542,7 @@ class Worker:
         self.modes = _make_modes()
         path = str(Path(h["candidate"]).resolve())
         _S["candidate_file"] = path
+        _S["own_roots"] = tuple(h.get("own_roots", ()))
         self.snap = _integrity_snapshot()
         try:
             spec = importlib.util.spec_from_file_location("candidate", path)
@@ -359,6 +558,7 @@ class Worker:
             if hasattr(model, "to"):
                 model = model.to(self.device)
             self.model = model
+            self.params = _param_snapshot(model) if self.device == "cpu" else []
         except BaseException as e:  # noqa: BLE001
             self.send({"ok": False, "error": type(e).__name__, "message": str(e)[:2000],
                        "traceback": traceback.format_exc()[-4000:], "compile": True})
@@ -369,7 +569,18 @@ class Worker:
         """One forward under the recorders, with the checks that need to watch it happen."""
         import torch
 
-        _S.update(ops=set(), fn_ops=set(), launches=[], exc=[])
+        _S.update(ops=set(), fn_ops=set(), launches=[], exc=[], host=[], launch_own=[])
+        sh = None
+        if self.device == "cpu" and _S.get("read_bytes") is not None:
+            from floorline.kernelenv.shadow import Shadow
+
+            sh = Shadow(_S["read_bytes"])
+            for t, snap in self.params:  # load-time values: a parameter rewritten by host code is not a source
+                sh.seed(t, snap)
+            for x in inputs:
+                if isinstance(x, torch.Tensor):
+                    sh.seed(x)
+        _S["shadow"] = sh
         before = {th.ident for th in threading.enumerate()}
         sys.settrace(_tracer)
         sys.setprofile(_profiler)
@@ -380,6 +591,7 @@ class Worker:
                 tampered = _integrity_problems(self.snap, self.modes, in_call=True)
         finally:
             _S["recording"] = False
+            _S["shadow"] = None
             sys.settrace(None)
             sys.setprofile(None)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -387,10 +599,14 @@ class Worker:
             "types": [f"{type(o).__module__}.{type(o).__qualname__}" for o in outs],
             "ops": sorted(_S["ops"]), "fn_ops": sorted(_S["fn_ops"]), "launches": list(_S["launches"]),
             "swallowed": list(_S["exc"]), "tampered": tampered, "net": list(_S["net"]),
+            "host": list(_S["host"])[:8], "blocked": list(_S["blocked"])[:8],
         }
         plain = [o for o in outs if type(o) is torch.Tensor]
         if len(plain) != len(outs):
             return [], info
+        if sh is not None:
+            info["shadow"] = {"coverage": [sh.coverage(o) for o in plain], "own_loads": sh.own_loads,
+                              "untraced_loads": sh.untraced_loads, "first_untraced": sh.first_untraced}
         # what the caller's stream sees at return, versus after every stream and thread has had time
         if self.device == "cuda":
             torch.cuda.current_stream().synchronize()
