@@ -51,8 +51,9 @@ for f in sorted(glob.glob(sys.argv[1] + "/bench-allreduce-*.json"), key=lambda f
     r = lambda v: "-" if v is None else f"{v / fc:5.2f}x"
     bad = [k for k, v in a.items() if v.get("err") is not None and v["err"] > 1]
     print(f"{p['mode']:7} {p['size_bytes']:>9} floor {fc:6.2f} | oneshot {f2(g('oneshot'))} ({r(g('oneshot'))}) "
-          f"replicated {f2(g('oneshot@replicated'))} ({r(g('oneshot@replicated'))}) | twoshot {f2(g('twoshot'))} "
-          f"replicated {f2(g('twoshot@replicated'))} | auto {p['algorithm']} | wrong {bad}")
+          f"repl {f2(g('oneshot@replicated'))} ({r(g('oneshot@replicated'))}) "
+          f"repl_t128 {f2(g('oneshot@replicated_t128'))} ({r(g('oneshot@replicated_t128'))}) | twoshot "
+          f"{f2(g('twoshot'))} repl {f2(g('twoshot@replicated'))} | auto {p['algorithm']} | wrong {bad}")
     fu = p.get("fused_residual_rmsnorm")
     if fu:
         print(f"{p['mode']:7} fused hidden {fu['hidden']}: default {fu['fused_us']:.2f} us ({fu['fused_over_plain']:.3f}x plain) "

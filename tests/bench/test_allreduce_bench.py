@@ -206,3 +206,7 @@ def test_candidate_file_round_trips_through_the_library_choice(tmp_path) -> None
         CommConfig(crossover_file=str(tmp_path / "missing.toml"))
     with pytest.raises(InputError, match="epoch"):
         CommConfig(epoch="atomic")
+    with pytest.raises(InputError, match="block_threads"):
+        CommConfig(block_threads=100)
+    assert B._make_comm_config(cfg, "replicated_t128").block_threads == 128
+    assert B._make_comm_config(cfg).epoch == "ticket" and B._make_comm_config(cfg).block_threads == 512

@@ -13,16 +13,24 @@ pytestmark = [pytest.mark.gpu, pytest.mark.multigpu]
 SIZES_BYTES = [2, 18, 1026, 8 << 10, (16 << 10) + 2, 32 << 10, 65534, (1 << 20) + 6, (16 << 20) - 2]
 
 
-def _init(epoch: str):
+def _init(epoch: str, block_threads: int = 512):
     from floorline.comm import CommConfig, init_threads
 
     return init_threads([0, 1], CommConfig(max_bytes=16 << 20, oneshot_max_bytes=16 << 20, timeout_s=20.0,
-                                           epoch=epoch), nccl=False)
+                                           epoch=epoch, block_threads=block_threads), nccl=False)
 
 
 @pytest.fixture(scope="module")
 def rcomms():
     cs = _init("replicated")
+    yield cs
+    for c in cs:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def rcomms128():
+    cs = _init("replicated", 128)
     yield cs
     for c in cs:
         c.close()
@@ -56,10 +64,11 @@ def _inputs(n, dtype, seed):
     return [rank_input(n, r, seed, getattr(torch, dtype), f"cuda:{r}") for r in range(2)]
 
 
+@pytest.mark.parametrize("threads", [512, 128])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 @pytest.mark.parametrize("algorithm", ["oneshot", "twoshot"])
 @pytest.mark.parametrize("nbytes", SIZES_BYTES)
-def test_replicated_matches_float64_sum(rcomms, dtype, algorithm, nbytes) -> None:
+def test_replicated_matches_float64_sum(request, threads, dtype, algorithm, nbytes) -> None:
     import torch
 
     from floorline.bench.allreduce import error_ratio, reference_sum
@@ -67,6 +76,7 @@ def test_replicated_matches_float64_sum(rcomms, dtype, algorithm, nbytes) -> Non
     eb = 4 if dtype == "float32" else 2
     n = max(1, nbytes // eb) + (1 if nbytes % 7 == 0 else 0)
     seed = nbytes * 5 + len(dtype)
+    rcomms = request.getfixturevalue("rcomms" if threads == 512 else "rcomms128")
     xs = _inputs(n, dtype, seed)
     outs = [torch.full_like(x, float("nan")) for x in xs]
     _run_all(rcomms, lambda c: c.all_reduce(xs[c.rank], out=outs[c.rank], algorithm=algorithm))
@@ -76,13 +86,15 @@ def test_replicated_matches_float64_sum(rcomms, dtype, algorithm, nbytes) -> Non
     assert torch.equal(outs[0], outs[1].to("cuda:0"))
 
 
+@pytest.mark.parametrize("threads", [512, 128])
 @pytest.mark.parametrize("graph", [True, False], ids=["graph", "eager"])
-def test_replicated_grids_change_every_call_and_stay_in_step(rcomms, graph) -> None:
+def test_replicated_grids_change_every_call_and_stay_in_step(request, threads, graph) -> None:
     """Calls cycle through grids of 1, 2, 5 and every-SM blocks, one-shot and two-shot, with integer inputs
     that change every call from a GPU-side counter (exact sums): a block left on a stale epoch copy would
     read the wrong buffer (a wrong sum or a timeout)."""
     import torch
 
+    rcomms = request.getfixturevalue("rcomms" if threads == 512 else "rcomms128")
     plan = [("oneshot", 4001), ("oneshot", 8000), ("twoshot", 20003), ("oneshot", 600_000), ("oneshot", 9),
             ("twoshot", 600_001), ("oneshot", 40_000)]
     total = 20_000 if graph else 2_000

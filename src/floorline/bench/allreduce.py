@@ -33,9 +33,11 @@ TOLERANCE = {"bfloat16": (2.0**-7, 1e-6), "float16": (2.0**-10, 1e-6), "float32"
 NCCL_ENV_VARIANTS = ("NCCL_PROTO=LL", "NCCL_PROTO=LL128")
 # Opt-in kernel variants measured next to the defaults in the same run (the defaults stay what the
 # automatic choice and the packets' timing use): "replicated" = one-shot and two-shot on a communicator
-# with CommConfig(epoch="replicated") (keys "oneshot@replicated", "twoshot@replicated"); "fused_light" =
-# all_reduce_residual_rmsnorm(variant="light").
-VARIANTS = ("replicated", "fused_light")
+# with CommConfig(epoch="replicated") (keys "oneshot@replicated", "twoshot@replicated"); "replicated_t128" =
+# the same with 128-thread blocks (a small message spread over 4x the SMs, which replicated epochs make
+# free of any grid-wide atomic); "fused_light" = all_reduce_residual_rmsnorm(variant="light").
+VARIANT_COMM = {"replicated": {"epoch": "replicated"}, "replicated_t128": {"epoch": "replicated", "block_threads": 128}}
+VARIANTS = (*VARIANT_COMM, "fused_light")
 CANDIDATE_FILE = "crossover-candidate.toml"
 
 
@@ -518,12 +520,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_comm_config(cfg: BenchConfig, epoch: str = "ticket") -> Any:
+def _make_comm_config(cfg: BenchConfig, variant: str = "") -> Any:
     from floorline.comm import CommConfig
 
     top = max(cfg.sizes)
     return CommConfig(max_bytes=max(top, 1 << 20), oneshot_max_bytes=max(top, 1 << 20) if cfg.world == 2 else 8 << 20,
-                      timeout_s=cfg.timeout_s, epoch=epoch)
+                      timeout_s=cfg.timeout_s, **VARIANT_COMM.get(variant, {}))
 
 
 def _kernel_info(comm: Any, cfg: BenchConfig, vcomms: dict[str, dict[int, Any]]) -> dict[str, Any]:
@@ -574,9 +576,9 @@ def _process_worker(rank: int, cfg: BenchConfig, port: int, result_path: str, nc
 
         comm = init_process(group=gloo, config=_make_comm_config(cfg), nccl_group=dist.group.WORLD)
         comms = {rank: comm}
-        vcomms = {}
-        if "replicated" in cfg.variants:  # its own region: the two epoch schemes cannot share one
-            vcomms["replicated"] = {rank: init_process(group=gloo, config=_make_comm_config(cfg, "replicated"))}
+        # each variant on its own communicator (its own region: the two epoch schemes cannot share one)
+        vcomms = {v: {rank: init_process(group=gloo, config=_make_comm_config(cfg, v))}
+                  for v in VARIANT_COMM if v in cfg.variants}
         result["floor"] = measure_floor(local, comms, cfg.pingpong_rounds)
         result["ours"] = [asdict(s) for s in measure_ours(local, comms, cfg.sizes, cfg, progress, vcomms)]
         result["fused"] = measure_fused(local, comms, cfg)
@@ -705,9 +707,8 @@ def run_thread_mode(cfg: BenchConfig, progress: Callable[[str], None],
     # the bench times thread mode's NCCL hand-off in its own process (run_thread_nccl); here: our kernels
     comms_list = init_threads(list(range(cfg.world)), _make_comm_config(cfg), nccl=False)
     comms = dict(enumerate(comms_list))
-    vlists = {}
-    if "replicated" in cfg.variants:
-        vlists["replicated"] = init_threads(list(range(cfg.world)), _make_comm_config(cfg, "replicated"), nccl=False)
+    vlists = {v: init_threads(list(range(cfg.world)), _make_comm_config(cfg, v), nccl=False)
+              for v in VARIANT_COMM if v in cfg.variants}
     vcomms = {v: dict(enumerate(cl)) for v, cl in vlists.items()}
     local = Local(list(range(cfg.world)), list(range(cfg.world)), cfg.world, lambda obj: [obj], lambda: None,
                   timeout_s=cfg.timeout_s * 6)

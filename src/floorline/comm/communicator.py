@@ -57,8 +57,14 @@ class CommConfig:
     # "" = the library's crossover.toml; else a candidate file from `bench allreduce --tune-crossover`
     # (its [world.N.<mode>] sub-table, when present, applies to this communicator's mode)
     crossover_file: str = ""
+    # threads per block of the one-shot/two-shot kernels (512 = what run 3 measured). Fewer threads spread a
+    # small message over more SMs; with ticket epochs that costs the arrival atomic, with replicated
+    # epochs nothing, so it is meant to be tried with epoch="replicated" (bench variant replicated_t128).
+    block_threads: int = 512
 
     def __post_init__(self) -> None:
+        if not (32 <= self.block_threads <= 512 and self.block_threads % 32 == 0):
+            raise InputError(f"block_threads: must be a multiple of 32 from 32 to 512, got {self.block_threads}")
         if self.epoch not in protocol.EPOCH_SCHEMES:
             raise InputError(f"epoch: must be one of {', '.join(protocol.EPOCH_SCHEMES)}, got {self.epoch!r}")
         if self.crossover_file:
@@ -223,7 +229,7 @@ class Communicator:
             dist.all_reduce(out, group=self.nccl_group)
             return out
         npk = protocol.packets(n, eb)
-        blocks, threads = protocol.grid(npk, self._grid_limit())
+        blocks, threads = protocol.grid(npk, self._grid_limit(), self.config.block_threads)
         cuda_api.context(self.device)
         A = cuda_api.Arg
         args = [A("u64", x.data_ptr()), A("u64", out.data_ptr()), A("u64", n), *self._common_args()]
