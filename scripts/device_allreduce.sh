@@ -27,7 +27,7 @@ python3 -c "import torch, cuda.bindings as cb; print('torch', torch.__version__,
 python3 -c "from floorline.comm import thread_nccl as t; r = t.unavailable_reason(); print('thread-mode NCCL (CuPy):', r or 'available')" 2>&1 | tail -1
 if [ "$MODE" = next ]; then
   NEXT_DIR=${NEXT_DIR:-/tmp/allreduce-next/nvidia-h200-x2}
-  NEXT_SIZES=${NEXT_SIZES:-1K,2K,4K,8K,16K,32K,64K,256K,1M,4M,32M,64M}
+  NEXT_SIZES=${NEXT_SIZES:-1K,2K,4K,8K,16K,32K,64K,256K,1M,2M,4M,16M,32M,64M}
   rm -rf "$NEXT_DIR"; mkdir -p "$NEXT_DIR"
   stage "pytest variants"
   timeout -k 5 $(( ${PYTEST_S:-70} < $(left) - 120 ? ${PYTEST_S:-70} : $(left) - 120 )) \
