@@ -104,6 +104,8 @@ class Judge:
             v.shadow = {"output_bytes": sum(int(c.get("bytes", 0)) for c in cov),
                         "own_written": sum(int(c.get("own", 0)) for c in cov),
                         "own_loaded": int(sh.get("own_loads", 0)), "untraced_loaded": int(sh.get("untraced_loads", 0))}
+        if reply.get("blocked"):  # enforced by the worker's audit hook; the call may have failed because of it
+            return _f(v, blocked_class(reply["blocked"]), f"blocked in the sandbox: {reply['blocked'][0]}")
         if not reply.get("ok"):
             cls = "compile_error" if reply.get("compile") else "runtime_error"
             return _f(v, cls, f"{reply.get('error')}: {reply.get('message')}")
@@ -130,8 +132,6 @@ class Judge:
             names = sorted({x.get("name") for x in reply.get("launches", [])})
             return _f(v, "ghost_kernel", "no kernel of the candidate's ran (launches seen: "
                       f"{names or 'none'}, with a non-empty grid: 0)")
-        if reply.get("blocked"):
-            return _f(v, "forbidden_op", f"blocked in the sandbox: {reply['blocked'][0]}")
         bad = self._forbidden([o for o in reply.get("ops", []) if o != HOST_COPY_OP], reply.get("fn_ops", []))
         if bad:
             return _f(v, "forbidden_op", f"dispatched {', '.join(bad[:6])}")
@@ -277,6 +277,11 @@ class Judge:
                 if float(o.double().abs().max()) > lim:
                     return "incorrect", f"range gate: output {i} exceeds 10x the reference's magnitude"
         return "incorrect", "outputs outside tolerance"
+
+
+def blocked_class(blocked: list[str]) -> str:
+    """What the worker's audit hook refused: an attack on the harness itself, or a vendor library."""
+    return "harness_tampering" if any(str(b).startswith("replacing ") for b in blocked) else "forbidden_op"
 
 
 def _f(v: Verdict, cls: str, msg: str) -> Verdict:

@@ -309,6 +309,8 @@ class Harness:
             return _fail(att, "harness_tampering" if isinstance(e, wire.WireError) else "runtime_error", f"load: {e}")
         try:
             reply = w.load_reply  # type: ignore[attr-defined]
+            if reply.get("blocked"):  # the sandbox refused a vendor library, whether or not the import then failed
+                return _fail(att, checks.blocked_class(reply["blocked"]), f"at import: blocked {reply['blocked'][0]}")
             if not reply["ok"]:
                 cls = "compile_error" if reply.get("compile") else "runtime_error"
                 return _fail(att, cls, f"{reply.get('error')}: {reply.get('message')}")

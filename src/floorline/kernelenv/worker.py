@@ -118,12 +118,6 @@ def _patch_interpreter_memory(interp: Any) -> None:
     orig_rmw, orig_cas = ib.create_atomic_rmw, ib.create_atomic_cas
     sem = interp.interpreter_semantic
 
-    def intact(_want=None) -> bool:
-        """The interpreter's memory path is the one hooked here: a candidate that re-routes loads around the hooks
-        for one launch (to copy host-computed data unseen) gets that launch's stores tagged FOREIGN, not OWN."""
-        want = _want if _want is not None else intact.__defaults__[0]
-        return want == _interp_ids(interp, ib, sem)
-
     def create_masked_store(self, ptrs, value, mask, cache_policy):
         out = orig_store(self, ptrs, value, mask, cache_policy)
         sh = _S["shadow"]
@@ -161,7 +155,11 @@ def _patch_interpreter_memory(interp: Any) -> None:
 
     ib.create_masked_store, ib.create_masked_load = create_masked_store, create_masked_load
     ib.create_atomic_rmw, ib.create_atomic_cas = create_atomic_rmw, create_atomic_cas
-    intact.__defaults__ = (_interp_ids(interp, ib, sem),)  # an immutable snapshot; the audit hook guards __defaults__
+
+    def intact(_want=_interp_ids(interp, ib, sem)) -> bool:  # an immutable snapshot; the audit hook guards __defaults__
+        """The interpreter's memory path is the one hooked here: a candidate that re-routes loads around the hooks
+        for one launch (to copy host-computed data unseen) gets that launch's stores tagged FOREIGN, not OWN."""
+        return _want == _interp_ids(interp, ib, sem)
     _S["interp_hooks"] = (ib, interp.interpreter_builder,
                           {"create_masked_store": create_masked_store, "create_masked_load": create_masked_load,
                            "create_atomic_rmw": create_atomic_rmw, "create_atomic_cas": create_atomic_cas})
@@ -278,9 +276,56 @@ def _shadow_after(sh: Any, pre: tuple[Any, list[Any]], out: Any) -> None:
         _S["paused"] -= 1
 
 
-def _audit(event: str, args: tuple) -> None:
-    if event in ("socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"):
+# vendor kernel libraries and reference implementations a candidate must not call instead of writing a kernel
+FORBIDDEN_MODULES = ("cupy", "cupyx", "scipy", "flashinfer", "xformers", "flash_attn", "vllm", "apex",
+                     "transformer_engine", "liger_kernel", "sgl_kernel", "nvmath", "tensorrt", "torch_tensorrt",
+                     "deep_gemm", "triton_kernels", "cutlass", "cuda.cccl", "jax", "tensorflow", "numba", "sklearn",
+                     "bitsandbytes", "deepspeed")
+VENDOR_LIB = re.compile(r"(cublas|cudnn|cufft|cusparse|cusolver|cutlass|mkl_|libmkl|openblas|libblas|liblapack|"
+                        r"cblas|dnnl|flashinfer)", re.IGNORECASE)
+VENDOR_SYMBOL = re.compile(r"(cublas|cudnn|cufft|cusparse|cusolver|cblas_|mkl_|dnnl_|openblas|"
+                           r"(^|_)[sdcz]gem[mv]_?\d*_?$)", re.IGNORECASE)
+# the same packages by file path: importlib.import_module runs the pure-Python import machinery, which raises no
+# "import" event, but it still has to open and exec the package's files
+FORBIDDEN_PATH = re.compile(r"[/\\](" + "|".join(m for m in FORBIDDEN_MODULES if "." not in m)
+                            + r")([/\\]|\.py|\.cpython|\.abi3|\.so)")
+_PROTECTED_FILES = tuple(str(Path(__file__).resolve().parent / f) for f in ("worker.py", "shadow.py"))
+
+
+def _audit(event: str, args: tuple, _net=("socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"),
+           _mods=FORBIDDEN_MODULES, _lib=VENDOR_LIB, _sym=VENDOR_SYMBOL, _path=FORBIDDEN_PATH,
+           _prot=_PROTECTED_FILES, _code=type((lambda: 0).__code__), _bytes=bytes,
+           _fattrs=("__code__", "__defaults__", "__kwdefaults__"), _S=_S, _str=str, _type=type,
+           _isinstance=isinstance, _deny=PermissionError, _fn=type(lambda: 0)) -> None:
+    """The worker's audit hook (sys.addaudithook, installed before the candidate loads; Python code cannot remove
+    it). Network use is recorded. Vendor libraries are blocked outright, so the protection holds even if the
+    record is erased: importing one, dlopen-ing one through ctypes, or looking up a vendor symbol (cublas*,
+    cblas_*, ...) in a library already loaded. The hook's own state lives in its default arguments, which it
+    guards, with the worker's and shadow's function code, against replacement."""
+    if event in _net:
         _S["net"].append(f"{event} {args[1:2]!r}"[:200])
+        return
+    what = None
+    if event == "import" and args and _isinstance(args[0], _str):
+        name = args[0]
+        if any(name == m or name.startswith(m + ".") for m in _mods):
+            what = f"import of {name}"
+    elif event == "open" and args and _isinstance(args[0], (_str, _bytes)):
+        f = args[0] if _isinstance(args[0], _str) else args[0].decode(errors="replace")
+        if _path.search(f):
+            what = f"opening {f}"
+    elif event == "exec" and args and _type(args[0]) is _code and _path.search(args[0].co_filename):
+        what = f"running {args[0].co_filename}"
+    elif event == "ctypes.dlopen" and args and args[0] is not None and _lib.search(_str(args[0])):
+        what = f"ctypes.CDLL({args[0]!r})"
+    elif event.startswith("ctypes.dlsym") and len(args) > 1 and _isinstance(args[1], _str) and _sym.search(args[1]):
+        what = f"ctypes lookup of {args[1]}"
+    elif event in ("object.__setattr__", "object.__delattr__") and len(args) > 1 and args[1] in _fattrs \
+            and _type(args[0]) is _fn and args[0].__code__.co_filename in _prot:
+        what = f"replacing {args[0].__name__}.{args[1]} of the harness's worker"
+    if what is not None:
+        _S["blocked"].append(what[:200])
+        raise _deny(f"kernelenv sandbox: {what} is not allowed")
 
 
 def _tracer(frame, event, arg):  # global trace: follow only the candidate's own frames
@@ -524,7 +569,8 @@ class Worker:
                 getattr(self, f"op_{op}")(header, tensors)
             except BaseException as e:  # noqa: BLE001 - everything becomes a reply, never a hang
                 self.send({"ok": False, "error": type(e).__name__, "message": str(e)[:2000],
-                           "traceback": traceback.format_exc()[-4000:], "compile": _is_compile_error(e)})
+                           "traceback": traceback.format_exc()[-4000:], "compile": _is_compile_error(e),
+                           "blocked": list(_S["blocked"])[:8]})
 
     # -- ops --------------------------------------------------------------------------------------
     def op_load(self, h: dict[str, Any], t: dict[str, list[Any]]) -> None:
@@ -561,9 +607,11 @@ class Worker:
             self.params = _param_snapshot(model) if self.device == "cpu" else []
         except BaseException as e:  # noqa: BLE001
             self.send({"ok": False, "error": type(e).__name__, "message": str(e)[:2000],
-                       "traceback": traceback.format_exc()[-4000:], "compile": True})
+                       "traceback": traceback.format_exc()[-4000:], "compile": True,
+                       "blocked": list(_S["blocked"])[:8]})
             return
-        self.send({"ok": True, "tampered": _integrity_problems(self.snap, self.modes), "net": list(_S["net"])})
+        self.send({"ok": True, "tampered": _integrity_problems(self.snap, self.modes), "net": list(_S["net"]),
+                   "blocked": list(_S["blocked"])[:8]})
 
     def _run(self, inputs: list[Any]) -> tuple[list[Any], dict[str, Any]]:
         """One forward under the recorders, with the checks that need to watch it happen."""
