@@ -663,7 +663,7 @@ def _thread_nccl_worker(cfg: BenchConfig, sizes: tuple[int, ...], result_path: s
     Path(result_path).write_text(json.dumps(out))
 
 
-def run_thread_nccl(cfg: BenchConfig, progress: Callable[[str], None], timeout_s: float = 45.0) -> dict[str, Any]:
+def run_thread_nccl(cfg: BenchConfig, progress: Callable[[str], None], timeout_s: float | None = None) -> dict[str, Any]:
     """NCCL for the sizes where thread mode's automatic choice hands the message to NCCL; {'reason': ...}
     when it cannot run here (no CuPy, init or capture failure, or no answer within timeout_s)."""
     import multiprocessing as mp
@@ -681,6 +681,7 @@ def run_thread_nccl(cfg: BenchConfig, progress: Callable[[str], None], timeout_s
     if reason:
         return {"reason": reason}
     progress(f"thread: NCCL hand-off (single thread, ncclCommInitAll) at {len(sizes)} sizes")
+    timeout_s = timeout_s or 45.0 + 5.0 * max(0, len(sizes) - 2)  # run 3: init + 2 sizes within 45 s
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "thread_nccl.json"
         proc = mp.get_context("spawn").Process(target=_thread_nccl_worker, args=(cfg, sizes, str(path)))

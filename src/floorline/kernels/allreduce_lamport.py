@@ -15,7 +15,8 @@ Python so CPU tests can check it):
   A peer can only write buffer (e + 2) % 3 again at epoch e + 2, which needs our epoch e + 1 data,
   which we send after this kernel ends: three buffers make that clear race-free with no barrier.
 - The epoch lives in device memory (ctrl word 0); the last block to finish bumps it, so graph
-  replays and back-to-back calls advance it with no host involvement. It is stored modulo 3: a plain
+  replays and back-to-back calls advance it with no host involvement. (Opt-in replicated scheme,
+  compiled with FL_EPOCH_REPLICAS: one copy per block index and no arrival ticket; see finish_epoch.) It is stored modulo 3: a plain
   u32 count would wrap after 2^32 calls (days of decode) onto a buffer index used the call before.
 - No fences anywhere (a __threadfence after NVLink stores waits for their acknowledgements, a full round
   trip). What orders memory instead, and what the CPU model (tests/comm/lamport_sim.py, delayed-store
