@@ -59,3 +59,15 @@ def test_replicated_scheme_really_changes_the_epoch_code() -> None:
     a = cuda_api.compile_source(allreduce_oneshot.SOURCE, allreduce_oneshot.NAME, "sm_90")
     b = cuda_api.compile_source(REPLICATED_DEFINES + allreduce_oneshot.SOURCE, allreduce_oneshot.NAME, "sm_90")
     assert a != b
+
+
+def test_replica_constants_agree_between_python_and_cuda() -> None:
+    """The CPU model and the communicator use floorline.comm.protocol's numbers; the kernels their macros."""
+    from floorline.comm import protocol
+    from floorline.comm.communicator import REPLICATED_DEFINES
+    from floorline.kernels.allreduce_lamport import PRELUDE
+
+    assert f"#define CTRL_REPLICA {protocol.REPLICA_WORD}" in PRELUDE
+    assert f"#define MAX_REPLICAS {protocol.MAX_REPLICAS}" in PRELUDE
+    assert f"#define CTRL_BYTES {protocol.REPLICATED_CTRL_BYTES}" in REPLICATED_DEFINES
+    assert f"#define CTRL_BYTES {protocol.CTRL_BYTES}" in PRELUDE  # the default, under #ifndef
