@@ -1,7 +1,11 @@
 """decode_attention vs a float64 reference: fresh random inputs, shuffled pages, odd lengths,
-poisoned outputs, GQA groups 1..16, head_dim 64/128/256, 1..8 query tokens, windows, length 0/1."""
+poisoned outputs, GQA groups 1..16, head_dim 64/128/256, 1..8 query tokens, windows, length 0/1.
+Every case runs for each kernel variant (v1 as measured; v2 swapped operands; v2 with the fused
+combine; v2 on FP8 tensor cores for fp8 caches)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +14,29 @@ from floorline.errors import InputError
 from floorline.kernels.decode_attention import DecodeConfig, decode_attention
 from floorline.kernels.kv_cache import KERNEL_REL_L2, allocate_kv_cache, kv_append
 from tests.kernels.reference_attention import decode_reference
+
+VARIANTS = {
+    "v1": {},
+    "v2": {"variant": "v2"},
+    "v2-fused": {"variant": "v2", "fuse_combine": True},
+    "v2-fp8mma": {"variant": "v2", "fp8_mma": True, "fuse_combine": True},
+}
+
+
+def variants_for(kv_dtype: str) -> list[str]:
+    """fp8_mma changes nothing for bf16/fp4 caches, so it runs on fp8 only; the fused combine does not
+    depend on the dtype, and fp4 is the slowest to interpret, so fp4 runs v1 and v2 only."""
+    if kv_dtype == "fp4":
+        return ["v1", "v2"]
+    return list(VARIANTS) if kv_dtype == "fp8" else [v for v in VARIANTS if v != "v2-fp8mma"]
+
+
+def dtype_variants(dtypes=("bf16", "fp8", "fp4")) -> list[tuple[str, str]]:
+    return [(dt, v) for dt in dtypes for v in variants_for(dt)]
+
+
+def with_variant(cfg: DecodeConfig, variant: str) -> DecodeConfig:
+    return replace(cfg, **VARIANTS[variant])
 
 
 def rel_l2(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -44,7 +71,8 @@ def build(lengths, hq, hk, d, kv_dtype, page_size, device, gen, *, rotate=False,
 
 
 def run_case(device, lengths, hq, hk, d, kv_dtype="bf16", page_size=16, tokens=1, window=0, seed=0,
-             cfg=DecodeConfig(block_n=16, num_warps=4, num_stages=1), rotate=False, mag=1.0):
+             cfg=DecodeConfig(block_n=16, num_warps=4, num_stages=1), rotate=False, mag=1.0, variant="v1"):
+    cfg = with_variant(cfg, variant)
     gen = torch.Generator().manual_seed(seed + 1000 * hq + 17 * d + sum(lengths))
     cache, q, pt, lens = build(lengths, hq, hk, d, kv_dtype, page_size, device, gen, rotate=rotate,
                                tokens=tokens, mag=mag)
@@ -57,60 +85,101 @@ def run_case(device, lengths, hq, hk, d, kv_dtype="bf16", page_size=16, tokens=1
     return out
 
 
-@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8", "fp4"])
-def test_dtypes_batch_of_lengths(device, kv_dtype):
-    run_case(device, [1, 7, 45], hq=8, hk=2, d=64, kv_dtype=kv_dtype)
+@pytest.mark.parametrize("kv_dtype,variant", dtype_variants())
+def test_dtypes_batch_of_lengths(device, kv_dtype, variant):
+    run_case(device, [1, 7, 45], hq=8, hk=2, d=64, kv_dtype=kv_dtype, variant=variant)
 
 
+@pytest.mark.parametrize("variant", variants_for("bf16"))
 @pytest.mark.parametrize("group", [1, 3, 16])
-def test_gqa_groups(device, group):
-    run_case(device, [33, 5], hq=2 * group, hk=2, d=64)
+def test_gqa_groups(device, group, variant):
+    run_case(device, [33, 5], hq=2 * group, hk=2, d=64, variant=variant)
 
 
+@pytest.mark.parametrize("group", [1, 16])
+def test_gqa_groups_fp8_tensor_cores(device, group):
+    run_case(device, [33, 5], hq=2 * group, hk=2, d=64, kv_dtype="fp8", variant="v2-fp8mma")
+
+
+@pytest.mark.parametrize("kv_dtype,variant", dtype_variants(("bf16", "fp8")))
 @pytest.mark.parametrize("d", [128, 256])
-def test_head_dims(device, d):
-    run_case(device, [19], hq=4, hk=1, d=d, kv_dtype="bf16")
+def test_head_dims(device, d, kv_dtype, variant):
+    run_case(device, [19], hq=4, hk=1, d=d, kv_dtype=kv_dtype, variant=variant)
 
 
-def test_fp4_head_dim_128_rotated(device):
-    run_case(device, [23, 9], hq=4, hk=2, d=128, kv_dtype="fp4", rotate=True)
+@pytest.mark.parametrize("variant", variants_for("fp4"))
+def test_fp4_head_dim_128_rotated(device, variant):
+    run_case(device, [23, 9], hq=4, hk=2, d=128, kv_dtype="fp4", rotate=True, variant=variant)
 
 
+@pytest.mark.parametrize("kv_dtype,variant", [("bf16", v) for v in variants_for("bf16")] + [("fp8", "v2-fp8mma")])
 @pytest.mark.parametrize("tokens", [2, 8])
-def test_speculative_query_tokens(device, tokens):
-    run_case(device, [tokens, 21], hq=4, hk=2, d=64, tokens=tokens)
+def test_speculative_query_tokens(device, tokens, kv_dtype, variant):
+    run_case(device, [tokens, 21], hq=4, hk=2, d=64, tokens=tokens, kv_dtype=kv_dtype, variant=variant)
 
 
-def test_sliding_window(device):
-    run_case(device, [50, 7], hq=4, hk=1, d=64, window=9, tokens=2)
+@pytest.mark.parametrize("kv_dtype,variant", [("bf16", v) for v in variants_for("bf16")] + [("fp8", "v2-fp8mma")])
+def test_sliding_window(device, kv_dtype, variant):
+    run_case(device, [50, 7], hq=4, hk=1, d=64, window=9, tokens=2, kv_dtype=kv_dtype, variant=variant)
 
 
-@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8", "fp4"])
-def test_many_splits_and_page_sizes(device, kv_dtype):
+@pytest.mark.parametrize("kv_dtype,variant", dtype_variants())
+def test_many_splits_and_page_sizes(device, kv_dtype, variant):
     """Pages larger than the block (one page-table read per block) and smaller (one per token)."""
     cfg = DecodeConfig(block_n=16, num_warps=4, num_stages=1, num_splits=5)
-    run_case(device, [77, 1], hq=4, hk=2, d=64, page_size=32, cfg=cfg, kv_dtype=kv_dtype)
-    run_case(device, [40], hq=4, hk=2, d=64, page_size=8, cfg=cfg, kv_dtype=kv_dtype)
+    run_case(device, [77, 1], hq=4, hk=2, d=64, page_size=32, cfg=cfg, kv_dtype=kv_dtype, variant=variant)
+    run_case(device, [40], hq=4, hk=2, d=64, page_size=8, cfg=cfg, kv_dtype=kv_dtype, variant=variant)
 
 
-def test_length_zero_and_one_are_finite(device):
-    out = run_case(device, [0, 1], hq=4, hk=2, d=64)
+@pytest.mark.parametrize("kv_dtype,variant", dtype_variants())
+def test_length_zero_and_one_are_finite(device, kv_dtype, variant):
+    out = run_case(device, [0, 1], hq=4, hk=2, d=64, kv_dtype=kv_dtype, variant=variant)
     assert out[0].abs().max().item() == 0.0  # nothing to attend to: zero, not NaN
 
 
-def test_large_logits(device):
+@pytest.mark.parametrize("kv_dtype,variant", dtype_variants(("bf16", "fp8")))
+def test_large_logits(device, kv_dtype, variant):
     # scores of order 1e4: a naive exp overflows, the online softmax must not
-    run_case(device, [29, 3], hq=4, hk=2, d=64, mag=12.0)
+    run_case(device, [29, 3], hq=4, hk=2, d=64, mag=12.0, kv_dtype=kv_dtype, variant=variant)
 
 
-def test_graph_max_len_serves_shorter(device):
-    """Launch fixed at max_len; shorter device-side lengths still give the right answer."""
+@pytest.mark.parametrize("kv_dtype,variant", [("bf16", v) for v in variants_for("bf16")] + [("fp8", "v2-fp8mma")])
+def test_graph_max_len_serves_shorter(device, kv_dtype, variant):
+    """Launch fixed at max_len; shorter device-side lengths still give the right answer. With the
+    fused combine the same workspace serves two calls: the ticket counters must be back at 0."""
+    from floorline.kernels.decode_attention import decode_workspace, split_plan
+
     gen = torch.Generator().manual_seed(5)
-    cache, q, pt, lens = build([40, 11], 4, 2, 64, "bf16", 16, device, gen)
-    cfg = DecodeConfig(block_n=16, num_warps=4, num_stages=1)
-    out = decode_attention(q, cache, pt, lens, max_len=64, cfg=cfg)
-    ref = decode_reference(q, cache, pt, lens, 64**-0.5)
-    assert rel_l2(out, ref) < KERNEL_REL_L2["bf16"]
+    cache, q, pt, lens = build([40, 11], 4, 2, 64, kv_dtype, 16, device, gen)
+    cfg = with_variant(DecodeConfig(block_n=16, num_warps=4, num_stages=1, num_splits=3), variant)
+    splits, _ = split_plan(2, 2, 64, cfg, 4)
+    ws = decode_workspace(2, 1, 4, 64, splits, device, fused=cfg.fuse_combine)
+    for lengths in ([40, 11], [17, 1]):
+        lens = torch.tensor(lengths, dtype=torch.int32, device=device)
+        out = torch.full_like(q, float("nan"))
+        decode_attention(q, cache, pt, lens, max_len=64, cfg=cfg, out=out, workspace=ws)
+        ref = decode_reference(q, cache, pt, lens, 64**-0.5)
+        assert torch.isfinite(out).all()
+        assert rel_l2(out, ref) < KERNEL_REL_L2[kv_dtype]
+        if cfg.fuse_combine:
+            assert int(ws[2].abs().sum()) == 0, "ticket counters not reset"
+
+
+def test_min_split_tokens_caps_splits():
+    from floorline.kernels.decode_attention import split_plan
+
+    many = split_plan(1, 4, 32768, DecodeConfig(block_n=128, ctas_per_sm=4), 132)[0]
+    few = split_plan(1, 4, 32768, DecodeConfig(block_n=128, ctas_per_sm=4, min_split_tokens=1024), 132)[0]
+    assert many == 128 and few == 32  # 256- vs 1024-token splits
+
+
+def test_config_rejects_unknown_variants():
+    with pytest.raises(InputError, match="variant"):
+        DecodeConfig(variant="v9")
+    with pytest.raises(InputError, match="fuse_combine"):
+        DecodeConfig(fuse_combine=True)
+    with pytest.raises(InputError, match="fp8_mma"):
+        DecodeConfig(fp8_mma=True)
 
 
 def test_bad_shapes_are_input_errors(device):

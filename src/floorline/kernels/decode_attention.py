@@ -31,15 +31,41 @@ MAX_SPLITS = 256  # beyond this the combine costs more than the extra parallelis
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
+VARIANTS = ("v1", "v2")
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Launch shape. num_splits=0 picks splits so that about ctas_per_sm x SMs programs run."""
+    """Launch shape. num_splits=0 picks splits so that about ctas_per_sm x SMs programs run.
+
+    variant: "v1" (the kernel measured in runs 1-3, the default) or "v2" (decode_attention_v2:
+    swapped dot operands, scales outside the dots; not yet measured). fuse_combine (v2 only): merge
+    the splits in the last program of each (sequence, KV head) instead of a second launch.
+    fp8_mma (v2, fp8 caches): K and V enter FP8 tensor cores as stored; q and the probabilities are
+    split into two e4m3 tiles each (value + residual), so no K/V element is converted.
+    min_split_tokens > 0 caps the split count so every split streams at least that many tokens
+    (short contexts: a split of 2-4 blocks spends most of its life filling the pipeline).
+    """
 
     block_n: int = 64
     num_warps: int = 4
     num_stages: int = 3
     num_splits: int = 0
     ctas_per_sm: int = 4
+    variant: str = "v1"
+    fuse_combine: bool = False
+    min_split_tokens: int = 0
+    fp8_mma: bool = False
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise InputError(f"variant: must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.fuse_combine and self.variant != "v2":
+            raise InputError("fuse_combine: only the v2 kernel fuses the combine")
+        if self.fp8_mma and self.variant != "v2":
+            raise InputError("fp8_mma: only the v2 kernel has the FP8 tensor-core path")
+        if self.min_split_tokens < 0:
+            raise InputError(f"min_split_tokens: must be >= 0, got {self.min_split_tokens}")
 
 
 @triton.jit
@@ -226,6 +252,8 @@ def split_plan(batch: int, kv_heads: int, max_len: int, cfg: DecodeConfig, sm_co
     CUDA graph captured at max_len serves every shorter length."""
     blocks = max(1, triton.cdiv(max_len, cfg.block_n))
     splits = cfg.num_splits or max(1, triton.cdiv(cfg.ctas_per_sm * sm_count, batch * kv_heads))
+    if cfg.min_split_tokens and not cfg.num_splits:
+        splits = min(splits, max(1, max_len // cfg.min_split_tokens))
     splits = min(splits, blocks, MAX_SPLITS)
     split_len = triton.cdiv(blocks, splits) * cfg.block_n
     return triton.cdiv(max(max_len, 1), split_len), split_len
@@ -241,7 +269,7 @@ def _sm_count(device: Any) -> int:
 
 def decode_attention(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int,
                      scale: float | None = None, window: int = 0, cfg: DecodeConfig = DecodeConfig(),
-                     out: Any = None, workspace: tuple[Any, Any] | None = None) -> Any:
+                     out: Any = None, workspace: tuple[Any, ...] | None = None) -> Any:
     """Attention of q over a paged KV cache; returns [batch, tokens, q_heads, head_dim] in q's dtype.
 
     q: [batch, tokens (1..8), q_heads, head_dim]; cache: a KVCache (bf16 | fp8 | fp4; see kv_cache);
@@ -264,12 +292,32 @@ def decode_attention(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, 
     splits, split_len = split_plan(b, hk, max_len, cfg, _sm_count(q.device))
     if cache.rotation is not None:
         q = (q.float() @ cache.rotation.to(q.device)).to(q.dtype)
-    o_part, lse = workspace if workspace is not None else decode_workspace(b, t, hq, d, splits, q.device)
+    if workspace is None:
+        workspace = decode_workspace(b, t, hq, d, splits, q.device, fused=cfg.fuse_combine)
+    o_part, lse = workspace[0], workspace[1]
     if o_part.shape[3] < splits:
         raise InputError(f"workspace: has {o_part.shape[3]} splits, this launch needs {splits}")
     block_m = max(16, triton.next_power_of_2(g * t))
     ks = cache.k_scale if cache.k_scale is not None else cache.k
     vs = cache.v_scale if cache.v_scale is not None else cache.v
+    if out is None:
+        out = torch.empty_like(q)
+    if cfg.variant == "v2":
+        _launch_v2(q, cache, page_table, seq_lens, workspace, out, ks, vs, b, hk, g, t, d, splits, split_len,
+                   window, scale, block_m, cfg)
+    else:
+        _launch_v1(q, cache, page_table, seq_lens, o_part, lse, ks, vs, b, hk, g, t, d, splits, split_len,
+                   window, scale, block_m, cfg)
+    if not cfg.fuse_combine:
+        combine_splits(o_part, lse, splits, out)
+    if cache.rotation is not None:
+        out.copy_((out.float() @ cache.rotation.to(out.device).T).to(out.dtype))
+    return out
+
+
+def _launch_v1(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, o_part: Any, lse: Any, ks: Any, vs: Any,
+               b: int, hk: int, g: int, t: int, d: int, splits: int, split_len: int, window: int, scale: float,
+               block_m: int, cfg: DecodeConfig) -> None:
     _decode_kernel[(b, hk, splits)](
         q, cache.k, cache.v, ks, vs, page_table, seq_lens, o_part, lse,
         q.stride(0), q.stride(1), q.stride(2),
@@ -284,12 +332,35 @@ def decode_attention(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, 
         UPCAST_BF16=_INTERPRET,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
-    if out is None:
-        out = torch.empty_like(q)
-    combine_splits(o_part, lse, splits, out)
-    if cache.rotation is not None:
-        out.copy_((out.float() @ cache.rotation.to(out.device).T).to(out.dtype))
-    return out
+
+
+def _launch_v2(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, workspace: tuple, out: Any, ks: Any,
+               vs: Any, b: int, hk: int, g: int, t: int, d: int, splits: int, split_len: int, window: int,
+               scale: float, block_m: int, cfg: DecodeConfig) -> None:
+    from floorline.kernels.decode_attention_v2 import _decode_kernel_v2
+
+    o_part, lse = workspace[0], workspace[1]
+    if cfg.fuse_combine:
+        if len(workspace) < 3 or workspace[2].numel() < b * hk:
+            raise InputError("workspace: fuse_combine needs decode_workspace(..., fused=True)")
+        counter = workspace[2]
+    else:
+        counter = seq_lens  # never touched when the combine is not fused
+    _decode_kernel_v2[(b, hk, splits)](
+        q, cache.k, cache.v, ks, vs, page_table, seq_lens, o_part, lse, out, counter,
+        q.stride(0), q.stride(1), q.stride(2),
+        cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
+        cache.v.stride(0), cache.v.stride(1), *_v_token_dim_strides(cache),
+        ks.stride(0), ks.stride(1), ks.stride(2),
+        page_table.stride(0), o_part.stride(0), o_part.stride(1), o_part.stride(2), o_part.stride(3),
+        lse.stride(0), lse.stride(1), lse.stride(2), out.stride(0), out.stride(1), out.stride(2),
+        split_len, splits, window, scale * LOG2E, PAGE_SIZE=cache.page_size,
+        T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
+        SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
+        UPCAST_BF16=_INTERPRET, FUSE_COMBINE=cfg.fuse_combine,
+        BLOCK_S=max(2, triton.next_power_of_2(splits)), FP8_MMA=cfg.fp8_mma and cache.kv_dtype == "fp8",
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
 
 
 def _v_token_dim_strides(cache: KVCache) -> tuple[int, int]:
@@ -299,9 +370,14 @@ def _v_token_dim_strides(cache: KVCache) -> tuple[int, int]:
     return cache.v.stride(2), cache.v.stride(3)
 
 
-def decode_workspace(batch: int, tokens: int, q_heads: int, head_dim: int, splits: int, device: Any) -> tuple[Any, Any]:
-    """Per-split partial outputs (float32) and log2-sum-exps, reusable across calls and graph replays."""
+def decode_workspace(batch: int, tokens: int, q_heads: int, head_dim: int, splits: int, device: Any,
+                     fused: bool = False) -> tuple[Any, ...]:
+    """Per-split partial outputs (float32) and log2-sum-exps, reusable across calls and graph replays.
+    fused=True adds the zeroed int32 ticket counters the fused combine needs (it leaves them at 0)."""
     import torch
 
-    return (torch.empty(batch, tokens, q_heads, splits, head_dim, dtype=torch.float32, device=device),
-            torch.empty(batch, tokens, q_heads, splits, dtype=torch.float32, device=device))
+    ws = (torch.empty(batch, tokens, q_heads, splits, head_dim, dtype=torch.float32, device=device),
+          torch.empty(batch, tokens, q_heads, splits, dtype=torch.float32, device=device))
+    if fused:
+        ws += (torch.zeros(batch * q_heads, dtype=torch.int32, device=device),)
+    return ws

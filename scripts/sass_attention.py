@@ -1,0 +1,184 @@
+"""Static SASS statistics of the decode-attention kernel for sm_90, without a GPU.
+
+Compiles `_decode_kernel` (and the fused-combine build) with triton.compile for GPUTarget("cuda", 90, 32)
+at the bench's shapes (Hq=64, Hkv=4, d=128, page 64), with the divisibility the JIT would see at
+launch, then reads registers / spills / shared memory from the cubin (Triton's bundled cuobjdump) and
+counts the SASS instructions of the hottest loop (the largest backward-branch body).
+
+Usage: python3 scripts/sass_attention.py [--json] [--dump DIR]
+Printed: per build, registers, spill bytes, shared bytes, loop instructions, warp-instructions per
+KV byte (num_warps x loop instructions / bytes the loop consumes), and the mix of loads / MMAs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from floorline.kernels.decode_attention import DecodeConfig, _decode_kernel
+from floorline.kernels.kv_cache import bytes_per_token_head
+
+TARGET = GPUTarget("cuda", 90, 32)
+BIN = Path(os.path.dirname(triton.__file__)) / "backends" / "nvidia" / "bin"
+D, G, PAGE = 128, 16, 64
+PTR = {"bf16": "*bf16", "fp8": "*fp8e4nv", "fp4": "*u8"}
+SCALE_PTR = {"bf16": "*bf16", "fp8": "*fp32", "fp4": "*u8"}
+
+
+def compile_decode(kv_dtype: str, cfg: DecodeConfig) -> object:
+    if cfg.variant == "v2":
+        from floorline.kernels.decode_attention_v2 import _decode_kernel_v2 as fn
+    else:
+        fn = _decode_kernel
+    names = fn.arg_names
+    sig: dict[str, str] = {}
+    const: dict[str, object] = {}
+    for n in names:
+        if n.endswith("_ptr"):
+            sig[n] = "*i32" if n in ("pt_ptr", "len_ptr", "cnt_ptr") else "*fp32"
+        elif n == "qk_scale":
+            sig[n] = "fp32"
+        else:
+            sig[n] = "i32"
+    sig["q_ptr"] = "*bf16"
+    sig["k_ptr"] = sig["v_ptr"] = PTR[kv_dtype]
+    sig["ks_ptr"] = sig["vs_ptr"] = SCALE_PTR[kv_dtype]
+    if "out_ptr" in names:
+        sig["out_ptr"] = "*bf16"
+    v_t = kv_dtype == "fp8"
+    const.update(PAGE_SIZE=PAGE, T=1, G=G, D=D, BLOCK_M=16, BLOCK_N=cfg.block_n, SCALAR_PAGE=True, V_T=v_t,
+                 KV_DTYPE=kv_dtype, UPCAST_BF16=False, FUSE_COMBINE=cfg.fuse_combine, BLOCK_S=64,
+                 FP8_MMA=cfg.fp8_mma)
+    const = {k: v for k, v in const.items() if k in names}
+    if v_t and "sv_slot" in names:  # fp8 V is transposed: the token stride the JIT sees is 1
+        const["sv_slot"] = 1
+    for k in const:
+        sig[k] = "constexpr"
+    # the JIT marks pointers and multiple-of-16 integers tt.divisibility=16 at launch
+    not_div = {"sl_h", "sl_t", "sl_b", "window", "qk_scale", "sout_h"}
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
+             if sig[n] != "constexpr" and sig[n] != "fp32" and n not in not_div}
+    src = ASTSource(fn, sig, const, attrs)
+    return triton.compile(src, target=TARGET, options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+
+
+def sass_text(cubin: bytes) -> str:
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([str(BIN / "cuobjdump"), "--dump-sass", f.name], capture_output=True,
+                              text=True, check=True).stdout
+
+
+_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+
+
+def hottest_loop(sass: str) -> list[str]:
+    """Opcodes of the largest loop body (backward BRA), in order."""
+    ins = [(int(m.group(1), 16), m.group(3), m.group(4)) for m in _LINE.finditer(sass)]
+    best: list[str] = []
+    for addr, op, rest in ins:
+        if op.startswith("BRA"):
+            t = re.search(r"0x([0-9a-f]+)", rest)
+            if t and int(t.group(1), 16) < addr:
+                body = [o for a, o, _ in ins if int(t.group(1), 16) <= a <= addr]
+                if len(body) > len(best):
+                    best = body
+    return best
+
+
+def stats(kernel: object, loop_bytes: float, num_warps: int) -> dict:
+    md = kernel.metadata
+    sass = sass_text(kernel.asm["cubin"])
+    loop = hottest_loop(sass)
+    mix = Counter(re.sub(r"\..*", "", o) for o in loop)
+    return {"shared": md.shared, "loop_instructions": len(loop), "loop_bytes": loop_bytes,
+            "warp_instr_per_byte": num_warps * len(loop) / loop_bytes,
+            "mix": {k: v for k, v in mix.most_common() if k in (
+                "LDG", "LDGSTS", "LDS", "STS", "LDSM", "HMMA", "HGMMA", "QGMMA", "WARPGROUP", "F2FP", "PRMT", "LOP3", "I2F", "F2F",
+                "HADD2", "HMUL2", "FMUL", "FFMA", "MUFU", "SHF", "IMAD", "BAR", "STL", "LDL", "SHFL", "UTMALDG")},
+            "sass": sass}
+
+
+def resource_usage(cubin: bytes) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([str(BIN / "cuobjdump"), "--dump-resource-usage", f.name], capture_output=True,
+                             text=True, check=True).stdout
+    get = {k: int(v) for k, v in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", out)}
+    return {"registers": get.get("REG"), "stack": get.get("STACK"), "local": get.get("LOCAL")}
+
+
+def _c(**kw: object) -> DecodeConfig:
+    return DecodeConfig(**kw)
+
+
+# (kv_dtype, config): v1 as measured in run 3 next to each v2 candidate the next run times
+BUILDS = [
+    ("bf16", _c(block_n=64, num_warps=4, num_stages=3)),
+    ("bf16", _c(block_n=64, num_warps=4, num_stages=3, variant="v2")),
+    ("bf16", _c(block_n=128, num_warps=8, num_stages=3)),
+    ("bf16", _c(block_n=128, num_warps=8, num_stages=3, variant="v2")),
+    ("bf16", _c(block_n=128, num_warps=4, num_stages=3, variant="v2", fuse_combine=True)),
+    ("fp8", _c(block_n=64, num_warps=4, num_stages=2)),
+    ("fp8", _c(block_n=128, num_warps=8, num_stages=3)),
+    ("fp8", _c(block_n=64, num_warps=4, num_stages=2, variant="v2")),
+    ("fp8", _c(block_n=128, num_warps=8, num_stages=3, variant="v2")),
+    ("fp8", _c(block_n=64, num_warps=4, num_stages=3, variant="v2", fp8_mma=True)),
+    ("fp8", _c(block_n=128, num_warps=4, num_stages=3, variant="v2", fp8_mma=True)),
+    ("fp8", _c(block_n=128, num_warps=8, num_stages=3, variant="v2", fp8_mma=True)),
+    ("fp4", _c(block_n=64, num_warps=4, num_stages=3)),
+    ("fp4", _c(block_n=64, num_warps=8, num_stages=3)),
+    ("fp4", _c(block_n=64, num_warps=4, num_stages=3, variant="v2")),
+    ("fp4", _c(block_n=64, num_warps=8, num_stages=3, variant="v2")),
+]
+
+
+def label_of(kv_dtype: str, cfg: DecodeConfig) -> str:
+    extra = ("+mma" if cfg.fp8_mma else "") + ("+fused" if cfg.fuse_combine else "")
+    return f"{kv_dtype} {cfg.variant}{extra} n{cfg.block_n} w{cfg.num_warps} s{cfg.num_stages}"
+
+
+def main() -> None:
+    as_json = "--json" in sys.argv
+    dump = sys.argv[sys.argv.index("--dump") + 1] if "--dump" in sys.argv else None
+    rows = []
+    for kv_dtype, cfg in BUILDS:
+        label = label_of(kv_dtype, cfg)
+        try:
+            k = compile_decode(kv_dtype, cfg)
+        except Exception as e:  # noqa: BLE001 - a build that does not compile is a finding, not a crash
+            rows.append({"build": label, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            continue
+        loop_bytes = cfg.block_n * 2 * bytes_per_token_head(kv_dtype, D)
+        s = stats(k, loop_bytes, cfg.num_warps)
+        s.update(resource_usage(k.asm["cubin"]))
+        if dump:
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            (Path(dump) / (label.replace(" ", "_").replace("+", "_") + ".sass")).write_text(s["sass"])
+        del s["sass"]
+        rows.append({"build": label, **s})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        if "error" in r:
+            print(f"{r['build']:28s} ERROR {r['error']}")
+            continue
+        print(f"{r['build']:28s} regs {r['registers']:>3} stack {r['stack']} smem {r['shared']:>6} "
+              f"loop {r['loop_instructions']:>5} instr  {r['warp_instr_per_byte']:.3f} warp-instr/B  {r['mix']}")
+
+
+if __name__ == "__main__":
+    main()

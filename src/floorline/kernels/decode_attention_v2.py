@@ -1,0 +1,312 @@
+"""Decode attention, variant v2: the same split-KV algorithm as decode_attention's v1 kernel with the
+roles of the two dot operands swapped, per-block scales applied outside the dots, and an optional
+combine fused into the last program of each (sequence, KV head).
+
+Why (docs/notes/attention.md, run 3): v1 computes S = Q K^T with the tiny query tile (G x T <= 16
+rows) as the M side, so Triton uses mma.sync with both operands staged through shared memory, and a
+quantized K/V tile takes a register -> shared -> register trip after its convert (fp8: 194
+registers, 3.4x bf16's instructions per byte; fp4: 10x). v2 computes the transposes instead:
+    S^T [N, M] = K [N, D] @ Q^T [D, M]        O^T [D, M] += V^T [D, N] @ P^T [N, M]
+so the streamed K/V tile (64-128 tokens) is the M side: a Hopper warpgroup MMA can take it straight
+from registers after the convert, and only the small Q^T / P^T tiles live in shared memory.
+Scales: fp8 scales are per token, so they multiply rows of S^T and of P^T, never the K/V elements.
+fp4 values are decoded to fp16 bit patterns (value x 2**-14) with integer ops only, and the E8M0 scale
+of each (token, 32-channel block) multiplies a [N, M] partial score / probability tile per block
+(a batched dot over the D/32 blocks), not each of the 32 values.
+
+FUSE_COMBINE: each program writes its partial result, then takes a ticket from a per-(sequence, KV
+head) counter; the program that takes the last ticket merges all splits of its rows and resets the
+counter to 0 (so a CUDA graph replays without a memset). Saves the second launch at short contexts.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decode_kernel_v2(
+    q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, cnt_ptr,
+    sq_b, sq_t, sq_h,
+    sk_page, sk_head, sk_slot,
+    sv_page, sv_head, sv_slot, sv_dim,
+    ss_page, ss_head, ss_slot,
+    pt_stride, so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
+    split_len, n_splits, window, qk_scale, PAGE_SIZE: tl.constexpr,
+    T: tl.constexpr, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    SCALAR_PAGE: tl.constexpr, V_T: tl.constexpr,
+    KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr, FUSE_COMBINE: tl.constexpr, BLOCK_S: tl.constexpr,
+    FP8_MMA: tl.constexpr,
+):
+    b = tl.program_id(0)
+    hk = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(len_ptr + b)
+
+    rows = tl.arange(0, BLOCK_M)  # the query rows are the N side of every dot now
+    t_row = rows // G
+    h_row = hk * G + rows % G
+    row_ok = rows < G * T
+    q_pos = seq_len - T + t_row
+
+    start = split * split_len
+    end = tl.minimum(start + split_len, seq_len)
+    if window > 0:
+        lo = tl.maximum(seq_len - T - window + 1, 0)
+        start = tl.maximum(start, (lo // BLOCK_N) * BLOCK_N)
+
+    q_col = q_ptr + b * sq_b + t_row[None, :] * sq_t + h_row[None, :] * sq_h  # [1, M]
+    NB: tl.constexpr = D // 32  # fp4 scale blocks per token
+    if KV_DTYPE == "fp4":
+        # Q^T per scale block, even and odd channels apart (a byte holds channels 2j and 2j + 1)
+        blk = tl.arange(0, NB)[:, None, None]
+        j2 = 2 * tl.arange(0, 16)[None, :, None]
+        qt_ptr = q_col[None, :, :] + blk * 32 + j2  # [NB, 16, M]
+        qt_lo = tl.load(qt_ptr, mask=row_ok[None, None, :], other=0.0).to(tl.float16)
+        qt_hi = tl.load(qt_ptr + 1, mask=row_ok[None, None, :], other=0.0).to(tl.float16)
+        acc_lo = tl.zeros([NB, 16, BLOCK_M], dtype=tl.float32)
+        acc_hi = tl.zeros([NB, 16, BLOCK_M], dtype=tl.float32)
+    else:
+        d = tl.arange(0, D)
+        qt = tl.load(q_col + d[:, None], mask=row_ok[None, :], other=0.0)  # [D, M]
+        if KV_DTYPE == "fp8" and FP8_MMA:
+            # q as the sum of two e4m3 tiles (hi + residual): 4 + 4 significant bits hold a bf16's 8
+            # exactly (down to e4m3's subnormal floor, 2**-16 of the row's largest element), so K and
+            # V stay e4m3 all the way into the FP8 tensor cores. Per column (query row), q is scaled
+            # by a power of two to [128, 256); the column factor goes back on the score.
+            q32 = qt.to(tl.float32)
+            qa = tl.max(tl.abs(q32), axis=0)
+            qf = tl.where(qa > 0, 128.0 / _pow2_floor(tl.maximum(qa, 1e-30)), 1.0)  # a power of two: the scaling is exact
+            q32 = q32 * qf[None, :]
+            qt_hi, qt_lo = _split_e4m3(q32)
+            col_scale = qk_scale / qf  # [M]
+        elif KV_DTYPE == "fp8":
+            qt = qt.to(tl.float16)
+        acc = tl.zeros([D, BLOCK_M], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+
+    pt_row = pt_ptr + b * pt_stride
+    head_k = hk.to(tl.int64) * sk_head
+    head_v = hk.to(tl.int64) * sv_head
+    if KV_DTYPE == "fp8" and FP8_MMA:
+        # full blocks load unmasked (16-byte copies; a mask along the token axis of V^T would break
+        # them), the one partial block is peeled off and masked: stale slots may hold NaN bytes,
+        # and an e4m3 operand goes into the MMA untouched, so nothing could zero them afterwards
+        full_end = start + (tl.maximum(end - start, 0) // BLOCK_N) * BLOCK_N
+        for n0 in range(start, full_end, BLOCK_N):
+            acc, m_i, l_i = _fp8_mma_block(
+                k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, n0, end, head_k, head_v, hk, sk_page, sk_slot, sv_page,
+                sv_dim, ss_page, ss_head, ss_slot, qt_hi, qt_lo, col_scale, q_pos, window, acc, m_i, l_i,
+                PAGE_SIZE, D, BLOCK_N, SCALAR_PAGE, False)
+        if full_end < end:
+            acc, m_i, l_i = _fp8_mma_block(
+                k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, full_end, end, head_k, head_v, hk, sk_page, sk_slot,
+                sv_page, sv_dim, ss_page, ss_head, ss_slot, qt_hi, qt_lo, col_scale, q_pos, window, acc, m_i,
+                l_i, PAGE_SIZE, D, BLOCK_N, SCALAR_PAGE, True)
+    else:
+        for n0 in range(start, end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_ok = offs_n < end
+            if SCALAR_PAGE:
+                page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
+                slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
+            else:
+                page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+                slot = offs_n % PAGE_SIZE
+            k_off = page * sk_page + head_k + slot * sk_slot  # [N]
+            if V_T:
+                v_off = page * sv_page + head_v + slot
+            else:
+                v_off = page * sv_page + head_v + slot * sv_slot
+            if KV_DTYPE == "fp4":
+                # bytes as [NB, N, 16]: block-major so each block is one batch of the batched dots
+                byte = tl.arange(0, NB)[:, None, None] * 16 + tl.arange(0, 16)[None, None, :]
+                ok3 = n_ok[None, :, None]
+                kp = tl.load(k_ptr + k_off[None, :, None] + byte, mask=ok3, other=0)
+                vp = tl.load(v_ptr + v_off[None, :, None] + byte, mask=ok3, other=0)
+                sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+                nb = tl.arange(0, NB)[:, None]
+                ks = _e8m0_times_2p14(tl.load(ks_ptr + sc_off[None, :] + nb, mask=n_ok[None, :], other=0))  # [NB, N]
+                vs = _e8m0_times_2p14(tl.load(vs_ptr + sc_off[None, :] + nb, mask=n_ok[None, :], other=0))
+                s3 = tl.dot(_nibble_lo(kp), qt_lo) + tl.dot(_nibble_hi(kp), qt_hi)  # [NB, N, M]
+                s = tl.sum(s3 * ks[:, :, None], axis=0)
+            else:
+                k = tl.load(k_ptr + k_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)  # [N, D]
+                if V_T:  # fp8: V^T pages, tokens contiguous; whole block loaded, tail zeroed after the convert
+                    vt_ptrs = v_ptr + v_off[None, :] + d[:, None] * sv_dim  # [D, N]
+                    if SCALAR_PAGE:
+                        vt = tl.load(vt_ptrs)
+                    else:
+                        vt = tl.load(vt_ptrs, mask=n_ok[None, :], other=0.0)
+                else:
+                    vt = tl.trans(tl.load(v_ptr + v_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0))
+                if KV_DTYPE == "fp8":
+                    sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+                    ks = tl.load(ks_ptr + sc_off, mask=n_ok, other=0.0)
+                    vs = tl.load(vs_ptr + sc_off, mask=n_ok, other=0.0)
+                    s = tl.dot(k.to(tl.float16), qt) * ks[:, None]
+                elif UPCAST_BF16:
+                    s = tl.dot(k.to(tl.float32), qt.to(tl.float32))
+                else:
+                    s = tl.dot(k, qt)
+            s = s * qk_scale
+            visible = n_ok[:, None] & (offs_n[:, None] <= q_pos[None, :])
+            if window > 0:
+                visible = visible & (offs_n[:, None] > q_pos[None, :] - window)
+            s = tl.where(visible, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=0))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_safe)
+            p = tl.exp2(s - m_safe[None, :])  # [N, M]
+            l_i = l_i * alpha + tl.sum(p, axis=0)
+            m_i = m_new
+            if KV_DTYPE == "fp4":
+                p3 = (p[None, :, :] * vs[:, :, None]).to(tl.float16)  # [NB, N, M]
+                acc_lo = acc_lo * alpha[None, None, :] + tl.dot(tl.trans(_nibble_lo(vp), 0, 2, 1), p3)
+                acc_hi = acc_hi * alpha[None, None, :] + tl.dot(tl.trans(_nibble_hi(vp), 0, 2, 1), p3)
+            elif KV_DTYPE == "fp8":
+                vt16 = tl.where(n_ok[None, :], vt.to(tl.float16), 0.0) if SCALAR_PAGE else vt.to(tl.float16)
+                acc = acc * alpha[None, :] + tl.dot(vt16, (p * vs[:, None]).to(tl.float16))
+            elif UPCAST_BF16:
+                acc = acc * alpha[None, :] + tl.dot(vt.to(tl.float32), p.to(tl.bfloat16).to(tl.float32))
+            else:
+                acc = acc * alpha[None, :] + tl.dot(vt, p.to(vt.dtype))
+
+    l_safe = tl.where(l_i > 0, l_i, 1.0)
+    lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))
+    o_col = o_ptr + b * so_b + t_row[None, :] * so_t + h_row[None, :] * so_h + split * so_s  # [1, M]
+    if KV_DTYPE == "fp4":
+        ch = tl.arange(0, NB)[:, None, None] * 32 + 2 * tl.arange(0, 16)[None, :, None]
+        tl.store(o_col[None, :, :] + ch, acc_lo / l_safe[None, None, :], mask=row_ok[None, None, :])
+        tl.store(o_col[None, :, :] + ch + 1, acc_hi / l_safe[None, None, :], mask=row_ok[None, None, :])
+    else:
+        tl.store(o_col + d[:, None], acc / l_safe[None, :], mask=row_ok[None, :])
+    tl.store(lse_ptr + b * sl_b + t_row * sl_t + h_row * sl_h + split, lse, mask=row_ok)
+
+    if FUSE_COMBINE:
+        # Partials of this program must be visible before its ticket: barrier (every thread's
+        # stores issued) then a gpu-scope acq_rel atomic. The last ticket's program reads with .cg
+        # (L2) so no stale L1 line can serve it.
+        tl.debug_barrier()
+        ticket = tl.atomic_add(cnt_ptr + b * tl.num_programs(1) + hk, 1, sem="acq_rel", scope="gpu")
+        if ticket == n_splits - 1:
+            _combine_rows(o_ptr, lse_ptr, out_ptr, b, t_row, h_row, row_ok, n_splits,
+                          so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
+                          D, BLOCK_M, BLOCK_S)
+            tl.atomic_xchg(cnt_ptr + b * tl.num_programs(1) + hk, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
+def _fp8_mma_block(k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, n0, end, head_k, head_v, hk, sk_page, sk_slot, sv_page,
+                   sv_dim, ss_page, ss_head, ss_slot, qt_hi, qt_lo, col_scale, q_pos, window, acc, m_i, l_i,
+                   PAGE_SIZE: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, SCALAR_PAGE: tl.constexpr,
+                   MASKED: tl.constexpr):
+    """One block of the FP8 tensor-core path: K and V^T go from memory into the MMA as e4m3, the
+    per-token scales multiply the [N, M] score and probability tiles."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < end
+    d = tl.arange(0, D)
+    if SCALAR_PAGE:
+        page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
+        slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
+    else:
+        page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        slot = offs_n % PAGE_SIZE
+    k_ptrs = k_ptr + (page * sk_page + head_k + slot * sk_slot)[:, None] + d[None, :]  # [N, D]
+    vt_ptrs = v_ptr + (page * sv_page + head_v + slot)[None, :] + d[:, None] * sv_dim  # [D, N]
+    sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+    if MASKED:
+        k = tl.load(k_ptrs, mask=n_ok[:, None], other=0.0)
+        vt = tl.load(vt_ptrs, mask=n_ok[None, :], other=0.0)
+        ks = tl.load(ks_ptr + sc_off, mask=n_ok, other=0.0)
+        vs = tl.load(vs_ptr + sc_off, mask=n_ok, other=0.0)
+    else:
+        k = tl.load(k_ptrs)
+        vt = tl.load(vt_ptrs)
+        ks = tl.load(ks_ptr + sc_off)
+        vs = tl.load(vs_ptr + sc_off)
+    s = tl.dot(k, qt_lo, acc=tl.dot(k, qt_hi))  # [N, M], exact products, fp32 sums
+    s = s * ks[:, None] * col_scale[None, :]
+    visible = n_ok[:, None] & (offs_n[:, None] <= q_pos[None, :])
+    if window > 0:
+        visible = visible & (offs_n[:, None] > q_pos[None, :] - window)
+    s = tl.where(visible, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=0))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(s - m_safe[None, :])
+    l_i = l_i * alpha + tl.sum(p, axis=0)
+    # P x vs as hi + residual e4m3 tiles (~8 significant bits, like v1's bf16 P); the block's largest
+    # scale maps below 256 (e4m3 max is 448)
+    vmax = tl.max(vs, axis=0)
+    vf = tl.where(vmax > 0, 128.0 / _pow2_floor(tl.maximum(vmax, 1e-30)), 1.0)
+    pv = p * (vs * vf)[:, None]
+    p_hi, p_lo = _split_e4m3(pv)
+    acc = acc * alpha[None, :] + tl.dot(vt, p_lo, acc=tl.dot(vt, p_hi)) * (1.0 / vf)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _split_e4m3(x):
+    """x (float32, |x| < 448) as hi + lo e4m3 tiles. hi keeps x's top 4 significant bits by masking
+    (exact in e4m3 whatever the convert's rounding mode; Triton's interpreter does not round to
+    nearest), so lo = x - hi holds the next 4 bits: a bf16 input (8 bits) is split exactly."""
+    hi = (x.to(tl.int32, bitcast=True) & -1048576).to(tl.float32, bitcast=True).to(tl.float8e4nv)  # 0xFFF00000
+    lo = (x - hi.to(tl.float32)).to(tl.float8e4nv)
+    return hi, lo
+
+
+@triton.jit
+def _pow2_floor(x):
+    """2**floor(log2(x)) for positive finite float32 x, exactly (the exponent bits alone)."""
+    return (x.to(tl.int32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _combine_rows(o_ptr, lse_ptr, out_ptr, b, t_row, h_row, row_ok, n_splits,
+                  so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
+                  D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Merge every split of this program's query rows: one [M, S] lse tile, then the partials one
+    split at a time as [M, D] tiles (an [M, S, D] tile would not fit in registers)."""
+    s_idx = tl.arange(0, BLOCK_S)
+    s_ok = s_idx[None, :] < n_splits
+    lse = tl.load(lse_ptr + b * sl_b + t_row[:, None] * sl_t + h_row[:, None] * sl_h + s_idx[None, :],
+                  mask=row_ok[:, None] & s_ok, other=float("-inf"), cache_modifier=".cg")
+    m = tl.max(lse, axis=1)
+    m_safe = tl.where(m == float("-inf"), 0.0, m)
+    total = tl.sum(tl.exp2(lse - m_safe[:, None]), axis=1)
+    inv = 1.0 / tl.where(total > 0, total, 1.0)
+    d = tl.arange(0, D)
+    part = o_ptr + b * so_b + t_row[:, None] * so_t + h_row[:, None] * so_h + d[None, :]
+    acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
+    for s in range(0, n_splits):
+        w = tl.load(lse_ptr + b * sl_b + t_row * sl_t + h_row * sl_h + s, mask=row_ok, other=float("-inf"),
+                    cache_modifier=".cg")
+        w = tl.exp2(w - m_safe) * inv
+        x = tl.load(part + s * so_s, mask=row_ok[:, None] & (w[:, None] > 0), other=0.0, cache_modifier=".cg")
+        acc += x * w[:, None]
+    tl.store(out_ptr + b * sout_b + t_row[:, None] * sout_t + h_row[:, None] * sout_h + d[None, :],
+             acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit
+def _nibble_lo(x):
+    """Low E2M1 code of each byte -> fp16 of its value x 2**-14: sign to bit 15, exponent+mantissa to
+    bits 9-11 (E2M1's subnormal 0.5 lands on fp16's subnormal range). Integer ops only."""
+    c = x.to(tl.int16)
+    return (((c & 8) << 12) | ((c & 7) << 9)).to(tl.float16, bitcast=True)
+
+
+@triton.jit
+def _nibble_hi(x):
+    c = x.to(tl.int16)
+    return (((c & 0x80) << 8) | ((c & 0x70) << 5)).to(tl.float16, bitcast=True)
+
+
+@triton.jit
+def _e8m0_times_2p14(e):
+    """E8M0 byte -> 2**(e - 127 + 14) as float32 (e = 0, an all-zero block, gives 0)."""
+    ei = e.to(tl.int32)
+    return tl.where(ei > 0, ((ei + 14) << 23).to(tl.float32, bitcast=True), 0.0)
