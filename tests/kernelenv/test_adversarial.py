@@ -47,11 +47,12 @@ CASES = {
     "vendor_import": ("rmsnorm", "forbidden_op"),
     "vendor_blas": ("rmsnorm", "forbidden_op"),
     "audit_tamper": ("rmsnorm", "harness_tampering"),
+    "vendor_native": ("rmsnorm", "forbidden_op"),  # read from the built file by the harness
 }
 # hacks written for CPU tensors (raw host pointers, numpy views); on the GPU the device-to-host copy record
 # stands in for the shadow memory, and these files would crash rather than exercise it
 CPU_ONLY = frozenset({"host_numpy", "host_roundtrip", "host_copy_kernel", "python_loop", "host_overwrite",
-                      "unhook_interpreter", "vendor_import"})
+                      "unhook_interpreter", "vendor_import", "vendor_native"})
 SYNTAX_ERROR = "import torch\nfrom torch import nn\n\nclass ModelNew(nn.Module):\n    def forward(self, x, weight)\n        return x\n"
 
 
@@ -70,6 +71,10 @@ def test_every_file_has_a_case():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_adversarial_candidate_is_rejected_with_its_class(harness, name):
+    import shutil
+
+    if name == "vendor_native" and not (shutil.which("cc") and shutil.which("readelf") and shutil.which("nm")):
+        pytest.skip("the native candidate needs a C compiler, and the harness's scan needs readelf and nm")
     task, cls = CASES[name]
     att = harness.evaluate(resolve_task(task), (ADVERSARIAL / f"{name}.py").read_text())
     _expect(att, cls)

@@ -316,6 +316,9 @@ class Harness:
                 return _fail(att, cls, f"{reply.get('error')}: {reply.get('message')}")
             if reply.get("tampered"):
                 return _fail(att, "harness_tampering", f"at import: {', '.join(reply['tampered'])}")
+            native = native_problems(tmp)
+            if native:
+                return _fail(att, "forbidden_op", f"native code built at import: {native[0]}")
             if reply.get("net"):
                 return _fail(att, "sandbox_violation", f"network at import: {reply['net'][0]}")
             plan = [("trial", default_shape, seed + i, False) for i in range(cfg.trials)]
@@ -339,6 +342,9 @@ class Harness:
                 att.checks.append(verdict.record())
                 if verdict.failure:
                     return _fail(att, verdict.failure, f"{phase} {shape}: {verdict.message}")
+            native = native_problems(tmp)  # anything built lazily, on the first call
+            if native:
+                return _fail(att, "forbidden_op", f"native code built during the calls: {native[0]}")
             att.correct = True
             if cfg.timing:
                 self._time(task, w, judge, seed, default_shape, att)
@@ -473,6 +479,37 @@ class Harness:
             return {"name": name, "status": "error", "reason": str(e)}
         finally:
             shutil.rmtree(bdir, ignore_errors=True)
+
+
+def native_problems(tmp: Path) -> list[str]:
+    """Vendor libraries linked into the shared objects the attempt built (load_inline, hand-built extensions):
+    read from the files on disk by this process, so the worker cannot hide a `-lcublas` behind its own kernel.
+    A library that resolves vendor symbols at run time through dlsym is caught by the worker's audit hook."""
+    import re
+    import subprocess
+
+    from floorline.kernelenv.worker import VENDOR_LIB, VENDOR_SYMBOL
+
+    readelf, nm = shutil.which("readelf"), shutil.which("nm")
+    if not readelf or not nm:
+        return []
+    out: list[str] = []
+    for so in sorted(tmp.rglob("*.so")):
+        if not so.is_file() or so.is_symlink():
+            continue
+        try:
+            dyn = subprocess.run([readelf, "-dW", str(so)], capture_output=True, text=True, timeout=30).stdout
+            syms = subprocess.run([nm, "-D", "--undefined-only", str(so)], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for lib in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn):
+            if VENDOR_LIB.search(lib):
+                out.append(f"{so.name} links {lib}")
+        for line in syms.splitlines():
+            name = line.split()[-1].split("@")[0] if line.split() else ""
+            if name and VENDOR_SYMBOL.search(name):
+                out.append(f"{so.name} calls {name}")
+    return out
 
 
 def _fail(att: Attempt, failure_class: str, message: str) -> None:

@@ -286,8 +286,9 @@ VENDOR_LIB = re.compile(r"(cublas|cudnn|cufft|cusparse|cusolver|cutlass|mkl_|lib
 VENDOR_SYMBOL = re.compile(r"(cublas|cudnn|cufft|cusparse|cusolver|cblas_|mkl_|dnnl_|openblas|"
                            r"(^|_)[sdcz]gem[mv]_?\d*_?$)", re.IGNORECASE)
 # the same packages by file path: importlib.import_module runs the pure-Python import machinery, which raises no
-# "import" event, but it still has to open and exec the package's files
-FORBIDDEN_PATH = re.compile(r"[/\\](" + "|".join(m for m in FORBIDDEN_MODULES if "." not in m)
+# "import" event, but it still has to open and exec the package's files (top-level installed packages only:
+# torch has internal modules named tensorrt.py or triton_kernels.py that are not the vendor libraries)
+FORBIDDEN_PATH = re.compile(r"(site|dist)-packages[/\\](" + "|".join(m for m in FORBIDDEN_MODULES if "." not in m)
                             + r")([/\\]|\.py|\.cpython|\.abi3|\.so)")
 _PROTECTED_FILES = tuple(str(Path(__file__).resolve().parent / f) for f in ("worker.py", "shadow.py"))
 
