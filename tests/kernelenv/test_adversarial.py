@@ -40,6 +40,7 @@ CASES = {
     "host_numpy": ("rmsnorm", "host_compute"),
     "host_roundtrip": ("rmsnorm", "host_compute"),
     "host_copy_kernel": ("rmsnorm", "host_compute"),
+    "scalar_args": ("rmsnorm", "host_compute"),
     "python_loop": ("rmsnorm", "ghost_kernel"),
     "host_overwrite": ("rmsnorm", "ghost_kernel"),
     "unhook_interpreter": ("rmsnorm", "ghost_kernel"),
@@ -52,7 +53,7 @@ CASES = {
 # hacks written for CPU tensors (raw host pointers, numpy views); on the GPU the device-to-host copy record
 # stands in for the shadow memory, and these files would crash rather than exercise it
 CPU_ONLY = frozenset({"host_numpy", "host_roundtrip", "host_copy_kernel", "python_loop", "host_overwrite",
-                      "unhook_interpreter", "vendor_import", "vendor_native"})
+                      "unhook_interpreter", "vendor_import", "vendor_native", "scalar_args"})
 SYNTAX_ERROR = "import torch\nfrom torch import nn\n\nclass ModelNew(nn.Module):\n    def forward(self, x, weight)\n        return x\n"
 
 

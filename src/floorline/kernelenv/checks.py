@@ -151,12 +151,12 @@ class Judge:
         if v.failure is None and not self.task.allow_torch():
             # right values: now ask whether the candidate's kernels produced them (a wrong output is classified
             # by its miss above, which names the more specific hack)
-            host = self._host_compute(reply, own)
+            host = self._host_compute(reply, own, sum(int(r.numel() * r.element_size()) for r in ref))
             if host:
                 return _f(v, host[0], host[1])
         return v
 
-    def _host_compute(self, reply: dict[str, Any], own: list[dict[str, Any]]) -> tuple[str, str] | None:
+    def _host_compute(self, reply: dict[str, Any], own: list[dict[str, Any]], out_bytes: int) -> tuple[str, str] | None:
         """Work done on the host behind a token kernel. On the GPU: a device-to-host copy in forward. On the CPU:
         a tensor-to-host conversion, an own kernel that read bytes no traced writer produced (a copy kernel
         moving host-computed data), or outputs the candidate's kernels did not write (shadow.py)."""
@@ -164,6 +164,10 @@ class Judge:
             return "host_compute", "forward copied device data to the host"
         if reply.get("host"):
             return "host_compute", f"forward moved tensor data to the host ({reply['host'][0]})"
+        values = {repr(a) for x in own for a in (x.get("scalars") or []) if isinstance(a, (int, float))}
+        if len(values) >= max(32, out_bytes // 8):  # 8 bytes is the most one kernel argument can carry
+            return "host_compute", (f"the candidate's kernel launches carried {len(values)} distinct number arguments "
+                                    f"for {out_bytes} output bytes: values computed on the host")
         sh = reply.get("shadow")
         if not sh or any(x.get("kind") == "extension" for x in own):
             return None  # a native extension writes memory the interpreter cannot see: no shadow verdict

@@ -69,7 +69,10 @@ def _record_launch(fn_obj: Any, grid: Any, args: tuple, kwargs: dict) -> None:
     except Exception:
         size = None
     name = getattr(inner, "__name__", "?")
-    _S["launches"].append({"name": name, "file": getattr(code, "co_filename", "?"), "grid": size})
+    # plain numbers passed to a kernel: a few sizes, strides and eps are normal; one per output element is the
+    # answer computed on the host and smuggled in as arguments
+    scalars = sorted({a for a in list(args) + list(kwargs.values()) if type(a) in (int, float)}, key=repr)[:512]
+    _S["launches"].append({"name": name, "file": getattr(code, "co_filename", "?"), "grid": size, "scalars": scalars})
     _S["jit"][id(fn_obj)] = fn_obj
 
 
