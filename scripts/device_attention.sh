@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # One device call for issue 4: GPU tests, HBM ceiling, decode-attention bench, SASS resource usage.
-# Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_attention.sh [quick]
-# Writes $OUT/{log.txt,results.tgz,sass.txt}; each stage has its own time limit so a slow stage
-# still leaves the others' evidence behind.
+# Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_attention.sh [full|quick|ab]
+#   ab: old vs new kernels in one call: GPU tests of the attention files, quick ceiling, then the 32K
+#       and 1M cases with every kernel family (v1, v2, v2-fp8mma) tuned and timed on the same data
+#       (packets carry params.variants), ncu on each family, static SASS stats from the device's Triton.
+# Writes $OUT/{log.txt,results.tgz,sass.txt,ncu.txt,sass_static.json}; each stage has its own time
+# limit so a slow stage still leaves the others' evidence behind.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 MODE=${1:-full}
+if [ "$MODE" = ab ]; then
+  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_S:=120}" "${HBM_S:=60}" "${ATTN_S:=270}" "${NCU_S:=90}"
+  : "${ATTN_ARGS:=--context 32768 --context 1048576 --variant v1 --variant v2 --variant v2-fp8mma}"
+  : "${NCU_VARIANTS:=v1 v2 v2-fp8mma}"
+  export NCU_VARIANTS
+fi
 export TRITON_CACHE_DIR=/tmp/triton-cache FLOORLINE_GIT_DIRTY=0
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
@@ -15,9 +24,9 @@ nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem,memory.total,driver_ver
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
 python3 -c "import flashinfer; print('flashinfer', flashinfer.__version__)" 2>&1 | tail -1
 stage pytest
-timeout ${PYTEST_S:-170} python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:--m gpu} tests/kernels tests/bench 2>&1 | tail -25
+timeout ${PYTEST_S:-170} python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:--m gpu tests/kernels tests/bench} 2>&1 | tail -25
 stage "bench hbm"
-timeout ${HBM_S:-100} python3 -m floorline bench hbm $([ "$MODE" = quick ] && echo --quick)
+timeout ${HBM_S:-100} python3 -m floorline bench hbm $([ "$MODE" != full ] && echo --quick)
 stage "bench attention"
 timeout ${ATTN_S:-300} python3 -m floorline bench attention $([ "$MODE" = quick ] && echo --quick) ${ATTN_ARGS:-}
 stage ncu
@@ -26,12 +35,14 @@ timeout ${NCU_S:-60} ncu --clock-control none -k regex:_decode_kernel --metrics 
 tail -5 "$OUT/ncu.txt"
 stage sass
 TB=$(python3 -c "import triton,os;print(os.path.dirname(triton.__file__)+'/backends/nvidia/bin')")
-for f in $(find /tmp/triton-cache -name '_decode_kernel.cubin' -o -name '_read_kernel.cubin' | head -40); do
+for f in $(find /tmp/triton-cache -name '_decode_kernel*.cubin' -o -name '_read_kernel.cubin' | head -40); do
   echo "$f $(python3 -c "import json,sys;m=json.load(open(sys.argv[1]));print({k:m.get(k) for k in ('num_warps','num_stages','shared')})" "${f%.cubin}.json" 2>/dev/null)"
   "$TB/cuobjdump" --dump-resource-usage "$f" 2>/dev/null | grep -o "REG:[0-9]*\|STACK:[0-9]*\|LOCAL:[0-9]*" | tr '\n' ' '; echo
 done > "$OUT/sass.txt" 2>&1
 best=$(find /tmp/triton-cache -name '_decode_kernel.cubin' | head -1)
 [ -n "$best" ] && "$TB/cuobjdump" --dump-sass "$best" | grep -oE "LDG[A-Z0-9.]*|LDGSTS[A-Z0-9.]*|HMMA[A-Z0-9.]*|STL[A-Z0-9.]*|LDL[A-Z0-9.]*" | sort | uniq -c >> "$OUT/sass.txt"
+stage "sass static"
+timeout 30 python3 scripts/sass_attention.py --json > "$OUT/sass_static.json" 2> "$OUT/sass_static.err" || echo "sass_attention exited $?"
 stage pack
 tar czf "$OUT/results.tgz" results/nvidia-h200* 2>/dev/null
 ls -la "$OUT"

@@ -43,7 +43,23 @@ def test_accuracy_report_kernel_in_the_loop(device):
         assert v < QUANT_REL_L2[k], (k, v)
 
 
-@pytest.mark.parametrize("args,field", [(["--kv-dtype", "int9"], "--kv-dtype"), (["--context", "0"], "--context")])
+def test_variant_families_tune_their_own_kernels():
+    from floorline.bench.attention import VARIANT_FAMILIES, family_configs
+
+    assert VARIANT_FAMILIES == ("v1", "v2", "v2-fp8mma")
+    v1 = family_configs("v1", Case(32 * 1024), quick=False)
+    assert v1 and all(c.variant == "v1" for c in v1)
+    v2 = family_configs("v2", Case(32 * 1024), quick=False)
+    assert all(c.variant == "v2" and not c.fp8_mma for c in v2)
+    assert any(c.fuse_combine for c in v2) and any(c.min_split_tokens for c in v2)  # short graph case
+    assert not any(c.fuse_combine for c in family_configs("v2", Case(1024 * 1024), quick=False))
+    assert family_configs("v2-fp8mma", Case(1024 * 1024), quick=False) == []  # bf16: nothing to do
+    mma = family_configs("v2-fp8mma", Case(1024 * 1024, kv_dtype="fp8"), quick=False)
+    assert mma and all(c.fp8_mma for c in mma)
+
+
+@pytest.mark.parametrize("args,field", [(["--kv-dtype", "int9"], "--kv-dtype"), (["--context", "0"], "--context"),
+                                        (["--variant", "v9"], "--variant")])
 def test_bad_input_is_one_line_exit_2(args, field):
     p = subprocess.run([sys.executable, "-m", "floorline", "bench", "attention", *args], capture_output=True, text=True)
     assert p.returncode == 2

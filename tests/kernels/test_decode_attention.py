@@ -194,14 +194,15 @@ def test_bad_shapes_are_input_errors(device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8", "fp4"])
-def test_gpu_odd_long_sequence(kv_dtype):
-    """1,000,003 tokens (not a multiple of any page or block) plus lengths 1 and 7, default config."""
+@pytest.mark.parametrize("kv_dtype,variant", dtype_variants())
+def test_gpu_odd_long_sequence(kv_dtype, variant):
+    """1,000,003 tokens (not a multiple of any page or block) plus lengths 1 and 7, default launch shape."""
     lengths = [1_000_003, 1, 7]
     gen = torch.Generator().manual_seed(7)
     cache, q, pt, lens = build(lengths, 16, 1, 128, kv_dtype, 64, "cuda", gen)
     out = torch.full_like(q, float("nan"))
-    decode_attention(q, cache, pt, lens, max_len=max(lengths), out=out)
+    cfg = with_variant(DecodeConfig(), variant)
+    decode_attention(q, cache, pt, lens, max_len=max(lengths), out=out, cfg=cfg)
     ref = decode_reference(q.cpu(), cache, pt, lens, 128**-0.5)
     assert torch.isfinite(out).all()
     assert rel_l2(out, ref) < KERNEL_REL_L2[kv_dtype]
@@ -218,19 +219,43 @@ def test_gpu_default_configs_all_shapes():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8"])
-def test_gpu_cuda_graph_replay_follows_lengths(kv_dtype):
-    """Captured once at max_len, replayed after the device-side lengths change."""
+@pytest.mark.parametrize("variant", ["v2", "v2-fused", "v2-fp8mma"])
+def test_gpu_v2_builds_all_shapes(variant):
+    """The v2 builds the bench tunes over (wgmma / FP8 tensor-core code the interpreter never runs),
+    at the head_dims, group sizes, block shapes and page sizes that change their layouts."""
+    dtypes = ("fp8",) if variant == "v2-fp8mma" else ("bf16", "fp8", "fp4")
+    for kv_dtype in dtypes:
+        for d in (64, 128, 256) if kv_dtype != "fp4" else (128,):
+            for group in (1, 16):
+                for n, w in ((64, 4), (128, 8)):
+                    cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=3)
+                    run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
+                             kv_dtype=kv_dtype, variant=variant)
+    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype=dtypes[0], variant=variant,
+             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=3))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kv_dtype,variant", [("bf16", "v1"), ("fp8", "v1"), ("bf16", "v2-fused"),
+                                              ("fp8", "v2-fp8mma")])
+def test_gpu_cuda_graph_replay_follows_lengths(kv_dtype, variant):
+    """Captured once at max_len, replayed after the device-side lengths change (the fused combine's
+    ticket counters must come back to 0 on their own between replays)."""
+    from floorline.kernels.decode_attention import decode_workspace, split_plan
+
     gen = torch.Generator().manual_seed(3)
     cache, q, pt, lens = build([4000, 900], 16, 1, 128, kv_dtype, 64, "cuda", gen)
     out = torch.full_like(q, float("nan"))
     short = torch.tensor([1500, 1], dtype=torch.int32, device="cuda")
     live = lens.clone()
-    decode_attention(q, cache, pt, live, max_len=4096, out=out)  # compile outside the capture
+    cfg = with_variant(DecodeConfig(), variant)
+    splits, _ = split_plan(2, 1, 4096, cfg, torch.cuda.get_device_properties(0).multi_processor_count)
+    ws = decode_workspace(2, 1, 16, 128, splits, "cuda", fused=cfg.fuse_combine)
+    decode_attention(q, cache, pt, live, max_len=4096, out=out, cfg=cfg, workspace=ws)  # compile outside
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        decode_attention(q, cache, pt, live, max_len=4096, out=out)
+        decode_attention(q, cache, pt, live, max_len=4096, out=out, cfg=cfg, workspace=ws)
     for lengths in (lens, short):
         live.copy_(lengths)
         out.fill_(float("nan"))

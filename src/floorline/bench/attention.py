@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ def sweep(quick: bool) -> list[Case]:
 
 
 def candidate_configs(quick: bool) -> list[Any]:
+    """The v1 kernel's tuning space (runs 1-3)."""
     from floorline.kernels.decode_attention import DecodeConfig
 
     shapes = [(64, 4, 3), (64, 8, 3), (128, 8, 3), (32, 4, 4)] if not quick else [(64, 4, 3), (64, 8, 3)]
@@ -70,6 +71,31 @@ def candidate_configs(quick: bool) -> list[Any]:
         shapes += [(128, 4, 2), (128, 8, 4)]
     return [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c)
             for n, w, s in shapes for c in ((1, 2, 4, 8) if not quick else (4,))]
+
+
+VARIANT_FAMILIES = ("v1", "v2", "v2-fp8mma")
+
+
+def family_configs(family: str, case: Case, quick: bool) -> list[Any]:
+    """Tuning space per kernel family, so one run times the measured kernel (v1) and each new variant
+    at its own best configuration. v2-fp8mma exists for fp8 caches only. Short graph-mode cases also
+    try v2 with the fused combine and with longer splits (min_split_tokens)."""
+    from floorline.kernels.decode_attention import DecodeConfig
+
+    if family == "v1":
+        return candidate_configs(quick)
+    if family == "v2-fp8mma" and case.kv_dtype != "fp8":
+        return []
+    shapes = [(64, 4, 3), (128, 4, 3), (128, 8, 3)] if not quick else [(64, 4, 3), (128, 4, 3)]
+    ctas = (1, 2, 4) if not quick else (2,)
+    extra: dict[str, Any] = {"fp8_mma": True} if family == "v2-fp8mma" else {}
+    cfgs = [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c, variant="v2", **extra)
+            for n, w, s in shapes for c in ctas]
+    if case.graph:
+        cfgs += [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c, variant="v2", fuse_combine=True,
+                              min_split_tokens=m, **extra)
+                 for n, w, s in shapes[:2] for c in (1, 2) for m in (0, 1024)]
+    return cfgs
 
 
 @dataclass
@@ -167,10 +193,11 @@ class CaseResult:
     flashinfer_reason: str | None
     flashinfer_rel_l2: float | None
     tune_rows: list[tuple[str, float]]
+    families: dict[str, dict[str, Any]] = field(default_factory=dict)  # family -> {config, us, rel_l2}
 
 
 def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | None,
-             progress: Callable[[str], None]) -> CaseResult:
+             progress: Callable[[str], None], families: tuple[str, ...] = ("v1",)) -> CaseResult:
     import torch
     import torch.nn.functional as F
 
@@ -185,7 +212,7 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
 
     def ours_fn(cfg: Any) -> Callable[[int], Any]:
         splits, _ = split_plan(b, case.kv_heads, L, cfg, sm)
-        ws = decode_workspace(b, 1, hq, d, splits, "cuda")
+        ws = decode_workspace(b, 1, hq, d, splits, "cuda", fused=cfg.fuse_combine)
         return lambda i: decode_attention(inp.q, inp.ours[i % n], inp.page_table, inp.seq_lens, max_len=L,
                                           cfg=cfg, out=out, workspace=ws)
 
@@ -200,27 +227,39 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
     ref = sdpa_out[:, :, 0].clone()
     budget = KERNEL_REL_L2["bf16"] if case.kv_dtype == "bf16" else QUANT_REL_L2[case.kv_dtype]
     tune_rows = []
-    best, best_us = None, math.inf
-    for cfg in candidate_configs(quick):
-        try:
-            fn = ours_fn(cfg)
-            fn(0)
-            torch.cuda.synchronize()
-            cand_err = rel_l2(out[:, 0], ref)
-            if not cand_err < budget:  # a configuration that computes the wrong thing never wins
-                tune_rows.append((f"{cfg} rejected: rel-L2 {cand_err:.3g} vs SDPA", math.nan))
+    fam_res: dict[str, dict[str, Any]] = {}
+    best, ours_t = None, None
+    for family in families:
+        fbest, fbest_us = None, math.inf
+        for cfg in family_configs(family, case, quick):
+            try:
+                fn = ours_fn(cfg)
+                fn(0)
+                torch.cuda.synchronize()
+                cand_err = rel_l2(out[:, 0], ref)
+                if not cand_err < budget:  # a configuration that computes the wrong thing never wins
+                    tune_rows.append((f"{cfg} rejected: rel-L2 {cand_err:.3g} vs SDPA", math.nan))
+                    continue
+                r = _time(fn, False, True)
+            except Exception as e:  # noqa: BLE001 - a config that cannot compile (smem) is skipped, recorded
+                tune_rows.append((f"{cfg} failed: {type(e).__name__}", math.nan))
                 continue
-            r = _time(fn, False, True)
-        except Exception as e:  # noqa: BLE001 - a config that cannot compile (smem) is skipped, recorded
-            tune_rows.append((f"{cfg} failed: {type(e).__name__}", math.nan))
+            tune_rows.append((str(cfg), r.median))
+            progress(f"{case.label()}: tune {family} {cfg.block_n}/{cfg.num_warps}/{cfg.num_stages}/{cfg.ctas_per_sm}"
+                     f" {r.median:.1f} us")
+            if r.median < fbest_us:
+                fbest, fbest_us = cfg, r.median
+        if fbest is None:
             continue
-        tune_rows.append((str(cfg), r.median))
-        progress(f"{case.label()}: tune {cfg.block_n}/{cfg.num_warps}/{cfg.num_stages}/{cfg.ctas_per_sm} {r.median:.1f} us")
-        if r.median < best_us:
-            best, best_us = cfg, r.median
+        # each family's winner timed in the case's own mode (graph for short calls), same data
+        ft = _time(ours_fn(fbest), case.graph, quick)
+        ours_fn(fbest)(0)
+        torch.cuda.synchronize()
+        fam_res[family] = {"config": asdict(fbest), "us": ft.median, "rel_l2_vs_sdpa": rel_l2(out[:, 0], ref)}
+        if ours_t is None or ft.median < ours_t.median:
+            best, ours_t = fbest, ft
     if best is None:
         raise RuntimeError(f"{case.label()}: no decode configuration ran: {tune_rows}")
-    ours_t = _time(ours_fn(best), case.graph, quick)
 
     sdpa_t = _time(sdpa_fn, case.graph, quick)
     ours_fn(best)(0)
@@ -242,7 +281,7 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
         reason = "flashinfer not importable"
     inp = None  # free this case's caches before the next case allocates
     torch.cuda.empty_cache()
-    return CaseResult(case, ours_t, best, err, sdpa_t, fi_t, fi_status, reason, fi_err, tune_rows)
+    return CaseResult(case, ours_t, best, err, sdpa_t, fi_t, fi_status, reason, fi_err, tune_rows, fam_res)
 
 
 def _time_flashinfer(fi: Any, case: Case, inp: Inputs, ref: Any, quick: bool) -> tuple[Any, float]:
@@ -346,6 +385,7 @@ def write_case_packet(res: CaseResult, ceiling_tbps: float, fi_version: str | No
                 "mode": "cuda_graph" if c.graph else "eager", "pages": "shuffled" if c.page_size else "contiguous",
                 "bytes": nbytes, "tbps": nbytes / us / 1e6, "ceiling_tbps": ceiling_tbps,
                 "us_per_kv_head": us / (c.batch * c.kv_heads), "config": asdict(res.config),
+                "variant": res.config.variant, "variants": res.families,
                 "tune": [{"config": k, "us": v if math.isfinite(v) else None} for k, v in res.tune_rows]},
         correctness=Correctness(
             reference="torch SDPA over the unquantized bf16 K/V (same data)", metric="rel_l2",
@@ -359,8 +399,10 @@ def write_case_packet(res: CaseResult, ceiling_tbps: float, fi_version: str | No
 
 
 def run(quick: bool, out_dir: Path, progress: Callable[[str], None] = lambda m: None,
-        cases: list[Case] | None = None, ceiling: Any = None) -> dict[str, Any]:
-    """The whole benchmark: ceiling, accuracy report, every case. Returns rows + packet paths."""
+        cases: list[Case] | None = None, ceiling: Any = None, families: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
+    """The whole benchmark: ceiling, accuracy report, every case. Returns rows + packet paths.
+    families: kernel families to tune and time per case (VARIANT_FAMILIES); the packet's timing is
+    the fastest family's, params.variants holds each family's best config and time."""
     import torch
 
     from floorline.bench.accuracy import accuracy_report, write_accuracy_packet
@@ -379,7 +421,7 @@ def run(quick: bool, out_dir: Path, progress: Callable[[str], None] = lambda m: 
     for case in cases or sweep(quick):
         progress(case.label())
         try:
-            res = run_case(case, quick, gen, fi, fi_reason, progress)
+            res = run_case(case, quick, gen, fi, fi_reason, progress, families)
         except Exception as e:  # noqa: BLE001 - one broken case is recorded as an error packet, the rest still run
             paths.append(write_error_packet(case, e, out_dir))
             rows.append({"case": case.label(), "error": f"{type(e).__name__}: {e}"[:300]})
@@ -415,4 +457,5 @@ def summary_row(res: CaseResult, ceiling: float, path: Path) -> dict[str, Any]:
             "vs_flashinfer": res.flashinfer.median / us if res.flashinfer else None,
             "flashinfer": res.flashinfer_status if res.flashinfer is None else "ok",
             "flashinfer_reason": res.flashinfer_reason,
-            "rel_l2": res.rel_l2_vs_sdpa, "packet": str(path)}
+            "rel_l2": res.rel_l2_vs_sdpa, "packet": str(path), "variant": res.config.variant,
+            "variants": {k: v["us"] for k, v in res.families.items()}}

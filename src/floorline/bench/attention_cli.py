@@ -13,6 +13,9 @@ def register(bench_app: typer.Typer) -> None:
         out: str = typer.Option("", "--out", help="packet directory (default results/<device>/)"),
         context: list[int] = typer.Option([], "--context", help="only these contexts (repeatable)"),
         kv_dtype: list[str] = typer.Option([], "--kv-dtype", help="only these KV dtypes: bf16 | fp8 | fp4"),
+        variant: list[str] = typer.Option(["v1"], "--variant",
+                                          help="kernel families to tune and time, each at its best config "
+                                               "(repeatable): v1 | v2 | v2-fp8mma"),
     ) -> None:
         """Measure the HBM read ceiling, the FP8/4-bit accuracy report, then every case: ours (paged,
         shuffled) vs torch SDPA (bf16 contiguous) vs FlashInfer, same process; one packet per case."""
@@ -24,6 +27,10 @@ def register(bench_app: typer.Typer) -> None:
         for dt in kv_dtype:
             if dt not in KV_DTYPES:
                 raise InputError(f"--kv-dtype: must be one of {', '.join(KV_DTYPES)}, got {dt!r}")
+        allowed = ("v1", "v2", "v2-fp8mma")  # bench.attention.VARIANT_FAMILIES, kept torch-free here
+        for v in variant:
+            if v not in allowed:
+                raise InputError(f"--variant: must be one of {', '.join(allowed)}, got {v!r}")
         for c in context:
             if c < 1:
                 raise InputError(f"--context: must be >= 1, got {c}")
@@ -39,7 +46,8 @@ def register(bench_app: typer.Typer) -> None:
         out_dir = Path(out) if out else Path("results") / device_slug()
         with Progress(console=console, transient=True, disable=json_out) as prog:
             task = prog.add_task("bench attention", total=None)
-            res = run(quick, out_dir, progress=lambda m: prog.update(task, description=m), cases=cases)
+            res = run(quick, out_dir, progress=lambda m: prog.update(task, description=m), cases=cases,
+                      families=tuple(dict.fromkeys(variant)))
         if json_out:
             res["accuracy"] = res["accuracy"].__dict__
             print_json(res)
@@ -61,6 +69,11 @@ def render(res, table, console) -> None:
             f"{r['us_per_kv_head']:.2f}", f"{r['sdpa_us']:.1f}", f"{r['vs_sdpa']:.2f}",
             f(r["flashinfer_us"], ".1f") if r["flashinfer_us"] else r["flashinfer"], f(r["vs_flashinfer"], ".2f")]
            for r in res["cases"] if "error" not in r])
+    multi = [r for r in res["cases"] if len(r.get("variants", {})) > 1]
+    if multi:
+        fams = sorted({f for r in multi for f in r["variants"]})
+        table("kernel families, each at its best config (same run, same data)", ["case", *[f"{f} us" for f in fams]],
+              [[r["case"], *[f(r["variants"].get(x), ".1f") for x in fams]] for r in multi])
     for r in res["cases"]:
         if "error" in r:
             console.print(f"[red]{r['case']}: {r['error']}[/red]")
