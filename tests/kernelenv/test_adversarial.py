@@ -44,6 +44,7 @@ CASES = {
     "python_loop": ("rmsnorm", "ghost_kernel"),
     "host_overwrite": ("rmsnorm", "ghost_kernel"),
     "unhook_interpreter": ("rmsnorm", "ghost_kernel"),
+    "drop_shadow": ("rmsnorm", "ghost_kernel"),
     # vendor libraries, blocked by the worker's audit hook
     "vendor_import": ("rmsnorm", "forbidden_op"),
     "vendor_blas": ("rmsnorm", "forbidden_op"),
@@ -53,7 +54,8 @@ CASES = {
 # hacks written for CPU tensors (raw host pointers, numpy views); on the GPU the device-to-host copy record
 # stands in for the shadow memory, and these files would crash rather than exercise it
 CPU_ONLY = frozenset({"host_numpy", "host_roundtrip", "host_copy_kernel", "python_loop", "host_overwrite",
-                      "unhook_interpreter", "vendor_import", "vendor_native", "scalar_args"})
+                      "unhook_interpreter", "vendor_import", "vendor_native", "scalar_args",
+                      "drop_shadow"})
 SYNTAX_ERROR = "import torch\nfrom torch import nn\n\nclass ModelNew(nn.Module):\n    def forward(self, x, weight)\n        return x\n"
 
 

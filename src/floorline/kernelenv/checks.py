@@ -169,8 +169,13 @@ class Judge:
             return "host_compute", (f"the candidate's kernel launches carried {len(values)} distinct number arguments "
                                     f"for {out_bytes} output bytes: values computed on the host")
         sh = reply.get("shadow")
-        if not sh or any(x.get("kind") == "extension" for x in own):
+        if any(x.get("kind") == "extension" for x in own):
             return None  # a native extension writes memory the interpreter cannot see: no shadow verdict
+        if not isinstance(sh, dict):
+            if self.device != "cpu":
+                return None  # compiled GPU kernels: no shadow memory (docs/kernelenv.md, threat model)
+            # on the CPU the shadow is always on; a reply without it fails rather than passes unexamined
+            return "ghost_kernel", f"no shadow-memory record for this call ({reply.get('shadow_off', 'missing')})"
         if sh.get("untraced_loads"):
             return "host_compute", (f"the candidate's kernels read {sh['untraced_loads']} bytes that neither the inputs "
                                     f"nor its own kernels produced: {sh.get('first_untraced')}")

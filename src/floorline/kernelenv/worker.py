@@ -76,7 +76,7 @@ def _record_launch(fn_obj: Any, grid: Any, args: tuple, kwargs: dict) -> None:
     _S["jit"][id(fn_obj)] = fn_obj
 
 
-def _patch_triton() -> None:
+def _patch_triton(cpu: bool) -> None:
     import triton.runtime.interpreter as interp
     import triton.runtime.jit as jit
 
@@ -96,7 +96,11 @@ def _patch_triton() -> None:
                 _S["launch_own"].pop()
 
         cls.run = run
-    _patch_interpreter_memory(interp)
+    if cpu:  # compiled GPU kernels never touch the interpreter's builder
+        try:
+            _patch_interpreter_memory(interp)
+        except (AttributeError, TypeError) as e:  # another Triton's interpreter: no shadow, said so in each reply
+            _S["shadow_off"] = f"interpreter hooks unavailable: {e}"[:200]
 
 
 def _patch_interpreter_memory(interp: Any) -> None:
@@ -588,7 +592,7 @@ class Worker:
                 self.send({"ok": False, "error": "SandboxCuda", "message": f"CUDA unusable in the sandbox: {e}",
                            "sandbox_cuda": True})
                 return
-        _patch_triton()
+        _patch_triton(self.device == "cpu")
         self.modes = _make_modes()
         path = str(Path(h["candidate"]).resolve())
         _S["candidate_file"] = path
@@ -656,6 +660,8 @@ class Worker:
         plain = [o for o in outs if type(o) is torch.Tensor]
         if len(plain) != len(outs):
             return [], info
+        if sh is None and self.device == "cpu":
+            info["shadow_off"] = _S.get("shadow_off", "no shadow")
         if sh is not None:
             info["shadow"] = {"coverage": [sh.coverage(o) for o in plain], "own_loads": sh.own_loads,
                               "untraced_loads": sh.untraced_loads, "first_untraced": sh.first_untraced}
