@@ -165,6 +165,14 @@ def test_graph_max_len_serves_shorter(device, kv_dtype, variant):
             assert int(ws[2].abs().sum()) == 0, "ticket counters not reset"
 
 
+@pytest.mark.parametrize("kv_dtype,variant", [("bf16", "v2-fused"), ("fp8", "v2-fp8mma")])
+def test_fused_combine_many_splits(device, kv_dtype, variant):
+    """21 splits: the fused combine's [rows, splits, D-chunk] tiles take several D-chunks, and
+    splits past a short sequence's end carry lse = -inf."""
+    cfg = DecodeConfig(block_n=16, num_warps=4, num_stages=1, num_splits=21)
+    run_case(device, [333, 2], hq=4, hk=2, d=64, cfg=cfg, kv_dtype=kv_dtype, variant=variant)
+
+
 def test_min_split_tokens_caps_splits():
     from floorline.kernels.decode_attention import split_plan
 

@@ -268,6 +268,51 @@ def _pow2_floor(x):
 def _combine_rows(o_ptr, lse_ptr, out_ptr, b, t_row, h_row, row_ok, n_splits,
                   so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
                   D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Merge every split of this program's query rows. One program reads splits x rows x D floats
+    (32 splits x 16 rows x 128 = 256 KB), so it moves [rows, splits, DC] tiles of <= 8192 floats, one
+    round trip per D-chunk, not one per split; with many splits the separate combine kernel (which
+    spreads this over b x T x Hq x D/32 programs) is the better choice, and the bench times both."""
+    DC: tl.constexpr = max(1, min(D, 8192 // (BLOCK_M * BLOCK_S)))
+    s_idx = tl.arange(0, BLOCK_S)
+    ok = row_ok[:, None] & (s_idx[None, :] < n_splits)
+    lse = tl.load(lse_ptr + b * sl_b + t_row[:, None] * sl_t + h_row[:, None] * sl_h + s_idx[None, :],
+                  mask=ok, other=float("-inf"), cache_modifier=".cg")  # [M, S]
+    m = tl.max(lse, axis=1)
+    m_safe = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp2(lse - m_safe[:, None])
+    total = tl.sum(w, axis=1)
+    w = w / tl.where(total > 0, total, 1.0)[:, None]
+    part = (o_ptr + b * so_b + t_row[:, None, None] * so_t + h_row[:, None, None] * so_h
+            + s_idx[None, :, None] * so_s)  # [M, S, 1]
+    dst = out_ptr + b * sout_b + t_row[:, None] * sout_t + h_row[:, None] * sout_h
+    live = (ok & (w > 0))[:, :, None]
+    for c0 in range(0, D, DC):
+        dc = c0 + tl.arange(0, DC)
+        x = tl.load(part + dc[None, None, :], mask=live, other=0.0, cache_modifier=".cg")  # [M, S, DC]
+        o = tl.sum(x * w[:, :, None], axis=1)
+        tl.store(dst + dc[None, :], o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit
+def _split_e4m3(x):
+    """x (float32, |x| < 448) as hi + lo e4m3 tiles. hi keeps x's top 4 significant bits by masking
+    (exact in e4m3 whatever the convert's rounding mode; Triton's interpreter does not round to
+    nearest), so lo = x - hi holds the next 4 bits: a bf16 input (8 bits) is split exactly."""
+    hi = (x.to(tl.int32, bitcast=True) & -1048576).to(tl.float32, bitcast=True).to(tl.float8e4nv)  # 0xFFF00000
+    lo = (x - hi.to(tl.float32)).to(tl.float8e4nv)
+    return hi, lo
+
+
+@triton.jit
+def _pow2_floor(x):
+    """2**floor(log2(x)) for positive finite float32 x, exactly (the exponent bits alone)."""
+    return (x.to(tl.int32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _combine_rows(o_ptr, lse_ptr, out_ptr, b, t_row, h_row, row_ok, n_splits,
+                  so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
+                  D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr):
     """Merge every split of this program's query rows: one [M, S] lse tile, then the partials one
     split at a time as [M, D] tiles (an [M, S, D] tile would not fit in registers)."""
     s_idx = tl.arange(0, BLOCK_S)
