@@ -183,7 +183,8 @@ class Judge:
             return "ghost_kernel", "the candidate's kernels read nothing (no load reached the interpreter's hooks)"
         for i, c in enumerate(sh.get("coverage", [])):
             if c["own"] < c["bytes"]:
-                return "ghost_kernel", (f"the candidate's kernels wrote {c['own']} of the {c['bytes']} bytes of output {i} "
+                return "ghost_kernel", (f"the candidate's kernels (and glue from the inputs) wrote {c['own']} of the "
+                                        f"{c['bytes']} bytes of output {i} "
                                         f"(never written by them: {c['unwritten']}, by other code: {c['foreign']}, "
                                         f"changed after they wrote it: {c['changed']}); the rest came from host code")
         return None

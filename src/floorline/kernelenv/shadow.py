@@ -12,7 +12,8 @@ tensor it has seen, a tag and the value last written by a traced writer:
   (0)     never written by a traced writer: poisoned allocations, numpy-made memory
 
 Two verdicts come out of it (checks.py turns them into failure classes):
-- coverage: every output byte must be tagged OWN and still hold the value recorded when it was written. Work
+- coverage: every output byte must be tagged OWN (or SOURCE: a zero fill, a glue copy of an input) and still
+  hold the value recorded when it was written. Work
   done on the host and returned (numpy, Python loops), or written over a token kernel's output afterwards
   (through a numpy view or a raw pointer), fails this: `ghost_kernel`.
 - provenance: every byte an own kernel loads must be SOURCE or OWN and hold the recorded value. A Triton "copy
@@ -192,6 +193,8 @@ class Shadow:
         a = self.byte_addrs(t)
         tag, val = self.lookup(a)
         same = val == self._read(a)
-        return {"bytes": int(a.size), "own": int(((tag == OWN) & same).sum()),
+        # SOURCE counts too: zeros from the dispatcher, or a glue copy of an input, are traced (a pass-through
+        # half of an output is honest); host data can never carry SOURCE
+        return {"bytes": int(a.size), "own": int((((tag == OWN) | (tag == SOURCE)) & same).sum()),
                 "unwritten": int((tag == UNWRITTEN).sum()), "foreign": int((tag == FOREIGN).sum()),
                 "changed": int(((tag != UNWRITTEN) & ~same).sum())}
