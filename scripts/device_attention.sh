@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call for issue 4: GPU tests, HBM ceiling, decode-attention bench, SASS resource usage.
 # Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_attention.sh [full|quick|ab]
-#   ab: old vs new kernels in one call: GPU tests of the attention files, quick ceiling, then the 32K
-#       and 1M cases with every kernel family (v1, v2, v2-fp8mma) tuned and timed on the same data
+#   ab: old vs new kernels in one call: GPU tests of the v2 builds, quick ceiling, then the 32K and 1M
+#       batch-1 page-64 cases (bf16, fp8, fp4) with every kernel family (v1, v2, v2-fp8mma) tuned and timed on the same data
 #       (packets carry params.variants), ncu on each family, static SASS stats from the device's Triton.
 # Writes $OUT/{log.txt,results.tgz,sass.txt,ncu.txt,sass_static.json}; each stage has its own time
 # limit so a slow stage still leaves the others' evidence behind.
@@ -10,8 +10,8 @@ set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 MODE=${1:-full}
 if [ "$MODE" = ab ]; then
-  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_S:=120}" "${HBM_S:=60}" "${ATTN_S:=270}" "${NCU_S:=90}"
-  : "${ATTN_ARGS:=--context 32768 --context 1048576 --variant v1 --variant v2 --variant v2-fp8mma}"
+  : "${PYTEST_ARGS:=-m gpu -k v2 tests/kernels/test_decode_attention.py}" "${PYTEST_S:=110}" "${HBM_S:=60}" "${ATTN_S:=300}" "${NCU_S:=60}"
+  : "${ATTN_ARGS:=--context 32768 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v2 --variant v2-fp8mma}"
   : "${NCU_VARIANTS:=v1 v2 v2-fp8mma}"
   export NCU_VARIANTS
 fi

@@ -250,11 +250,17 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
             if r.median < fbest_us:
                 fbest, fbest_us = cfg, r.median
         if fbest is None:
+            fam_res[family] = {"error": "no configuration of this family ran (see tune)"}
             continue
-        # each family's winner timed in the case's own mode (graph for short calls), same data
-        ft = _time(ours_fn(fbest), case.graph, quick)
-        ours_fn(fbest)(0)
-        torch.cuda.synchronize()
+        # each family's winner timed in the case's own mode (graph for short calls), same data; a
+        # family that fails here is recorded and the others still make the packet
+        try:
+            ft = _time(ours_fn(fbest), case.graph, quick)
+            ours_fn(fbest)(0)
+            torch.cuda.synchronize()
+        except Exception as e:  # noqa: BLE001
+            fam_res[family] = {"config": asdict(fbest), "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            continue
         fam_res[family] = {"config": asdict(fbest), "us": ft.median, "rel_l2_vs_sdpa": rel_l2(out[:, 0], ref)}
         if ours_t is None or ft.median < ours_t.median:
             best, ours_t = fbest, ft
@@ -458,4 +464,4 @@ def summary_row(res: CaseResult, ceiling: float, path: Path) -> dict[str, Any]:
             "flashinfer": res.flashinfer_status if res.flashinfer is None else "ok",
             "flashinfer_reason": res.flashinfer_reason,
             "rel_l2": res.rel_l2_vs_sdpa, "packet": str(path), "variant": res.config.variant,
-            "variants": {k: v["us"] for k, v in res.families.items()}}
+            "variants": {k: v.get("us") for k, v in res.families.items()}}

@@ -13,6 +13,8 @@ def register(bench_app: typer.Typer) -> None:
         out: str = typer.Option("", "--out", help="packet directory (default results/<device>/)"),
         context: list[int] = typer.Option([], "--context", help="only these contexts (repeatable)"),
         kv_dtype: list[str] = typer.Option([], "--kv-dtype", help="only these KV dtypes: bf16 | fp8 | fp4"),
+        batch: list[int] = typer.Option([], "--batch", help="only these batch sizes (repeatable)"),
+        page_size: list[int] = typer.Option([], "--page-size", help="only these page sizes, 0 = contiguous (repeatable)"),
         variant: list[str] = typer.Option(["v1"], "--variant",
                                           help="kernel families to tune and time, each at its best config "
                                                "(repeatable): v1 | v2 | v2-fp8mma"),
@@ -40,9 +42,10 @@ def register(bench_app: typer.Typer) -> None:
         from floorline.gpu.probe import device_slug
         from floorline.render import console, print_json, table
 
-        cases = [c for c in sweep(quick) if (not context or c.context in context) and (not kv_dtype or c.kv_dtype in kv_dtype)]
+        cases = [c for c in sweep(quick) if (not context or c.context in context) and (not kv_dtype or c.kv_dtype in kv_dtype)
+                 and (not batch or c.batch in batch) and (not page_size or c.page_size in page_size)]
         if not cases:
-            raise InputError("--context/--kv-dtype: no case of the sweep matches")
+            raise InputError("--context/--kv-dtype/--batch/--page-size: no case of the sweep matches")
         out_dir = Path(out) if out else Path("results") / device_slug()
         with Progress(console=console, transient=True, disable=json_out) as prog:
             task = prog.add_task("bench attention", total=None)
