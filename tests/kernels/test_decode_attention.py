@@ -112,6 +112,32 @@ def test_fp4_head_dim_128_rotated(device, variant):
     run_case(device, [23, 9], hq=4, hk=2, d=128, kv_dtype="fp4", rotate=True, variant=variant)
 
 
+@pytest.mark.parametrize("variant", variants_for("fp4"))
+def test_fp4_blocks_with_far_apart_scales(device, variant):
+    """Blocks of every key and value 2**16 apart: v2 scales each block relative to the token's largest
+    in fp16, so the small blocks must survive the trip. (Scaled down, not up: v1 dequantizes to fp16
+    absolute values, so magnitudes above 65504 overflow there; noted in docs/notes/attention.md.)"""
+    gen = torch.Generator().manual_seed(11)
+    lengths, hq, hk, d = [37, 4], 4, 2, 64
+    cache, q, pt, lens = build(lengths, hq, hk, d, "fp4", 16, device, gen)
+    n = sum(lengths)
+    k = torch.randn(n, hk, d, generator=gen)
+    v = torch.randn(n, hk, d, generator=gen)
+    k[..., 32:] *= 2.0**-16
+    v[..., :32] *= 2.0**-16
+    seq_ids = torch.cat([torch.full((m,), i, dtype=torch.int32) for i, m in enumerate(lengths)]).to(device)
+    pos = torch.cat([torch.arange(m, dtype=torch.int32) for m in lengths]).to(device)
+    kv_append(cache, k.to(device), v.to(device), pt, seq_ids, pos)
+    cfg = with_variant(DecodeConfig(block_n=16, num_warps=4, num_stages=1), variant)
+    out = torch.full_like(q, float("nan"))
+    decode_attention(q, cache, pt, lens, max_len=37, cfg=cfg, out=out)
+    ref = decode_reference(q, cache, pt, lens, d**-0.5)
+    assert torch.isfinite(out).all()
+    # the small blocks of V carry the output's channels 0..31: compare them on their own too
+    assert rel_l2(out, ref) < KERNEL_REL_L2["fp4"]
+    assert rel_l2(out[..., :32], ref[..., :32]) < KERNEL_REL_L2["fp4"]
+
+
 @pytest.mark.parametrize("kv_dtype,variant", [("bf16", v) for v in variants_for("bf16")] + [("fp8", "v2-fp8mma")])
 @pytest.mark.parametrize("tokens", [2, 8])
 def test_speculative_query_tokens(device, tokens, kv_dtype, variant):

@@ -10,9 +10,9 @@ registers, 3.4x bf16's instructions per byte; fp4: 10x). v2 computes the transpo
 so the streamed K/V tile (64-128 tokens) is the M side: a Hopper warpgroup MMA can take it straight
 from registers after the convert, and only the small Q^T / P^T tiles live in shared memory.
 Scales: fp8 scales are per token, so they multiply rows of S^T and of P^T, never the K/V elements.
-fp4 values are decoded to fp16 bit patterns (value x 2**-14) with integer ops only, and the E8M0 scale
-of each (token, 32-channel block) multiplies a [N, M] partial score / probability tile per block
-(a batched dot over the D/32 blocks), not each of the 32 values.
+fp4 values are decoded to fp16 bit patterns (value x 2**-14) with integer ops only and multiplied in
+fp16 by a per-block scale relative to the token's largest block (exact; no fp32 round trip); the
+token's own factor multiplies its row of S^T / P^T.
 
 FUSE_COMBINE: each program writes its partial result, then takes a ticket from a per-(sequence, KV
 head) counter; the program that takes the last ticket merges all splits of its rows and resets the
@@ -59,14 +59,12 @@ def _decode_kernel_v2(
     q_col = q_ptr + b * sq_b + t_row[None, :] * sq_t + h_row[None, :] * sq_h  # [1, M]
     NB: tl.constexpr = D // 32  # fp4 scale blocks per token
     if KV_DTYPE == "fp4":
-        # Q^T per scale block, even and odd channels apart (a byte holds channels 2j and 2j + 1)
-        blk = tl.arange(0, NB)[:, None, None]
-        j2 = 2 * tl.arange(0, 16)[None, :, None]
-        qt_ptr = q_col[None, :, :] + blk * 32 + j2  # [NB, 16, M]
-        qt_lo = tl.load(qt_ptr, mask=row_ok[None, None, :], other=0.0).to(tl.float16)
-        qt_hi = tl.load(qt_ptr + 1, mask=row_ok[None, None, :], other=0.0).to(tl.float16)
-        acc_lo = tl.zeros([NB, 16, BLOCK_M], dtype=tl.float32)
-        acc_hi = tl.zeros([NB, 16, BLOCK_M], dtype=tl.float32)
+        # Q^T with even and odd channels apart (a byte holds channels 2j and 2j + 1)
+        j2 = 2 * tl.arange(0, D // 2)[:, None]
+        qt_lo = tl.load(q_col + j2, mask=row_ok[None, :], other=0.0).to(tl.float16)  # [D/2, M]
+        qt_hi = tl.load(q_col + j2 + 1, mask=row_ok[None, :], other=0.0).to(tl.float16)
+        acc_lo = tl.zeros([D // 2, BLOCK_M], dtype=tl.float32)
+        acc_hi = tl.zeros([D // 2, BLOCK_M], dtype=tl.float32)
     else:
         d = tl.arange(0, D)
         qt = tl.load(q_col + d[:, None], mask=row_ok[None, :], other=0.0)  # [D, M]
@@ -121,17 +119,23 @@ def _decode_kernel_v2(
             else:
                 v_off = page * sv_page + head_v + slot * sv_slot
             if KV_DTYPE == "fp4":
-                # bytes as [NB, N, 16]: block-major so each block is one batch of the batched dots
-                byte = tl.arange(0, NB)[:, None, None] * 16 + tl.arange(0, 16)[None, None, :]
-                ok3 = n_ok[None, :, None]
-                kp = tl.load(k_ptr + k_off[None, :, None] + byte, mask=ok3, other=0)
-                vp = tl.load(v_ptr + v_off[None, :, None] + byte, mask=ok3, other=0)
+                # bytes as [N, D/32, 16]: the middle axis is the scale block, so each block's fp16
+                # relative scale ([N, D/32, 1]) broadcasts without a gather; merging the last two
+                # axes afterwards is free. Each token's largest block exponent leaves the tile and
+                # multiplies its row of S^T (K) or of P^T (V) instead.
+                byte = tl.arange(0, NB)[None, :, None] * 16 + tl.arange(0, 16)[None, None, :]
+                ok3 = n_ok[:, None, None]
+                kp = tl.load(k_ptr + k_off[:, None, None] + byte, mask=ok3, other=0)
+                vp = tl.load(v_ptr + v_off[:, None, None] + byte, mask=ok3, other=0)
                 sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
-                nb = tl.arange(0, NB)[:, None]
-                ks = _e8m0_times_2p14(tl.load(ks_ptr + sc_off[None, :] + nb, mask=n_ok[None, :], other=0))  # [NB, N]
-                vs = _e8m0_times_2p14(tl.load(vs_ptr + sc_off[None, :] + nb, mask=n_ok[None, :], other=0))
-                s3 = tl.dot(_nibble_lo(kp), qt_lo) + tl.dot(_nibble_hi(kp), qt_hi)  # [NB, N, M]
-                s = tl.sum(s3 * ks[:, :, None], axis=0)
+                nb = tl.arange(0, NB)[None, :]
+                ke = tl.load(ks_ptr + sc_off[:, None] + nb, mask=n_ok[:, None], other=0).to(tl.int32)  # [N, NB]
+                ve = tl.load(vs_ptr + sc_off[:, None] + nb, mask=n_ok[:, None], other=0).to(tl.int32)
+                k_rel, k_row = _e8m0_split(ke)
+                v_rel, v_row = _e8m0_split(ve)
+                k_lo = tl.reshape(_nibble_lo(kp) * k_rel[:, :, None], [BLOCK_N, D // 2])
+                k_hi = tl.reshape(_nibble_hi(kp) * k_rel[:, :, None], [BLOCK_N, D // 2])
+                s = (tl.dot(k_lo, qt_lo) + tl.dot(k_hi, qt_hi)) * k_row[:, None]
             else:
                 k = tl.load(k_ptr + k_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)  # [N, D]
                 if V_T:  # fp8: V^T pages, tokens contiguous; whole block loaded, tail zeroed after the convert
@@ -163,9 +167,14 @@ def _decode_kernel_v2(
             l_i = l_i * alpha + tl.sum(p, axis=0)
             m_i = m_new
             if KV_DTYPE == "fp4":
-                p3 = (p[None, :, :] * vs[:, :, None]).to(tl.float16)  # [NB, N, M]
-                acc_lo = acc_lo * alpha[None, None, :] + tl.dot(tl.trans(_nibble_lo(vp), 0, 2, 1), p3)
-                acc_hi = acc_hi * alpha[None, None, :] + tl.dot(tl.trans(_nibble_hi(vp), 0, 2, 1), p3)
+                # per-token factors can span many binades: relative to the block's largest, in fp16
+                v_top = tl.max(v_row, axis=0)
+                v_top = tl.where(v_top > 0, v_top, 1.0)
+                pv = (p * (v_row / v_top)[:, None]).to(tl.float16)
+                v_lo = tl.trans(tl.reshape(_nibble_lo(vp) * v_rel[:, :, None], [BLOCK_N, D // 2]))
+                v_hi = tl.trans(tl.reshape(_nibble_hi(vp) * v_rel[:, :, None], [BLOCK_N, D // 2]))
+                acc_lo = acc_lo * alpha[None, :] + tl.dot(v_lo, pv) * v_top
+                acc_hi = acc_hi * alpha[None, :] + tl.dot(v_hi, pv) * v_top
             elif KV_DTYPE == "fp8":
                 vt16 = tl.where(n_ok[None, :], vt.to(tl.float16), 0.0) if SCALAR_PAGE else vt.to(tl.float16)
                 acc = acc * alpha[None, :] + tl.dot(vt16, (p * vs[:, None]).to(tl.float16))
@@ -178,9 +187,9 @@ def _decode_kernel_v2(
     lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))
     o_col = o_ptr + b * so_b + t_row[None, :] * so_t + h_row[None, :] * so_h + split * so_s  # [1, M]
     if KV_DTYPE == "fp4":
-        ch = tl.arange(0, NB)[:, None, None] * 32 + 2 * tl.arange(0, 16)[None, :, None]
-        tl.store(o_col[None, :, :] + ch, acc_lo / l_safe[None, None, :], mask=row_ok[None, None, :])
-        tl.store(o_col[None, :, :] + ch + 1, acc_hi / l_safe[None, None, :], mask=row_ok[None, None, :])
+        ch = 2 * tl.arange(0, D // 2)[:, None]
+        tl.store(o_col + ch, acc_lo / l_safe[None, :], mask=row_ok[None, :])
+        tl.store(o_col + ch + 1, acc_hi / l_safe[None, :], mask=row_ok[None, :])
     else:
         tl.store(o_col + d[:, None], acc / l_safe[None, :], mask=row_ok[None, :])
     tl.store(lse_ptr + b * sl_b + t_row * sl_t + h_row * sl_h + split, lse, mask=row_ok)
@@ -351,7 +360,14 @@ def _nibble_hi(x):
 
 
 @triton.jit
-def _e8m0_times_2p14(e):
-    """E8M0 byte -> 2**(e - 127 + 14) as float32 (e = 0, an all-zero block, gives 0)."""
-    ei = e.to(tl.int32)
-    return tl.where(ei > 0, ((ei + 14) << 23).to(tl.float32, bitcast=True), 0.0)
+def _e8m0_split(e):
+    """E8M0 exponents [N, blocks] (int32; 0 = all-zero block) -> (fp16 relative scale per block,
+    float32 factor per token) with value = E2M1 x 2**-14 (the nibble's fp16 bits) x rel x row.
+    rel = 2**(e - e_max + 15) <= 2**15 keeps an fp16 product <= 12, exact down to 2**-24 (blocks
+    2**24 below the token's largest would flush; their contribution is below fp32 rounding of the
+    score anyway); row = 2**(e_max - 128) goes on the token's row of the score / probabilities."""
+    e_max = tl.max(e, axis=1)
+    d = e - e_max[:, None] + 30  # fp16 exponent field of 2**(e - e_max + 15)
+    rel = tl.where((e > 0) & (d > 0), d << 10, 0).to(tl.int16).to(tl.float16, bitcast=True)
+    row = tl.where(e_max > 1, (e_max - 1) << 23, 0).to(tl.float32, bitcast=True)
+    return rel, row
