@@ -142,6 +142,7 @@ BUILDS = [
     ("fp4", _c(block_n=64, num_warps=8, num_stages=3)),
     ("fp4", _c(block_n=64, num_warps=4, num_stages=3, variant="v2")),
     ("fp4", _c(block_n=64, num_warps=8, num_stages=3, variant="v2")),
+    ("fp4", _c(block_n=128, num_warps=4, num_stages=3, variant="v2")),
 ]
 
 
