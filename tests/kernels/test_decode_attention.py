@@ -262,7 +262,8 @@ def test_gpu_v2_builds_all_shapes(variant):
         for d in (64, 128, 256) if kv_dtype != "fp4" else (128,):
             for group in (1, 16):
                 for n, w in ((64, 4), (128, 8)):
-                    cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=3)
+                    # bf16 v2 at d=256, 128 tokens: 3 stages need 268 KB of shared memory (sm_90 has 227)
+                    cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=2 if d * n > 16384 else 3)
                     run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
                              kv_dtype=kv_dtype, variant=variant)
     run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype=dtypes[0], variant=variant,
