@@ -79,3 +79,24 @@ def test_malformed_json_is_input_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputError, match="malformed JSON at line 1"):
         load_packet(bad)
+
+
+def test_json_artifact_verifies_through_its_packet(tmp_path):
+    import subprocess
+    import sys
+
+    prof = tmp_path / "run.profile.json"
+    prof.write_text('{"kernel_us": [1.5, 2.5]}\n')
+    write_packet(new_packet("bench.decode", artifacts=[artifact(prof, tmp_path)]), tmp_path, "run")
+    lone = tmp_path / "lone.json"
+    lone.write_text('{"not": "a packet"}\n')
+
+    def verify(p):
+        return subprocess.run([sys.executable, "-m", "floorline", "evidence", "verify", str(p)],
+                              capture_output=True, text=True, check=False)
+
+    assert verify(prof).returncode == 0
+    prof.write_text('{"kernel_us": [1.5, 9.5]}\n')  # changed after the packet hashed it
+    r = verify(prof)
+    assert r.returncode == 1 and "artifact run.profile.json sha256" in r.stderr
+    assert verify(lone).returncode == 1  # JSON that no packet owns is not evidence

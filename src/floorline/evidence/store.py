@@ -99,6 +99,24 @@ def load_packet(path: Path) -> EvidencePacket:
         raise InputError(f"{path}: field {loc}: {err['msg']}") from None
 
 
+def owning_packet(path: Path) -> Path | None:
+    """The packet beside `path` that lists it as an artifact, if any (a JSON artifact, e.g. a profile)."""
+    path = Path(path).resolve()
+    for cand in sorted(path.parent.glob("*.json")):
+        if cand.resolve() == path:
+            continue
+        try:
+            data = json.loads(cand.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            continue
+        for art in data.get("artifacts") or []:
+            if isinstance(art, dict) and (cand.parent / str(art.get("path", ""))).resolve() == path:
+                return cand
+    return None
+
+
 def verify_packet(path: Path) -> EvidencePacket:
     """Schema, id and artifact hashes. Raises EvidenceMismatch naming the first problem."""
     path = Path(path)
