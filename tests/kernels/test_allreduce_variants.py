@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.kernels.test_allreduce import _inputs, _run_all
+
 pytestmark = [pytest.mark.gpu, pytest.mark.multigpu]
 
 # bf16 elements: 1 block up to 4096, 2 blocks to 8192, 132 blocks (every SM) from ~540k
@@ -42,26 +44,6 @@ def tcomms():
     yield cs
     for c in cs:
         c.close()
-
-
-def _run_all(comms, fn):
-    import torch
-
-    outs = []
-    for c in comms:
-        with torch.cuda.device(c.device):
-            outs.append(fn(c))
-    for c in comms:
-        c.synchronize()
-    return outs
-
-
-def _inputs(n, dtype, seed):
-    import torch
-
-    from floorline.bench.allreduce import rank_input
-
-    return [rank_input(n, r, seed, getattr(torch, dtype), f"cuda:{r}") for r in range(2)]
 
 
 @pytest.mark.parametrize("threads", [512, 128])
