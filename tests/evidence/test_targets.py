@@ -72,3 +72,34 @@ def test_bad_targets_file(tmp_path):
 
 def test_shipped_targets_file_parses():
     assert load_targets(ROOT / "docs" / "targets.toml")
+
+
+def test_failed_packet_counts_as_a_miss_and_errored_is_ignored(tmp_path):
+    d = tmp_path / "nvidia-h200"
+    from floorline.evidence.schema import Correctness
+    write_packet(new_packet("decode.check", status="failed", failure_class="tolerance", params={"steps": 64},
+                            correctness=Correctness(reference="f64", metric="rel-L2", value=2.9e-3,
+                                                    tolerance=1e-3, passed=False)), d, "check")
+    write_packet(new_packet("bench.decode", status="error", failure_class="crash", params={"batch": 1},
+                            timing=_timing(1.0)), d, "err")
+    tfile = tmp_path / "t.toml"
+    tfile.write_text("""
+[[target]]
+issue = 6
+title = "check"
+kind = "decode.check"
+metric = "correctness.value"
+op = "<="
+value = 0.001
+
+[[target]]
+issue = 6
+title = "errored run measured nothing"
+kind = "bench.decode"
+metric = "timing.median"
+op = "<="
+value = 2
+""")
+    res = evaluate(load_targets(tfile), tmp_path)
+    assert res[0].met is False and res[0].measured == 2.9e-3
+    assert res[1].met is None

@@ -78,7 +78,9 @@ def _matches(p: EvidencePacket, t: Target) -> bool:
 
 
 def evaluate(targets: list[Target], results: Path) -> list[TargetResult]:
-    packets = [(path, p) for path, p in iter_packets(results) if p.status == "passed"]
+    # a failed packet is still a measurement (a correctness check that missed its tolerance must show
+    # as a miss, not vanish); errored or skipped runs measured nothing
+    packets = [(path, p) for path, p in iter_packets(results) if p.status in ("passed", "failed")]
     out = []
     for t in targets:
         best: tuple[float, str, tuple[str, str]] | None = None
