@@ -97,8 +97,9 @@ def owner(p: int, npk: int, world: int) -> int:
 
 
 def dirty_packets(algorithm: str, npk: int, world: int) -> int:
-    """Packets written into each receive slot by one call: what the next epoch but one must clear."""
-    if algorithm == "oneshot":
+    """Packets written into each receive slot by one call: what the next epoch but one must clear. The fused
+    kernels ("fused_split" also fills its own slot with residual copies) write npk, like one-shot."""
+    if algorithm in ("oneshot", "fused_split"):
         return npk
     if algorithm == "twoshot":
         return 2 * twoshot_chunk(npk, world)
