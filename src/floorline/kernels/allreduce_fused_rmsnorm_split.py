@@ -12,8 +12,9 @@ bf16/fp16 or 4096 in fp32; the communicator's default falls back to the one-bloc
 rows). Block b of a row:
 1. pushes only its slice, packets [b*T, (b+1)*T) (one per thread), to every peer, and copies its slice
    of the residual into its OWN region's slot `rank` (unused otherwise: a rank never pushes to itself);
-2. waits for the WHOLE row in its own receive buffer (Lamport: data is the flag), the peers' slots and
-   the residual copies, with every packet's load issued before any is checked;
+2. waits for the WHOLE row in its own receive buffer (Lamport: data is the flag): first the residual
+   copies (local, landed early), then each peer's slot, with every packet's load issued before any is
+   checked;
 3. computes the row's sum of squares from local memory, redundantly in every block of the row, with the
    same thread-to-packet mapping and fold order in every block, so every block (and every rank) gets the
    same bits: no cross-block reduction and no second barrier;
@@ -122,6 +123,12 @@ __device__ __forceinline__ void fused_split(const void* in, const void* residual
       clear_previous(peers.p[rank], prev, world, slot_bytes, ctrl[CTRL_DIRTY + prev],
                      (u64)blockIdx.x * blockDim.x + threadIdx.x, (u64)gridDim.x * blockDim.x);
     }
+    // the residual of the whole row, from the copies every block of the row made (ours included): local
+    // stores, so they land while the peers' packets are still crossing the fabric; waited for first, off
+    // the critical path
+    Pk rc[ITEMS];
+    wait_packets<DT>(rc, (const Pk*)slot_ptr(peers.p[rank], buf, rank, world, slot_bytes) + base + threadIdx.x, T,
+                     cnt, ctrl, status, timeout_ns, 1u + rank);
     // sum over ranks in rank order (fp32), every packet of the row this thread covers
     float acc[ITEMS][N];
     #pragma unroll
@@ -144,9 +151,6 @@ __device__ __forceinline__ void fused_split(const void* in, const void* residual
           for (int i = 0; i < N; ++i) acc[j][i] += Ty<DT>::get(v[j], i);
         }
     }
-    // the residual of the whole row, from the copies every block of the row made (ours included)
-    wait_packets<DT>(v, (const Pk*)slot_ptr(peers.p[rank], buf, rank, world, slot_bytes) + base + threadIdx.x, T,
-                     cnt, ctrl, status, timeout_ns, 1u + rank);
     Pk h;
     float ss = 0.f;
     #pragma unroll
@@ -154,7 +158,7 @@ __device__ __forceinline__ void fused_split(const void* in, const void* residual
       if (j < cnt) {
         #pragma unroll
         for (int i = 0; i < N; ++i) {
-          float x = Ty<DT>::round(acc[j][i] + Ty<DT>::get(v[j], i));
+          float x = Ty<DT>::round(acc[j][i] + Ty<DT>::get(rc[j], i));
           ss += x * x;
           if (j == (int)slice) Ty<DT>::set(h, i, x);
         }
