@@ -532,10 +532,13 @@ def _make_comm_config(cfg: BenchConfig, variant: str = "") -> Any:
 
 
 def _kernel_info(comm: Any, cfg: BenchConfig, vcomms: dict[str, dict[int, Any]]) -> dict[str, Any]:
-    from floorline.comm import cuda_api
+    from floorline.comm import cuda_api, protocol
 
+    eb = protocol.ELEM_BYTES[cfg.dtype]
     info = {"attributes": comm.kernel_attributes("oneshot", cfg.dtype), "nvrtc": cuda_api.nvrtc_version(),
-            "arch": comm.arch, "crossover": asdict(comm.crossover)}
+            "arch": comm.arch, "crossover": asdict(comm.crossover), "epoch_scheme": comm.config.epoch,
+            # threads per block the default communicator launches one-shot/two-shot with, per size
+            "block_threads": {str(s): comm.threads_for(protocol.packets(s // eb, eb)) for s in cfg.sizes}}
     variants = {f"{a}@{v}": next(iter(vc.values())).kernel_attributes(a, cfg.dtype)
                 for v, vc in vcomms.items() for a in ("oneshot", "twoshot")}
     for v in FUSED_VARIANTS:
@@ -888,6 +891,7 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
             "link_gbps": link["gbps"], "floor_composite_us": r.floor_us, "over_composite_floor": r.graph_us / r.floor_us,
             "us_over_one_way": r.graph_us - fl["one_way_us"], "crossover": kern["crossover"],
             "kernel_local_bytes": kern["attributes"]["local_bytes"],  # per-thread stack (peer table), not spills
+            "epoch_scheme": kern.get("epoch_scheme"), "block_threads": kern.get("block_threads", {}).get(str(r.size_bytes)),
         }
         if r.size_bytes == FUSED_HIDDEN * 2:
             fu = res["fused"]
