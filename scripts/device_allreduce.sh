@@ -123,6 +123,9 @@ print(" ".join(keep))')
   grep -q "^FAILED.*ticket" "$OUT/pytest_variants.txt" && V=$(echo "$V" | sed 's/ticket,\?//')
   echo "bench variants: ${V:-none}"
   stage "bench allreduce: new defaults, both modes, 1 KB .. 64 MB"
+  # this machine's copy of the run-3 packets goes first, so what comes back is this run's alone (a bench cut
+  # short returns fewer packets, never a mix of two runs)
+  rm -f "$RES"/bench-allreduce-*.json "$RES"/allreduce-*.svg
   b=$(( $(left) - ${PACK_S:-15} )); [ "$b" -gt 30 ] || b=30
   timeout -k 5 "$b" python3 -m floorline bench allreduce --world 2 --mode both --json ${V:+--variants "$V"} \
     --tune-crossover --out "$RES" > "$OUT/bench.json" 2> "$OUT/bench_stderr.txt"
