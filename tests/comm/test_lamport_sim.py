@@ -201,3 +201,20 @@ def test_fused_split_in_place_residual_needs_the_copies() -> None:
     rng = random.Random(3)
     assert any(_inplace_rows(False, rng) for _ in range(200))
     assert not any(_inplace_rows(True, rng) for _ in range(2000))
+
+
+def test_fused_split_without_clearing_its_slots_is_caught(monkeypatch) -> None:
+    """The model can fail for split calls: if their packets (peer slots and the own-slot residual copies)
+    were not counted as dirty, the next use of that buffer would read them as fresh."""
+    real = protocol.dirty_packets
+    monkeypatch.setattr(protocol, "dirty_packets",
+                        lambda alg, npk, w: 0 if alg == "fused_split" else real(alg, npk, w))
+    failures = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        sim = LamportSim(2, slot_packets=32)
+        try:
+            sim.run([("fused_split", rng.randint(1, 6)) for _ in range(8)], rng)
+        except ProtocolViolation:
+            failures += 1
+    assert failures > 0
