@@ -146,6 +146,7 @@ def test_variant_timings_go_into_params_but_not_into_the_default_timing(tmp_path
     for s in proc["ours"]:
         s["ours"]["oneshot@replicated"] = {"graph": [2.5, 2.6], "eager": [19.0], "err": 0.4 if s["n"] < 4096 else 9.0}
     proc["fused"]["light"], proc["fused"]["light_err"] = [3.1, 3.2], 0.5
+    proc["fused"]["block"], proc["fused"]["block_err"] = [4.4, 4.5], 0.3
     proc["kernel"]["variant_attributes"] = {"oneshot@replicated": {"registers": 47}}
     cfg = B.BenchConfig(world=2, modes=("process",), sizes=(1024, 8192, 8 << 20), variants=B.VARIANTS)
     rows = B.build_rows("process", proc, proc, link, 2)
@@ -157,6 +158,8 @@ def test_variant_timings_go_into_params_but_not_into_the_default_timing(tmp_path
     assert second.status == "passed" and any("oneshot@replicated gave a WRONG sum" in n for n in second.notes)
     fu = second.params["fused_residual_rmsnorm"]
     assert fu["light_over_plain"] == pytest.approx(3.15 / 3.0) and fu["light_err"] == 0.5
+    assert fu["block_over_plain"] == pytest.approx(4.45 / 3.0) and fu["block_err"] == 0.3
+    assert fu["variant"].startswith("split")
     assert first.params["variant_kernel_attributes"]["oneshot@replicated"]["registers"] == 47
 
 
@@ -209,4 +212,36 @@ def test_candidate_file_round_trips_through_the_library_choice(tmp_path) -> None
     with pytest.raises(InputError, match="block_threads"):
         CommConfig(block_threads=100)
     assert B._make_comm_config(cfg, "replicated_t128").block_threads == 128
-    assert B._make_comm_config(cfg).epoch == "ticket" and B._make_comm_config(cfg).block_threads == 512
+    assert B._make_comm_config(cfg, "ticket").epoch == "ticket" and B._make_comm_config(cfg, "ticket").block_threads == 512
+    # the defaults since round A: replicated epochs, block threads by size
+    assert B._make_comm_config(cfg).epoch == "replicated" and B._make_comm_config(cfg).block_threads == 0
+
+
+def test_world_8_packets_and_floor(tmp_path) -> None:
+    """Issue 9's run writes the same packets at world 8: world recorded, the floor counts the 7 peers' bytes,
+    bus bandwidth uses 2 (w - 1) / w, and the file names carry w8 (no clash with the world-2 packets)."""
+    from floorline.evidence.store import verify_packet
+
+    proc, link, by_mode = _synthetic(8)
+    cfg = B.BenchConfig(world=8, modes=("process",), sizes=(1024, 8192, 8 << 20))
+    rows = B.build_rows("process", proc, proc, link, 8)
+    paths = B.write_packets(rows, by_mode, proc, link, cfg, tmp_path)
+    assert len(paths) == 3 and all("-w8-" in p.name for p in paths)
+    big = next(r for r in rows if r.size_bytes == 8 << 20)
+    assert big.floor_us == pytest.approx(1.0 + 1.0 + 7 * (8 << 20) / (400.0 * 1e3))
+    assert big.busbw_gbps == pytest.approx(big.algbw_gbps * 2 * 7 / 8)
+    for p in paths:
+        pk = verify_packet(p)
+        assert pk.params["world"] == 8 and pk.kind == "bench.allreduce"
+
+
+def test_world_8_comm_config_sizes_its_region() -> None:
+    """--world 8 makes a communicator whose one-shot slots carry the [default] crossover's range and whose
+    two-shot carries the bench's largest message."""
+    from floorline.comm import choice, protocol
+
+    cfg = B.BenchConfig(world=8, sizes=(1024, 64 << 20))
+    cc = B._make_comm_config(cfg)
+    lay = protocol.layout_for(8, cc.max_bytes, cc.oneshot_max_bytes, protocol.ctrl_bytes_for(cc.epoch))
+    assert lay.fits("twoshot", (64 << 20) // 2, 2)
+    assert lay.fits("oneshot", choice.crossover(8).oneshot_max_bytes // 2, 2)

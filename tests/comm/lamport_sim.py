@@ -62,6 +62,17 @@ class LamportSim:
         for s in range(w):
             for q in range(prev_dirty):
                 threads.append([("clear", r, prev, s, q)])
+        if alg == "fused_split":
+            # allreduce_fused_rmsnorm_split on one row of npk packets: the thread of packet p pushes it to
+            # every peer and copies its residual packet into our own slot r, then waits for the WHOLE row:
+            # every peer's packets and every residual copy (made by other blocks' threads)
+            for p in range(npk):
+                ops = [("push", (r + k) % w, b, r, p, (e, "in", r, p)) for k in range(1, w)]
+                ops.append(("push", r, b, r, p, (e, "res", r, p)))
+                ops += [("wait", b, s, q, (e, "in", s, q)) for q in range(npk) for s in range(w) if s != r]
+                ops += [("wait", b, r, q, (e, "res", r, q)) for q in range(npk)]
+                threads.append(ops)
+            return threads
         if alg == "oneshot":
             for p in range(npk):
                 ops = [("push", (r + k) % w, b, r, p, (e, "in", r, p)) for k in range(1, w)]

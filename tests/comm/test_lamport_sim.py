@@ -140,3 +140,81 @@ def test_replicated_region_keeps_copies_inside_its_control_block() -> None:
     assert lay.region_bytes == protocol.REPLICATED_CTRL_BYTES + 3 * 2 * lay.slot_bytes
     with pytest.raises(ValueError, match="epoch"):
         protocol.ctrl_bytes_for("atomic")
+
+
+# ---- the split fused kernel (allreduce_fused_rmsnorm_split): whole-row waits and own-slot residual copies --
+def _calls_with_split(rng: random.Random, n: int) -> list[tuple[str, int]]:
+    return [(rng.choice(["oneshot", "twoshot", "fused_split"]), rng.randint(1, 6)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("world", [2, 3, 8])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("delayed", [False, True])
+@pytest.mark.parametrize("replicated", [False, True])
+def test_fused_split_mixed_with_plain_calls_never_reads_stale_data(world: int, seed: int, delayed: bool,
+                                                                     replicated: bool) -> None:
+    """Split fused calls (our own slot now carries residual copies, cleared two epochs later like any slot)
+    interleaved with one-shot and two-shot calls, on both epoch schemes, stores landing in any order until
+    the kernel boundary: no stale read, no deadlock, whatever block starts when."""
+    rng = random.Random(seed * 7 + world + (50 if delayed else 0) + (500 if replicated else 0))
+    sim = (ReplicatedSim if replicated else LamportSim)(world, slot_packets=32, delayed_stores=delayed)
+    calls = _calls_with_split(rng, 8)
+    sim.run(calls, rng)
+    assert all(r.call == len(calls) for r in sim.ranks)
+    assert sim.reads > 0
+
+
+def _inplace_rows(via_copy: bool, rng: random.Random, bpr: int = 4) -> bool:
+    """One rank's blocks of one row with residual_out == residual, in a random order of their steps:
+    start (read what the design reads of the residual), finish (needs the whole row: in the copy design
+    every block's copy; then store its slice of residual_out). True when some block summed a residual
+    slice that another block had already overwritten."""
+    residual = ["old"] * bpr  # one entry per slice
+    copies: list[str | None] = [None] * bpr
+    seen: dict[int, list[str]] = {}
+    steps = [(b, "start") for b in range(bpr)] + [(b, "finish") for b in range(bpr)]
+    started: set[int] = set()
+    pending = list(steps)
+    while pending:
+        ready = [st for st in pending if st[1] == "start" or (
+            st[0] in started and (not via_copy or all(c is not None for c in copies)))]
+        b, what = ready[rng.randrange(len(ready))]
+        pending.remove((b, what))
+        if what == "start":
+            started.add(b)
+            if via_copy:
+                copies[b] = residual[b]  # its own slice, read before it is ever overwritten (same thread)
+            else:
+                seen[b] = list(residual)  # the whole row, straight from residual
+        else:
+            row = list(copies) if via_copy else seen[b]
+            if via_copy:
+                seen[b] = row
+            residual[b] = "new"  # residual_out slice b
+    return any(v != "old" for row in seen.values() for v in row)
+
+
+def test_fused_split_in_place_residual_needs_the_copies() -> None:
+    """Why the split kernel takes other blocks' residual slices from its own slot: read straight from an
+    in-place residual, a block can sum a slice its sibling already replaced by h (the model finds it); read
+    from the copies, never."""
+    rng = random.Random(3)
+    assert any(_inplace_rows(False, rng) for _ in range(200))
+    assert not any(_inplace_rows(True, rng) for _ in range(2000))
+
+
+def test_fused_split_without_clearing_its_slots_is_caught(monkeypatch) -> None:
+    """The model can fail for split calls: if their packets (peer slots and the own-slot residual copies)
+    were not counted as dirty, the next use of that buffer would read them as fresh."""
+    real = protocol.dirty_packets
+    monkeypatch.setattr(protocol, "dirty_packets",
+                        lambda alg, npk, w: 0 if alg == "fused_split" else real(alg, npk, w))
+    failures = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        sim = LamportSim(2, slot_packets=32)
+        try:
+            sim.run([("fused_split", rng.randint(1, 6)) for _ in range(8)], rng)
+        except ProtocolViolation:
+            failures += 1
+    assert failures > 0

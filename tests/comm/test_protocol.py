@@ -90,3 +90,71 @@ def test_fused_grid(row_pk: int) -> None:
 def test_dirty_extent_rejects_unknown_algorithm() -> None:
     with pytest.raises(ValueError, match="algorithm"):
         P.dirty_packets("ring", 4, 2)
+
+
+def test_block_threads_follow_the_measured_rule() -> None:
+    """128 threads while a full 128-thread grid holds every packet once (won up to 256 KB on 132 SMs), 512
+    beyond (won from 1 MB); never decreasing in size."""
+    assert P.block_threads_for(1, 132) == 128
+    assert P.block_threads_for((256 << 10) // P.PACKET_BYTES, 132) == 128  # 256 KB: 16384 packets
+    assert P.block_threads_for(128 * 132, 132) == 128
+    assert P.block_threads_for(128 * 132 + 1, 132) == 512
+    assert P.block_threads_for((1 << 20) // P.PACKET_BYTES, 132) == 512  # 1 MB
+    picks = [P.block_threads_for(1 << k, 132) for k in range(0, 24)]
+    assert picks == sorted(picks)
+    with pytest.raises(ValueError):
+        P.block_threads_for(1, 0)
+
+
+@pytest.mark.parametrize("row_pk", [1, 8, 31, 32, 64, 100, 512, 513, 640, 1000, 1024])
+@pytest.mark.parametrize("rows", [1, 3, 64, 200])
+@pytest.mark.parametrize("max_blocks", [132, 192, 7])
+def test_fused_split_grid_tiles_every_row(row_pk: int, rows: int, max_blocks: int) -> None:
+    blocks, threads = P.fused_split_grid(rows, row_pk, max_blocks)
+    bpr = -(-row_pk // threads)
+    assert threads % 32 == 0 and 32 <= threads <= 256
+    assert 1 <= bpr <= P.FUSED_ITEMS and blocks % bpr == 0 and blocks <= max_blocks
+    assert blocks // bpr <= rows  # every block has a row (the kernel's row loop starts at blockIdx / bpr)
+    slices = P.split_slices(row_pk, threads)
+    assert len(slices) == bpr and sorted(p for s in slices for p in s) == list(range(row_pk))
+    assert all(len(s) <= threads for s in slices)  # one packet per thread
+    # the full-row pass: every packet once over the threads, at most ITEMS per thread, the thread's own
+    # slice packet among them (at j = the block's slice index)
+    cover = [p for t in range(threads) for p in P.split_full_row(row_pk, threads, t)]
+    assert sorted(cover) == list(range(row_pk))
+    assert max(len(P.split_full_row(row_pk, threads, t)) for t in range(threads)) <= P.FUSED_ITEMS
+    for b, sl in enumerate(slices):
+        for p in sl:
+            assert P.split_full_row(row_pk, threads, p - b * threads)[b] == p
+
+
+def test_fused_split_grid_refuses_rows_it_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="hidden"):
+        P.fused_split_grid(1, 1025, 132)
+    with pytest.raises(ValueError, match="blocks"):
+        P.fused_split_grid(1, 1024, 3)  # 4 blocks per row, 3 allowed
+
+
+@pytest.mark.parametrize("world", [2, 3, 8])
+def test_world_sizes_up_to_8_size_their_regions_and_grids(world: int) -> None:
+    """The world-8 paths (issue 9) on the CPU: a region for the largest message in the bench (64 MB two-shot
+    and the crossover's one-shot range), slots that tile it, two-shot chunks that fit one slot, and the
+    replicated epoch copies for every grid the communicator may launch."""
+    from floorline.comm import choice
+
+    t = choice.crossover(world)
+    lay = P.layout_for(world, 64 << 20, max(t.oneshot_max_bytes, 1 << 20), P.ctrl_bytes_for("replicated"))
+    assert lay.fits("twoshot", (64 << 20) // 2, 2) and lay.fits("oneshot", t.oneshot_max_bytes // 2, 2)
+    ends = sorted((P.slot_offset(b, s, world, lay.slot_bytes, lay.ctrl_bytes), b, s)
+                  for b in range(P.N_BUFFERS) for s in range(world))
+    assert ends[0][0] == lay.ctrl_bytes and ends[-1][0] + lay.slot_bytes == lay.region_bytes
+    npk = (64 << 20) // P.PACKET_BYTES
+    for r in range(world):
+        lo, hi = P.chunk_range(r, npk, world)
+        assert 2 * (hi - lo) * P.PACKET_BYTES <= lay.slot_bytes  # reduce-scatter half + all-gather half
+    assert P.dirty_packets("twoshot", npk, world) * P.PACKET_BYTES <= lay.slot_bytes
+    for n in (1, 64, 4096, 1 << 20, npk):
+        blocks, threads = P.grid(n, min(132, P.MAX_REPLICAS), P.block_threads_for(n, 132))
+        assert blocks <= P.MAX_REPLICAS
+        assert sorted(i for b in range(blocks) for i in P.replica_writes(b, blocks, threads)) == \
+            list(range(P.MAX_REPLICAS))

@@ -8,6 +8,7 @@ import pytest
 from floorline.kernels import (
     allreduce_fused_rmsnorm,
     allreduce_fused_rmsnorm_light,
+    allreduce_fused_rmsnorm_split,
     allreduce_oneshot,
     allreduce_pingpong,
     allreduce_twoshot,
@@ -26,7 +27,7 @@ def _nvrtc_or_skip():
 
 @pytest.mark.parametrize("epoch", ["ticket", "replicated"])
 @pytest.mark.parametrize("mod", [allreduce_oneshot, allreduce_twoshot, allreduce_fused_rmsnorm,
-                                 allreduce_fused_rmsnorm_light, allreduce_pingpong])
+                                 allreduce_fused_rmsnorm_light, allreduce_fused_rmsnorm_split, allreduce_pingpong])
 def test_compiles_for_sm90(mod, epoch) -> None:
     cuda_api = _nvrtc_or_skip()
     from floorline.comm.communicator import REPLICATED_DEFINES
@@ -71,3 +72,18 @@ def test_replica_constants_agree_between_python_and_cuda() -> None:
     assert f"#define MAX_REPLICAS {protocol.MAX_REPLICAS}" in PRELUDE
     assert f"#define CTRL_BYTES {protocol.REPLICATED_CTRL_BYTES}" in REPLICATED_DEFINES
     assert f"#define CTRL_BYTES {protocol.CTRL_BYTES}" in PRELUDE  # the default, under #ifndef
+
+
+def test_split_kernel_limits_agree_with_the_launcher() -> None:
+    """protocol.fused_split_grid never launches more threads than the kernel's __launch_bounds__, nor more
+    packets per thread than its ITEMS."""
+    from floorline.comm import protocol
+
+    src = allreduce_fused_rmsnorm_split.SOURCE
+    assert f"__launch_bounds__({allreduce_fused_rmsnorm_split.THREADS_MAX})" in src
+    assert f"#define ITEMS {allreduce_fused_rmsnorm_split.ITEMS}" in src
+    assert allreduce_fused_rmsnorm_split.ITEMS == protocol.FUSED_ITEMS
+    top = protocol.FUSED_ITEMS * allreduce_fused_rmsnorm_split.THREADS_MAX
+    assert protocol.fused_split_grid(1, top, 132)[1] <= allreduce_fused_rmsnorm_split.THREADS_MAX
+    with pytest.raises(ValueError):
+        protocol.fused_split_grid(1, top + 1, 132)

@@ -1,5 +1,6 @@
-"""The opt-in kernel variants on real GPUs (thread mode, 2 GPUs): replicated epochs
-(CommConfig(epoch="replicated")) and the light fused all-reduce + residual + RMSNorm (variant="light").
+"""The kernel variants on real GPUs (thread mode, 2 GPUs): both epoch schemes (replicated, the default, and
+ticket), fixed block sizes, and the fused all-reduce + residual + RMSNorm kernels (split, the default, and
+light, each against block, the earlier default).
 float64 references on fresh random data, odd sizes, outputs poisoned with NaN; grids that change from
 call to call, in and out of CUDA graphs; the two epoch schemes side by side in one process."""
 
@@ -145,17 +146,23 @@ def test_both_epoch_schemes_side_by_side(rcomms, tcomms) -> None:
         assert torch.equal(outs[0], want) and torch.equal(outs[1].to("cuda:0"), want)
 
 
+@pytest.mark.parametrize("variant", ["split", "light"])
 @pytest.mark.parametrize("epoch", ["ticket", "replicated"])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
-@pytest.mark.parametrize("rows,hidden", [(1, 4096), (3, 1024), (17, 2048), (2, 8), (1, 8192), (200, 4096)])
+@pytest.mark.parametrize("rows,hidden", [(1, 4096), (3, 1024), (17, 2048), (2, 8), (1, 8192), (200, 4096), (5, 5120),
+                                         (3, 800)])
 @pytest.mark.parametrize("inplace", [False, True])
-def test_fused_light_matches_float64_and_the_default_fused(request, epoch, dtype, rows, hidden, inplace) -> None:
+def test_fused_variants_match_float64_and_the_block_fused(request, variant, epoch, dtype, rows, hidden,
+                                                          inplace) -> None:
     import torch
 
     from floorline.bench.allreduce import error_ratio
 
     if dtype == "float32" and hidden > 4096:
-        pytest.skip("the light variant holds one packet per thread: fp32 rows up to 4096 elements")
+        pytest.skip("split and light hold at most 1024 packets per row: fp32 rows up to 4096 elements")
+    if variant == "light" and hidden in (5120, 800):
+        pytest.skip("shapes added for the split kernel: bf16 5120 = 4 slices of 160 threads, 800 = 4 slices of "
+                    "32 threads with a last one of 4 packets")
     comms = request.getfixturevalue("rcomms" if epoch == "replicated" else "tcomms")
     td = getattr(torch, dtype)
     n = rows * hidden
@@ -173,15 +180,79 @@ def test_fused_light_matches_float64_and_the_default_fused(request, epoch, dtype
                                                                 residual_out=rout[c.rank], variant=variant))
         return out, rout
 
-    out, rout = run("light")
+    out, rout = run(variant)
     h = (xs[0].double() + xs[1].double().to("cuda:0")).view(rows, hidden) + res0.double().view(rows, hidden)
     hr = h.to(td).double()
     ref = hr * torch.rsqrt((hr * hr).mean(-1, keepdim=True) + 1e-6) * w0.double()
     for r in range(2):
         assert error_ratio(rout[r].to("cuda:0").view(-1), h.view(-1), dtype) <= 1.0
         assert error_ratio(out[r].to("cuda:0").view(-1), ref.view(-1), dtype) <= 2.0  # two roundings
-    d_out, d_rout = run("default")
+    # every rank gets the same bits (the row's sum of squares is folded in the same order everywhere)
+    assert torch.equal(out[0], out[1].to("cuda:0")) and torch.equal(rout[0], rout[1].to("cuda:0"))
+    d_out, d_rout = run("block")
     assert torch.equal(rout[0], d_rout[0])  # same sum order: the new residual is bit-identical
+
+
+@pytest.mark.parametrize("graph", [True, False], ids=["graph", "eager"])
+def test_fused_split_back_to_back_in_place_stays_in_step(rcomms, graph) -> None:
+    """A decoder's pattern: the residual updated in place call after call, the plain all-reduce in between
+    (both share the epoch), replayed from a graph; exact integer inputs so every sum is exact."""
+    import torch
+
+    rows, hidden, steps = 2, 4096, 50
+    td = torch.bfloat16
+    x = [torch.zeros(rows, hidden, dtype=td, device=f"cuda:{r}") for r in range(2)]
+    res = [torch.zeros(rows, hidden, dtype=td, device=f"cuda:{r}") for r in range(2)]
+    w = [torch.ones(hidden, dtype=td, device=f"cuda:{r}") for r in range(2)]
+    out = [torch.empty(rows, hidden, dtype=td, device=f"cuda:{r}") for r in range(2)]
+    plain = [torch.empty(rows, hidden, dtype=td, device=f"cuda:{r}") for r in range(2)]
+
+    def step(c):
+        c.all_reduce_residual_rmsnorm(x[c.rank], res[c.rank], w[c.rank], 1e-6, out=out[c.rank],
+                                      residual_out=res[c.rank])
+        c.all_reduce(x[c.rank], out=plain[c.rank])
+
+    for r in range(2):
+        x[r].fill_(r + 1)  # each call adds 1 + 2 = 3 to the residual: exact in bf16 up to 256
+    if graph:
+        graphs = []
+        for c in rcomms:
+            with torch.cuda.device(c.device):
+                g = torch.cuda.CUDAGraph()
+                s = torch.cuda.Stream(c.device)
+                with torch.cuda.graph(g, stream=s):
+                    step(c)
+                graphs.append(g)
+        for r in range(2):
+            res[r].zero_()
+        runs = [lambda g=g: g.replay() for g in graphs]
+    else:
+        runs = [lambda c=c: step(c) for c in rcomms]
+    for _ in range(steps):
+        for c, run in zip(rcomms, runs, strict=True):
+            with torch.cuda.device(c.device):
+                run()
+    for c in rcomms:
+        c.synchronize()
+    for r in range(2):
+        assert torch.all(res[r] == 3 * steps), (r, res[r].float().unique()[:8])
+        assert torch.all(plain[r] == 3)
+        assert torch.allclose(out[r].float(), torch.ones_like(out[r].float()), atol=1e-2)
+
+
+def test_fused_split_refuses_overlapping_outputs(rcomms) -> None:
+    import torch
+
+    from floorline.errors import InputError
+
+    c = rcomms[0]
+    x = torch.ones(1, 4096, device="cuda:0", dtype=torch.bfloat16)
+    res = x.clone()
+    w = torch.ones(4096, device="cuda:0", dtype=torch.bfloat16)
+    with pytest.raises(InputError, match="overlap"):
+        c.all_reduce_residual_rmsnorm(x, res, w, out=x)
+    with pytest.raises(InputError, match="overlap"):
+        c.all_reduce_residual_rmsnorm(x, res, w, out=res)
 
 
 def test_fused_light_refuses_rows_it_cannot_hold(tcomms) -> None:

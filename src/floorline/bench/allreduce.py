@@ -31,13 +31,17 @@ FUSED_HIDDEN = 4096
 # ulp of relative slack is generous but still catches a lost or stale contribution.
 TOLERANCE = {"bfloat16": (2.0**-7, 1e-6), "float16": (2.0**-10, 1e-6), "float32": (2.0**-20, 1e-6)}
 NCCL_ENV_VARIANTS = ("NCCL_PROTO=LL", "NCCL_PROTO=LL128")
-# Opt-in kernel variants measured next to the defaults in the same run (the defaults stay what the
-# automatic choice and the packets' timing use): "replicated" = one-shot and two-shot on a communicator
-# with CommConfig(epoch="replicated") (keys "oneshot@replicated", "twoshot@replicated"); "replicated_t128" =
-# the same with 128-thread blocks (a small message spread over 4x the SMs, which replicated epochs make
-# free of any grid-wide atomic); "fused_light" = all_reduce_residual_rmsnorm(variant="light").
-VARIANT_COMM = {"replicated": {"epoch": "replicated"}, "replicated_t128": {"epoch": "replicated", "block_threads": 128}}
-VARIANTS = (*VARIANT_COMM, "fused_light")
+# Kernel variants measured next to the defaults in the same run (the defaults stay what the automatic choice
+# and the packets' timing use; defaults since round A: replicated epochs, block threads by size, split fused
+# kernel): "ticket" = one-shot and two-shot on a communicator with the run-3 configuration (ticket epochs,
+# 512-thread blocks; keys "oneshot@ticket", "twoshot@ticket"); "replicated" / "replicated_t128" = replicated
+# epochs with blocks fixed at 512 / 128 threads; "fused_block" / "fused_light" =
+# all_reduce_residual_rmsnorm(variant="block" / "light") next to the default (split) fused kernel.
+VARIANT_COMM = {"ticket": {"epoch": "ticket", "block_threads": 512},
+                "replicated": {"epoch": "replicated", "block_threads": 512},
+                "replicated_t128": {"epoch": "replicated", "block_threads": 128}}
+FUSED_VARIANTS = ("fused_block", "fused_light")
+VARIANTS = (*VARIANT_COMM, *FUSED_VARIANTS)
 CANDIDATE_FILE = "crossover-candidate.toml"
 
 
@@ -364,9 +368,6 @@ def measure_fused(local: Local, comms: dict[int, Any], cfg: BenchConfig) -> dict
         comms[r].all_reduce_residual_rmsnorm(t["x"][r], t["res"][r], t["w"][r], 1e-6, out=t["out"][r],
                                              residual_out=t["rout"][r], variant=variant)
 
-    def fused_light(r: int, i: int) -> None:
-        fused(r, i, "light")
-
     def plain(r: int, i: int) -> None:
         comms[r].all_reduce(t["x"][r], out=t["plain"][r], algorithm="oneshot")
 
@@ -394,12 +395,14 @@ def measure_fused(local: Local, comms: dict[int, Any], cfg: BenchConfig) -> dict
                           error_ratio(t["out"][r].view(-1), ref, cfg.dtype) / 2)
         return max(v for m in local.gather(errs) for v in m.values())
 
+    others = {v.removeprefix("fused_"): (lambda r, i, k=v.removeprefix("fused_"): fused(r, i, k))
+              for v in FUSED_VARIANTS if v in cfg.variants}
     result = {"hidden": h, "tokens": 1, "err": check(fused)}
-    if "fused_light" in cfg.variants:
-        result["light_err"] = check(fused_light)
+    for k, op in others.items():
+        result[f"{k}_err"] = check(op)
     result["fused"] = time_graph(local, fused, 100, cfg.iters)
-    if "fused_light" in cfg.variants:
-        result["light"] = time_graph(local, fused_light, 100, cfg.iters)
+    for k, op in others.items():
+        result[k] = time_graph(local, op, 100, cfg.iters)
     result["plain"] = time_graph(local, plain, 100, cfg.iters)
     result["unfused"] = time_graph(local, unfused, 100, cfg.iters)
     return result
@@ -529,14 +532,19 @@ def _make_comm_config(cfg: BenchConfig, variant: str = "") -> Any:
 
 
 def _kernel_info(comm: Any, cfg: BenchConfig, vcomms: dict[str, dict[int, Any]]) -> dict[str, Any]:
-    from floorline.comm import cuda_api
+    from floorline.comm import cuda_api, protocol
 
+    eb = protocol.ELEM_BYTES[cfg.dtype]
     info = {"attributes": comm.kernel_attributes("oneshot", cfg.dtype), "nvrtc": cuda_api.nvrtc_version(),
-            "arch": comm.arch, "crossover": asdict(comm.crossover)}
+            "arch": comm.arch, "crossover": asdict(comm.crossover), "epoch_scheme": comm.config.epoch,
+            # threads per block the default communicator launches one-shot/two-shot with, per size
+            "block_threads": {str(s): comm.threads_for(protocol.packets(s // eb, eb)) for s in cfg.sizes}}
     variants = {f"{a}@{v}": next(iter(vc.values())).kernel_attributes(a, cfg.dtype)
                 for v, vc in vcomms.items() for a in ("oneshot", "twoshot")}
-    if "fused_light" in cfg.variants:
-        variants["fused_light"] = comm.kernel_attributes("fused_light", cfg.dtype)
+    for v in FUSED_VARIANTS:
+        if v in cfg.variants:
+            variants[v] = comm.kernel_attributes("fused" if v == "fused_block" else v, cfg.dtype)
+    info["fused_attributes"] = comm.kernel_attributes("fused_split", cfg.dtype)
     if variants:
         info["variant_attributes"] = variants
     return info
@@ -883,17 +891,22 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
             "link_gbps": link["gbps"], "floor_composite_us": r.floor_us, "over_composite_floor": r.graph_us / r.floor_us,
             "us_over_one_way": r.graph_us - fl["one_way_us"], "crossover": kern["crossover"],
             "kernel_local_bytes": kern["attributes"]["local_bytes"],  # per-thread stack (peer table), not spills
+            "epoch_scheme": kern.get("epoch_scheme"), "block_threads": kern.get("block_threads", {}).get(str(r.size_bytes)),
         }
         if r.size_bytes == FUSED_HIDDEN * 2:
             fu = res["fused"]
             params["fused_residual_rmsnorm"] = {
                 "hidden": fu["hidden"], "tokens": fu["tokens"], "fused_us": _med(fu["fused"]),
                 "plain_all_reduce_us": _med(fu["plain"]), "unfused_torch_us": _med(fu["unfused"]),
-                "fused_over_plain": _med(fu["fused"]) / _med(fu["plain"]), "err": fu["err"]}
-            if fu.get("light"):
-                params["fused_residual_rmsnorm"].update(
-                    light_us=_med(fu["light"]), light_over_plain=_med(fu["light"]) / _med(fu["plain"]),
-                    light_err=fu.get("light_err"), light_variant="all_reduce_residual_rmsnorm(variant='light')")
+                "fused_over_plain": _med(fu["fused"]) / _med(fu["plain"]), "err": fu["err"],
+                "variant": "split (the default of all_reduce_residual_rmsnorm)",
+                "kernel_attributes": kern.get("fused_attributes")}
+            for k in ("block", "light"):
+                if fu.get(k):
+                    params["fused_residual_rmsnorm"].update({
+                        f"{k}_us": _med(fu[k]), f"{k}_over_plain": _med(fu[k]) / _med(fu["plain"]),
+                        f"{k}_err": fu.get(f"{k}_err"),
+                        f"{k}_variant": f"all_reduce_residual_rmsnorm(variant='{k}')"})
         if kern.get("variant_attributes"):
             params["variant_kernel_attributes"] = kern["variant_attributes"]
         passed = r.wrong == 0
@@ -979,8 +992,8 @@ def _finish_mode(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, li
               f"nccl {f(r.nccl_us):>7} ({r.extra['nccl_name']}) symm {f(r.symm_us):>7} floor {r.floor_us:6.2f} "
               f"| {algs} | wrong {r.wrong}", file=sys.stderr)
     fu = res["fused"]
-    light = f" light {_med(fu['light']):.2f} us (err {fu['light_err']:.3f})" if fu.get("light") else ""
-    print(f"[{mode}] fused {_med(fu['fused']):.2f} us{light} plain {_med(fu['plain']):.2f} us unfused "
+    light = "".join(f" {k} {_med(fu[k]):.2f} us (err {fu[k + '_err']:.3f})" for k in ("block", "light") if fu.get(k))
+    print(f"[{mode}] fused (split) {_med(fu['fused']):.2f} us{light} plain {_med(fu['plain']):.2f} us unfused "
           f"{_med(fu['unfused']):.2f} us err {fu['err']:.3f}", file=sys.stderr)
     return rows
 

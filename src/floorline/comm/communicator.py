@@ -28,6 +28,7 @@ from floorline.errors import InputError
 from floorline.kernels import (
     allreduce_fused_rmsnorm,
     allreduce_fused_rmsnorm_light,
+    allreduce_fused_rmsnorm_split,
     allreduce_oneshot,
     allreduce_pingpong,
     allreduce_twoshot,
@@ -38,9 +39,14 @@ _OPS = {
     "twoshot": allreduce_twoshot,
     "fused": allreduce_fused_rmsnorm,
     "fused_light": allreduce_fused_rmsnorm_light,
+    "fused_split": allreduce_fused_rmsnorm_split,
     "pingpong": allreduce_pingpong,
 }
-FUSED_VARIANTS = ("default", "light")
+# fused all-reduce + residual + RMSNorm kernels: "split" (a row over several blocks; the default since
+# round A), "block" (one block per row: the run-3 / round-0 default), "light" (one block per row, one barrier)
+FUSED_VARIANTS = ("default", "split", "block", "light")
+FUSED_DEFAULT = "split"
+_FUSED_OP = {"split": "fused_split", "block": "fused", "light": "fused_light"}
 # prepended to every all-reduce kernel's source for the replicated-epoch scheme (see allreduce_lamport)
 REPLICATED_DEFINES = f"#define FL_EPOCH_REPLICAS 1\n#define CTRL_BYTES {protocol.REPLICATED_CTRL_BYTES}\n"
 
@@ -50,21 +56,21 @@ class CommConfig:
     max_bytes: int = 64 << 20  # largest message the kernels carry (two-shot); beyond it NCCL or an error
     oneshot_max_bytes: int = 2 << 20  # largest one-shot message the slots are sized for (crossover.toml, world 2)
     timeout_s: float = 10.0  # a kernel gives up waiting for a peer after this long
-    # "ticket" (default, measured in run 3) or "replicated" (opt-in: per-block epoch copies, no arrival
-    # atomic at the end of multi-block kernels). Every kernel of one communicator uses the same scheme:
-    # the two cannot share a region (each keeps its own epoch words).
-    epoch: str = "ticket"
+    # "replicated" (default: per-block epoch copies, no arrival atomic at the end of multi-block kernels) or
+    # "ticket" (the run-3 default; see protocol.EPOCH_SCHEMES for the measurements). Every kernel of one
+    # communicator uses the same scheme: the two cannot share a region (each keeps its own epoch words).
+    epoch: str = "replicated"
     # "" = the library's crossover.toml; else a candidate file from `bench allreduce --tune-crossover`
     # (its [world.N.<mode>] sub-table, when present, applies to this communicator's mode)
     crossover_file: str = ""
-    # threads per block of the one-shot/two-shot kernels (512 = what run 3 measured). Fewer threads spread a
-    # small message over more SMs; with ticket epochs that costs the arrival atomic, with replicated
-    # epochs nothing, so it is meant to be tried with epoch="replicated" (bench variant replicated_t128).
-    block_threads: int = 512
+    # threads per block of the one-shot/two-shot kernels: 0 = by message size (protocol.block_threads_for,
+    # with the measurements behind the rule), else fixed (a multiple of 32 up to 512; bench variants use it)
+    block_threads: int = 0
 
     def __post_init__(self) -> None:
-        if not (32 <= self.block_threads <= 512 and self.block_threads % 32 == 0):
-            raise InputError(f"block_threads: must be a multiple of 32 from 32 to 512, got {self.block_threads}")
+        if self.block_threads and not (32 <= self.block_threads <= 512 and self.block_threads % 32 == 0):
+            raise InputError(f"block_threads: must be 0 (by size) or a multiple of 32 from 32 to 512, "
+                             f"got {self.block_threads}")
         if self.epoch not in protocol.EPOCH_SCHEMES:
             raise InputError(f"epoch: must be one of {', '.join(protocol.EPOCH_SCHEMES)}, got {self.epoch!r}")
         if self.crossover_file:
@@ -123,7 +129,7 @@ class Communicator:
         self._probe_base = 0
         self._broken: str | None = None
         self._fns: dict[tuple[str, str], Any] = {}
-        for op in ("oneshot", "twoshot", "fused", "fused_light"):  # compile and load now, never inside a capture
+        for op in ("oneshot", "twoshot", "fused", "fused_light", "fused_split"):  # compile and load now, never inside a capture
             for dt in protocol.KERNEL_SUFFIX:
                 self._fn(op, dt)
         self._fn("pingpong", "")
@@ -149,6 +155,10 @@ class Communicator:
         """Most blocks a kernel may use: one per SM (all resident), and one epoch copy per block index in
         the replicated scheme."""
         return min(self.sm_count, protocol.MAX_REPLICAS) if self.config.epoch == "replicated" else self.sm_count
+
+    def threads_for(self, npk: int) -> int:
+        """Threads per block of the one-shot/two-shot kernels for an `npk`-packet message."""
+        return self.config.block_threads or protocol.block_threads_for(npk, self._grid_limit())
 
     def _stream(self) -> int:
         import torch
@@ -229,7 +239,7 @@ class Communicator:
             dist.all_reduce(out, group=self.nccl_group)
             return out
         npk = protocol.packets(n, eb)
-        blocks, threads = protocol.grid(npk, self._grid_limit(), self.config.block_threads)
+        blocks, threads = protocol.grid(npk, self._grid_limit(), self.threads_for(npk))
         cuda_api.context(self.device)
         A = cuda_api.Arg
         args = [A("u64", x.data_ptr()), A("u64", out.data_ptr()), A("u64", n), *self._common_args()]
@@ -245,8 +255,10 @@ class Communicator:
         x, residual: [tokens, hidden] (or [hidden]); weight: [hidden]; all the same dtype. `residual_out`
         may be `residual` itself (in-place update, as a decoder layer wants). hidden must be a multiple of
         8 (bf16/fp16) or 4 (fp32), at most 16384 (bf16/fp16) or 8192 (fp32).
-        variant: 'default' (what the committed packets measured) or 'light' (opt-in: one packet per thread,
-        one barrier per row; hidden at most 8192 bf16/fp16 or 4096 fp32; see allreduce_fused_rmsnorm_light).
+        variant: 'default' (= 'split': each row spread over up to 4 blocks, see allreduce_fused_rmsnorm_split),
+        'block' (one block per row, the earlier default) or 'light' (one block per row, one packet per thread:
+        hidden at most 8192 bf16/fp16 or 4096 fp32). out and residual_out must not overlap x; residual_out
+        may be residual itself, out must not be.
         """
         import torch
 
@@ -275,8 +287,16 @@ class Communicator:
         if not self.layout.fits("oneshot", x.numel(), eb):
             raise InputError(f"x: {x.numel() * eb} bytes exceed the one-shot capacity of "
                              f"{self.layout.max_elems('oneshot', eb) * eb} bytes")
+        if variant == "default":  # the split kernel holds rows up to 1024 packets; wider ones go one block per row
+            variant = FUSED_DEFAULT if row_pk <= protocol.FUSED_ITEMS * allreduce_fused_rmsnorm_split.THREADS_MAX \
+                else "block"
+        if variant == "split" and (_overlaps(out, x) or _overlaps(out, residual) or _overlaps(residual_out, x)):
+            raise InputError("out: must not overlap x or residual, and residual_out must not overlap x "
+                             "(residual_out may be residual itself)")
         try:
-            if variant == "light":
+            if variant == "split":
+                blocks, threads = protocol.fused_split_grid(rows, row_pk, self._grid_limit())
+            elif variant == "light":
                 blocks, threads = protocol.fused_light_grid(rows, row_pk, self._grid_limit())
             else:
                 blocks, threads = protocol.fused_grid(rows, row_pk, self._grid_limit(), allreduce_fused_rmsnorm.ITEMS)
@@ -295,8 +315,7 @@ class Communicator:
             A("f32", eps),
             *self._common_args(),
         ]
-        cuda_api.launch(self._fn("fused" if variant == "default" else "fused_light", dt), blocks, threads,
-                        self._stream(), args)
+        cuda_api.launch(self._fn(_FUSED_OP[variant], dt), blocks, threads, self._stream(), args)
         return out, residual_out
 
     def launch_pingpong(self, peer: int, role: int, rounds: int) -> None:
@@ -359,6 +378,12 @@ class Communicator:
         for release in self._reg.release:
             release()
         self._reg = None
+
+
+def _overlaps(a: Any, b: Any) -> bool:
+    """Two tensors' bytes overlap (same device assumed)."""
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    return a0 < b0 + b.numel() * b.element_size() and b0 < a0 + a.numel() * a.element_size()
 
 
 def describe_status(code: int, rank: int, timeout_s: float) -> str:

@@ -22,11 +22,14 @@ ALGORITHMS = ("oneshot", "twoshot")
 ELEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 KERNEL_SUFFIX = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 # How a kernel learns and advances the epoch (CommConfig.epoch):
-# - "ticket" (default; what results/nvidia-h200-x2 run 3 measured): one epoch word, bumped by the last
-#   block to take an arrival ticket (a device-scope atomic at the end of every multi-block kernel);
-# - "replicated" (opt-in): one epoch copy per block index, each launched block advances its share of the
-#   copies, no atomic (kernels compiled with FL_EPOCH_REPLICAS; see allreduce_lamport.finish_epoch).
-EPOCH_SCHEMES = ("ticket", "replicated")
+# - "replicated" (default since round A): one epoch copy per block index, each launched block advances its
+#   share of the copies, no atomic (kernels compiled with FL_EPOCH_REPLICAS; see
+#   allreduce_lamport.finish_epoch). Measured on nvidia-h200-x2 (round 0 of session 2, commit a4f7cee,
+#   graph per op, process mode): with 128-thread blocks 2.57 / 2.77 / 3.16 us at 1 / 8 / 64 KB against
+#   2.78 / 3.32 / 3.95 us for the ticket scheme at 512 threads;
+# - "ticket" (the run-3 default, kept for comparison): one epoch word, bumped by the last block to take an
+#   arrival ticket (a device-scope atomic at the end of every multi-block kernel).
+EPOCH_SCHEMES = ("replicated", "ticket")
 REPLICA_WORD = 64  # u32 index of copy 0 in the control block
 MAX_REPLICAS = 192  # copies, so grids up to 192 blocks (one per SM: 132 on H100/H200, 148 on B200)
 REPLICATED_CTRL_BYTES = 1024  # control block of a replicated-epoch region: words 64 .. 255 hold the copies
@@ -94,8 +97,9 @@ def owner(p: int, npk: int, world: int) -> int:
 
 
 def dirty_packets(algorithm: str, npk: int, world: int) -> int:
-    """Packets written into each receive slot by one call: what the next epoch but one must clear."""
-    if algorithm == "oneshot":
+    """Packets written into each receive slot by one call: what the next epoch but one must clear. The fused
+    kernels ("fused_split" also fills its own slot with residual copies) write npk, like one-shot."""
+    if algorithm in ("oneshot", "fused_split"):
         return npk
     if algorithm == "twoshot":
         return 2 * twoshot_chunk(npk, world)
@@ -137,6 +141,26 @@ def layout_for(world: int, max_bytes: int, oneshot_max_bytes: int, ctrl_bytes: i
     return Layout(world=world, slot_bytes=slot, ctrl_bytes=ctrl_bytes)
 
 
+# Threads per block of the one-shot/two-shot kernels, chosen by message size (CommConfig.block_threads = 0).
+# Measured on nvidia-h200-x2 (round 0 of session 2, commit a4f7cee, replicated epochs, graph per op, process
+# mode; thread mode within 1 %), one-shot 128 vs 512 threads: 1 KB 2.57 vs 2.98, 8 KB 2.77 vs 3.41, 64 KB
+# 3.16 vs 3.76, 256 KB 3.77 vs 4.27 us (128 wins: a small message spread over 4x the SMs, each SM pushing
+# a quarter of the bytes); 1 MB 7.35 vs 6.50, 2 MB 13.85 vs 10.67, 4 MB 27.3 vs 18.1 us (128 loses: past
+# 128 x SMs packets a 128-thread grid loops over several packets per thread, a 512-thread grid does not).
+# Two-shot the same way: 128 wins up to 256 KB (4.79 vs 5.33 us), loses from 1 MB (7.03 vs 6.82 us).
+# So: 128 threads while every thread of a full 128-thread grid holds at most one packet, 512 beyond.
+# (256 threads, and the sizes between 256 KB and 1 MB, were not measured.)
+SMALL_BLOCK_THREADS = 128
+LARGE_BLOCK_THREADS = 512
+
+
+def block_threads_for(npk: int, max_blocks: int) -> int:
+    """Threads per block for an `npk`-packet message on a grid of at most `max_blocks` blocks."""
+    if npk < 0 or max_blocks < 1:
+        raise ValueError(f"npk must be >= 0 and max_blocks >= 1, got {npk}, {max_blocks}")
+    return SMALL_BLOCK_THREADS if npk <= SMALL_BLOCK_THREADS * max_blocks else LARGE_BLOCK_THREADS
+
+
 def grid(npk: int, sm_count: int, threads: int = 512) -> tuple[int, int]:
     """(blocks, threads): every block must be resident at once (each waits on peers' blocks), so at most one
     block per SM, and no more blocks than there are packets to hand out."""
@@ -149,6 +173,41 @@ def fused_light_grid(rows: int, row_packets: int, sm_count: int, max_threads: in
     if row_packets < 1 or row_packets > max_threads:
         raise ValueError(f"hidden: 1 to {max_threads} packets per row for the light variant, got {row_packets}")
     return max(1, min(rows, sm_count)), -(-row_packets // 32) * 32
+
+
+FUSED_SPLIT = 4  # blocks a row is spread over by the split fused kernel (8 KB rows: 2 KB per SM, as the
+# 128-thread plain one-shot that measured 2.77 us at 8 KB pushes)
+FUSED_ITEMS = 4  # packets per thread in the split kernel's full-row pass (= most blocks per row)
+
+
+def fused_split_grid(rows: int, row_packets: int, max_blocks: int, split: int = FUSED_SPLIT,
+                     items: int = FUSED_ITEMS, max_threads: int = 256) -> tuple[int, int]:
+    """(blocks, threads) for the split fused kernel (allreduce_fused_rmsnorm_split): a row is spread over
+    `bpr` = ceil(row_packets / threads) <= items blocks, each pushing and storing one slice of `threads`
+    packets (one per thread) and reading the whole row; blocks = bpr * row groups, row groups <= rows.
+    The kernel re-derives bpr from blockDim and the row width, so this function and the kernel agree."""
+    if row_packets < 1 or row_packets > max_threads * items:
+        raise ValueError(f"hidden: 1 to {max_threads * items} packets per row, got {row_packets}")
+    per_block = -(-row_packets // split)
+    threads = min(max_threads, max(32, -(-per_block // 32) * 32))
+    bpr = -(-row_packets // threads)
+    if bpr > max_blocks:
+        raise ValueError(f"hidden: a row needs {bpr} blocks, more than the {max_blocks} the grid may use")
+    groups = max(1, min(rows, max_blocks // bpr))
+    return groups * bpr, threads
+
+
+def split_slices(row_packets: int, threads: int) -> list[list[int]]:
+    """Packets of a row each block of the split fused kernel stores (its slice): block b owns
+    [b * threads, (b + 1) * threads). The CPU tests check that the slices tile the row exactly once."""
+    bpr = -(-row_packets // threads)
+    return [list(range(b * threads, min((b + 1) * threads, row_packets))) for b in range(bpr)]
+
+
+def split_full_row(row_packets: int, threads: int, tid: int) -> list[int]:
+    """Packets thread `tid` of every block reads in the full-row pass (the kernel's j loop): tid, tid + T,
+    ... Every block uses the same mapping and fold order, so each block's sum of squares is bit-identical."""
+    return list(range(tid, row_packets, threads))
 
 
 def fused_grid(rows: int, row_packets: int, sm_count: int, items: int = 4, max_threads: int = 512) -> tuple[int, int]:
