@@ -39,18 +39,21 @@ from floorline.kernels.swiglu import silu_mul
 
 @dataclass(frozen=True)
 class GroupedConfig:
-    block_n: int = 64  # weight rows per program (per half for SwiGLU): 2 x 64 x 2048 x 2 B = 512 KiB
+    block_n: int = 64  # weight rows per program (per half for SwiGLU)
     block_k: int = 128
     tokens: int = 8  # token rows per chunk; the dot tile is 2 x tokens rows (hi + lo)
     num_warps: int = 4
     num_stages: int = 3
 
 
-# sm_90 compile (triton.compile, cuobjdump -res-usage), qwen3-30b-a3b shapes, no spills:
-# gate-up+SwiGLU bf16 64x128 at 8 warps, 3 stages: 128 regs, 84 KiB smem -> 2 CTAs/SM (4 warps: 255
-# regs, spills); FP8: 143 regs. Down bf16 64x128, 8 warps, 3 stages: 104 regs, 52 KiB.
-GATE_UP = GroupedConfig(block_n=64, block_k=128, num_warps=8, num_stages=3)
-DOWN = GroupedConfig(block_n=64, block_k=128, num_warps=8, num_stages=3)
+# sm_90 compile here (triton.compile + cuobjdump -res-usage, the JIT's divisibility), no spills:
+#   gate-up+SwiGLU bf16 32x128, 4 warps, 3 stages: 128 regs, 52 KiB smem -> 4 CTAs/SM
+#     (64x128 at 4 warps: 255 regs + spills; 64x128 at 8 warps: 128 regs, 84 KiB -> 2 CTAs/SM);
+#   down bf16 32x128, 4 warps, 3 stages: 106 regs, 36 KiB -> 4 CTAs/SM.
+# 4 resident CTAs per SM hide each program's start (counting its run, first loads) behind the
+# others' streams. Not yet measured against the sweep in scripts/bench_moe_grouped.py.
+GATE_UP = GroupedConfig(block_n=32, block_k=128, num_warps=4, num_stages=3)
+DOWN = GroupedConfig(block_n=32, block_k=128, num_warps=4, num_stages=3)
 
 
 @triton.jit
