@@ -26,10 +26,10 @@ H, INTER, E, TOPK = 2048, 768, 128, 8
 # round-0 launch configs (tuned at batch 1) that the old grouped path ran with in bench decode
 OLD_GATE_UP = GemvConfig(block_n=4, block_k=512, num_warps=4, num_stages=4)
 OLD_DOWN = GemvConfig(block_n=16, block_k=128, num_warps=4, num_stages=3, split_k=2)
-SWEEP_GATE_UP = [GATE_UP, GroupedConfig(64, 128, 8, 8, 3), GroupedConfig(32, 128, 8, 4, 4),
-                 GroupedConfig(32, 256, 8, 8, 3), GroupedConfig(64, 64, 8, 4, 4)]
-SWEEP_DOWN = [DOWN, GroupedConfig(64, 128, 8, 8, 3), GroupedConfig(32, 128, 8, 4, 4),
-              GroupedConfig(64, 64, 8, 4, 4), GroupedConfig(64, 256, 8, 8, 2)]
+SWEEP_GATE_UP = [GATE_UP, GroupedConfig(32, 128, 8, 4, 3), GroupedConfig(64, 128, 8, 8, 3),
+                 GroupedConfig(64, 64, 8, 4, 4), GroupedConfig(32, 256, 8, 8, 3)]
+SWEEP_DOWN = [DOWN, GroupedConfig(32, 64, 8, 4, 4), GroupedConfig(32, 128, 8, 4, 3),
+              GroupedConfig(64, 64, 8, 4, 3), GroupedConfig(64, 128, 8, 8, 3)]
 
 
 def make_layers(B: int, L: int, dev: torch.device, g: torch.Generator) -> list[dict]:

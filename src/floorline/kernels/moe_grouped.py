@@ -46,14 +46,16 @@ class GroupedConfig:
     num_stages: int = 3
 
 
-# sm_90 compile here (triton.compile + cuobjdump -res-usage, the JIT's divisibility), no spills:
-#   gate-up+SwiGLU bf16 32x128, 4 warps, 3 stages: 128 regs, 52 KiB smem -> 4 CTAs/SM
-#     (64x128 at 4 warps: 255 regs + spills; 64x128 at 8 warps: 128 regs, 84 KiB -> 2 CTAs/SM);
-#   down bf16 32x128, 4 warps, 3 stages: 106 regs, 36 KiB -> 4 CTAs/SM.
-# 4 resident CTAs per SM hide each program's start (counting its run, first loads) behind the
-# others' streams. Not yet measured against the sweep in scripts/bench_moe_grouped.py.
-GATE_UP = GroupedConfig(block_n=32, block_k=128, num_warps=4, num_stages=3)
-DOWN = GroupedConfig(block_n=32, block_k=128, num_warps=4, num_stages=3)
+# sm_90 compile here (scripts/regs_moe_grouped.py: the JIT's divisibility, cuobjdump -res-usage),
+# qwen3-30b-a3b shapes, no spills. The weight stream needs ~50+ KiB in flight per SM (4.5 TB/s x
+# ~1.5 us / 132 SMs), so the defaults favour many small resident CTAs with deep pipelines:
+#   gate-up+SwiGLU bf16 32x64, 4 warps, 4 stages: 96 regs, 38 KiB smem -> 5 CTAs/SM, each with up
+#     to 3 x 8 KiB of weights in flight (32x128 at 3 stages: 128 regs, 4 CTAs; 64x128 at 4 warps
+#     spills at 255 regs);
+#   down bf16 32x64, 4 warps, 5 stages: 86 regs, 34 KiB -> 5 CTAs/SM.
+# Not yet measured; scripts/bench_moe_grouped.py sweeps the alternatives on the device.
+GATE_UP = GroupedConfig(block_n=32, block_k=64, num_warps=4, num_stages=4)
+DOWN = GroupedConfig(block_n=32, block_k=64, num_warps=4, num_stages=5)
 
 
 @triton.jit
