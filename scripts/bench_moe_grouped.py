@@ -6,7 +6,7 @@ The floor is the distinct experts' bytes (every expert any token chose, read onc
 read ceiling. Each timing replays a CUDA graph holding gate-up+SwiGLU and down for LAYERS layers,
 each with its own weights (1.2 GB a layer, far beyond the 50 MB L2) and routing, as the decode step
 does. Also sweeps a few tile configs for the new kernel and checks old and new agree.
-Usage (device): python3 scripts/bench_moe_grouped.py [--batches 8,64] [--layers 4] [--json OUT]
+Usage (device): python3 scripts/bench_moe_grouped.py [--batches 64,8] [--layers 4] [--json OUT]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def bench_batch(B: int, L: int, ceiling: float, dev: torch.device) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batches", default="8,64")
+    ap.add_argument("--batches", default="64,8")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -142,9 +142,9 @@ def main() -> int:
             c = s["cfg"]
             print(f"  sweep {s['op']:8s} bn={c['block_n']:3d} bk={c['block_k']:3d} T={c['tokens']} w={c['num_warps']} "
                   f"st={c['num_stages']}: {s['us_per_layer']:7.1f} us {s['tbps']:.2f} TB/s")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+        if a.json:  # after each batch: a time limit mid-run still leaves the finished rows
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
     return 0
 
 
