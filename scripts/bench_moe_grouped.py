@@ -52,8 +52,11 @@ def run_old(x, lay, act, out, B):
 
 
 def run_new(x, lay, act, out, gu_cfg=GATE_UP, dn_cfg=DOWN):
+    # the decode step's down output keeps the batch-1 tuning's split-K layout (OLD_DOWN.split_k rows
+    # per slot); moe_grouped fills row 0 with the sum and the others with zeros
     moe_grouped(x, lay["gu"], lay["slot_e"], lay["order"], act, swiglu=True, cfg=gu_cfg)
-    moe_grouped(act, lay["dn"], lay["slot_e"], lay["order"], out, slot_weights=lay["wts"], cfg=dn_cfg)
+    moe_grouped(act, lay["dn"], lay["slot_e"], lay["order"], out, slot_weights=lay["wts"], split_k=OLD_DOWN.split_k,
+                cfg=dn_cfg)
 
 
 def graph_us(fn, reps: int = 20, trials: int = 7) -> float:
@@ -83,14 +86,15 @@ def bench_batch(B: int, L: int, ceiling: float, dev: torch.device) -> dict:
     x = torch.randn(B, H, device=dev, generator=g)
     act = torch.empty(B * TOPK, INTER, device=dev)
     act_old = torch.empty_like(act)
-    out = torch.empty(B * TOPK, H, device=dev)
-    out_old = torch.empty(B * TOPK * OLD_DOWN.split_k, H, device=dev)
+    out = torch.empty(B * TOPK * OLD_DOWN.split_k, H, device=dev)
+    out_old = torch.empty_like(out)
     per_expert = (2 * INTER * H + H * INTER) * 2
     nbytes = sum(lay["distinct"] for lay in layers) * per_expert
     # agreement: both paths must give the same rows (the old path's split-K partials summed)
     run_old(x, layers[0], act_old, out_old, B)
     run_new(x, layers[0], act, out)
-    rel = float((out_old.view(B * TOPK, OLD_DOWN.split_k, H).sum(1) - out).norm() / out.norm())
+    new_sum = out.view(B * TOPK, OLD_DOWN.split_k, H).sum(1)
+    rel = float((out_old.view(B * TOPK, OLD_DOWN.split_k, H).sum(1) - new_sum).norm() / new_sum.norm())
 
     def all_layers(f):
         return lambda: [f(lay) for lay in layers]
@@ -111,7 +115,8 @@ def bench_batch(B: int, L: int, ceiling: float, dev: torch.device) -> dict:
         sweep.append(dict(op="gate_up", cfg=c.__dict__, us_per_layer=us / L, tbps=gu_bytes / us / 1e6))
     for c in SWEEP_DOWN:
         us = graph_us(all_layers(lambda lay, c=c: moe_grouped(act, lay["dn"], lay["slot_e"], lay["order"], out,
-                                                               slot_weights=lay["wts"], cfg=c)))
+                                                               slot_weights=lay["wts"], split_k=OLD_DOWN.split_k,
+                                                               cfg=c)))
         sweep.append(dict(op="down", cfg=c.__dict__, us_per_layer=us / L, tbps=dn_bytes / us / 1e6))
     row["sweep"] = sweep
     return row

@@ -25,7 +25,7 @@ from floorline.kernels.moe_grouped import GroupedConfig, _moe_grouped_kernel  # 
 
 TARGET = GPUTarget("cuda", 90, 32)
 BIN = Path(os.path.dirname(triton.__file__)) / "backends" / "nvidia" / "bin"
-INTS = ["S", "N", "K", "K_SPLIT", "INTER", "ROW_DIV", "N_TILES", "s_x", "s_we", "s_wn", "s_se", "s_out"]
+INTS = ["S", "N", "K", "INTER", "ROW_DIV", "N_TILES", "s_x", "s_we", "s_wn", "s_se", "s_out"]
 NOT_DIV = {"ROW_DIV", "N_TILES"}  # 8 or 1, and 24..64 tiles: not multiples of 16 in general
 
 

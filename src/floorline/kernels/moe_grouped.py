@@ -3,7 +3,7 @@ multiplied on tensor cores by all the tokens that chose that expert.
 
 Held to the floor that counts every distinct expert the batch hits (at batch 64 with top-8 of 128,
 ~126 experts per layer: nearly the whole model per step). One program owns one (expert, BLOCK_N-row
-tile, split-K slice) and streams that tile in [BLOCK_N, BLOCK_K] steps (pipelined through shared
+tile) and streams that tile in [BLOCK_N, BLOCK_K] steps (pipelined through shared
 memory), so the weight stream is as wide as a dense GEMM's. Programs of experts nobody chose exit
 at once, so unselected experts are never read.
 
@@ -22,6 +22,10 @@ tokens loops over chunks of T, re-reading its tile (from L2 while it is hot).
 SWIGLU fuses silu(gate) * up over [E, 2I, H] gate-up weights (gate rows n, up rows I + n), so the
 intermediate never round-trips through HBM. Slot s = token * k + j; with routing weights the output
 rows come out weighted, and the next add_rmsnorm sums a token's k rows (and split-K partials).
+Split-K layout without split-K work: there are plenty of programs at batch > 1 (thousands), and
+splitting K would shrink each one's stream (more start latency per byte), so a caller's split_k
+only shapes the output: row slot * split_k gets the whole sum, the other split_k - 1 rows zeros
+(the same bytes a split would have written as partials).
 """
 
 from __future__ import annotations
@@ -49,10 +53,10 @@ class GroupedConfig:
 # sm_90 compile here (scripts/regs_moe_grouped.py: the JIT's divisibility, cuobjdump -res-usage),
 # qwen3-30b-a3b shapes, no spills. The weight stream needs ~50+ KiB in flight per SM (4.5 TB/s x
 # ~1.5 us / 132 SMs), so the defaults favour many small resident CTAs with deep pipelines:
-#   gate-up+SwiGLU bf16 32x64, 4 warps, 4 stages: 96 regs, 38 KiB smem -> 5 CTAs/SM, each with up
+#   gate-up+SwiGLU bf16 32x64, 4 warps, 4 stages: 80 regs, 38 KiB smem -> 5 CTAs/SM, each with up
 #     to 3 x 8 KiB of weights in flight (32x128 at 3 stages: 128 regs, 4 CTAs; 64x128 at 4 warps
 #     spills at 255 regs);
-#   down bf16 32x64, 4 warps, 5 stages: 86 regs, 34 KiB -> 5 CTAs/SM.
+#   down bf16 32x64, 4 warps, 5 stages: 72 regs, 34 KiB -> 6 CTAs/SM.
 # Not yet measured; scripts/bench_moe_grouped.py sweeps the alternatives on the device.
 GATE_UP = GroupedConfig(block_n=32, block_k=64, num_warps=4, num_stages=4)
 DOWN = GroupedConfig(block_n=32, block_k=64, num_warps=4, num_stages=5)
@@ -60,13 +64,12 @@ DOWN = GroupedConfig(block_n=32, block_k=64, num_warps=4, num_stages=5)
 
 @triton.jit
 def _moe_grouped_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr, out_ptr,
-                        S, N, K, K_SPLIT, INTER, ROW_DIV, N_TILES, s_x, s_we, s_wn, s_se, s_out,
+                        S, N, K, INTER, ROW_DIV, N_TILES, s_x, s_we, s_wn, s_se, s_out,
                         SPLIT: tl.constexpr, SWIGLU: tl.constexpr, HAS_SCALE: tl.constexpr,
                         HAS_WEIGHT: tl.constexpr, TOKENS: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_K: tl.constexpr, S_P2: tl.constexpr, UPCAST: tl.constexpr):
     pid = tl.program_id(0)
     e = pid // N_TILES
-    sp = tl.program_id(1)  # split-K slice: output row slot * SPLIT + sp holds its partial sum
     s = tl.arange(0, S_P2)
     se = tl.load(slot_e_ptr + s, mask=s < S, other=2**30)
     cnt = tl.sum((se == e).to(tl.int32), axis=0)
@@ -74,8 +77,6 @@ def _moe_grouped_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_p
         first = tl.sum((se < e).to(tl.int32), axis=0)  # where e's run starts in the sorted order
         n = (pid % N_TILES) * BLOCK_N + tl.arange(0, BLOCK_N)
         nmask = n < N
-        k_lo = sp * K_SPLIT
-        k_hi = tl.minimum(k_lo + K_SPLIT, K)
         e64 = e.to(tl.int64)
         wg = w_ptr + e64 * s_we + n.to(tl.int64)[:, None] * s_wn
         wu = wg + INTER * s_wn
@@ -88,9 +89,9 @@ def _moe_grouped_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_p
             xrows = x_ptr + (slot2 // ROW_DIV).to(tl.int64)[:, None] * s_x
             acc_g = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
             acc_u = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
-            for k0 in range(k_lo, k_hi, BLOCK_K):
+            for k0 in range(0, K, BLOCK_K):
                 k = k0 + tl.arange(0, BLOCK_K)
-                kmask = k < k_hi
+                kmask = k < K
                 m2 = nmask[:, None] & kmask[None, :]
                 xv = tl.load(xrows + k[None, :], mask=valid2[:, None] & kmask[None, :], other=0.0)
                 hi, lo = split_hi_lo(xv.to(tl.float32), UPCAST)
@@ -111,9 +112,11 @@ def _moe_grouped_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_p
             slot = tl.load(order_ptr + first + t, mask=valid, other=0)
             if HAS_WEIGHT:
                 g = g * tl.load(slot_w_ptr + slot, mask=valid, other=0.0)[:, None]
-            orow = slot.to(tl.int64) * SPLIT + sp
-            tl.store(out_ptr + orow[:, None] * s_out + n[None, :], g.to(out_ptr.dtype.element_ty),
-                     mask=valid[:, None] & nmask[None, :])
+            orow = out_ptr + (slot.to(tl.int64) * SPLIT)[:, None] * s_out + n[None, :]
+            omask = valid[:, None] & nmask[None, :]
+            tl.store(orow, g.to(out_ptr.dtype.element_ty), mask=omask)
+            for j in tl.static_range(1, SPLIT):
+                tl.store(orow + j * s_out, tl.zeros_like(g).to(out_ptr.dtype.element_ty), mask=omask)
 
 
 def moe_grouped(x: Any, w: Any, slot_experts: Any, order: Any, out: Any, *, scale: Any = None, slot_weights: Any = None,
@@ -123,7 +126,8 @@ def moe_grouped(x: Any, w: Any, slot_experts: Any, order: Any, out: Any, *, scal
     slot_experts (slots grouped by expert; fast.py computes it once per layer for both calls); out: [S * split_k, N] with
     N = N_w/2 if swiglu else N_w; scale: float32 [E, N_w] per-channel (FP8) or None;
     slot_weights: float32 [S] multiplies each output row (the routing weights).
-    split_k > 1 (not with swiglu): rows slot * split_k + j hold partial sums the consumer adds."""
+    split_k > 1 (not with swiglu): rows slot * split_k + j, j < split_k, sum to the output (the
+    consumer adds them); here row j = 0 holds the sum and the others zeros (see the module doc)."""
     S = slot_experts.numel()
     R, K = x.shape
     E, n_w, kw = w.shape
@@ -145,11 +149,10 @@ def moe_grouped(x: Any, w: Any, slot_experts: Any, order: Any, out: Any, *, scal
     if slot_weights is not None and (slot_weights.numel() != S or slot_weights.stride(-1) != 1):
         raise InputError(f"moe_grouped: slot_weights must be a contiguous float32 [{S}]")
     bn, bk = cfg.block_n, cfg.block_k
-    k_split = triton.cdiv(triton.cdiv(K, split_k), bk) * bk
     n_tiles = triton.cdiv(N, bn)
-    _moe_grouped_kernel[(E * n_tiles, split_k)](
+    _moe_grouped_kernel[(E * n_tiles,)](
         x, w, scale if scale is not None else x, slot_experts, order, slot_weights if slot_weights is not None else x, out,
-        S, N, K, k_split, n_w // 2, max(1, S // R), n_tiles, x.stride(0), w.stride(0), w.stride(1),
+        S, N, K, n_w // 2, max(1, S // R), n_tiles, x.stride(0), w.stride(0), w.stride(1),
         scale.stride(0) if scale is not None else 0, out.stride(0),
         SPLIT=split_k, SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
         TOKENS=cfg.tokens, BLOCK_N=bn, BLOCK_K=bk, S_P2=triton.next_power_of_2(S), UPCAST=_INTERPRET,
