@@ -3,11 +3,11 @@ multiplied on tensor cores by all the tokens that chose that expert.
 
 Held to the floor that counts every distinct expert the batch hits (at batch 64 with top-8 of 128,
 ~126 experts per layer: nearly the whole model per step). One program owns one (expert, BLOCK_N-row
-tile) and streams that tile in [BLOCK_N, BLOCK_K] steps (pipelined through shared
-memory), so the weight stream is as wide as a dense GEMM's. Programs of experts nobody chose exit
+tile) and streams that tile in [BLOCK_N, BLOCK_K] steps (pipelined through shared memory), so
+the weight stream is as wide as a dense GEMM's. Programs of experts nobody chose exit
 at once, so unselected experts are never read.
 
-Grouping: `order` lists the slots sorted by expert; each program counts, over the S slot->expert ids
+Grouping: `order` lists the slots sorted by expert id, ascending; each program counts, over the S slot->expert ids
 (S <= 512 ints, from L2), the slots of its expert and of lower experts, which gives its run in
 `order` (reductions to scalars: nothing stays live in registers across the weight stream). An expert
 sees ~4 tokens at batch 64 (S / E), so the token tile is small: TOKENS rows.
@@ -122,8 +122,8 @@ def _moe_grouped_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_p
 def moe_grouped(x: Any, w: Any, slot_experts: Any, order: Any, out: Any, *, scale: Any = None, slot_weights: Any = None,
                 swiglu: bool = False, split_k: int = 1, cfg: GroupedConfig = GroupedConfig()) -> Any:
     """x: float32 [R, K] (R = tokens when a token's k slots share its row, R = S for per-slot rows);
-    w: [E, N_w, K] bf16/fp8; slot_experts: int32 [S <= 4096]; order: int32 [S], a stable argsort of
-    slot_experts (slots grouped by expert; fast.py computes it once per layer for both calls); out: [S * split_k, N] with
+    w: [E, N_w, K] bf16/fp8; slot_experts: int32 [S <= 4096]; order: int32 [S], an ascending
+    argsort of slot_experts (fast.py computes it once per layer for both calls); out: [S * split_k, N] with
     N = N_w/2 if swiglu else N_w; scale: float32 [E, N_w] per-channel (FP8) or None;
     slot_weights: float32 [S] multiplies each output row (the routing weights).
     split_k > 1 (not with swiglu): rows slot * split_k + j, j < split_k, sum to the output (the
