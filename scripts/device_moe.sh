@@ -7,7 +7,7 @@
 # and the script stays under LIMIT_S, so a hung stage still leaves the others' evidence behind.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-LIMIT_S=${LIMIT_S:-290}
+LIMIT_S=${LIMIT_S:-280}
 export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
