@@ -21,6 +21,7 @@ import triton.language as tl
 
 from floorline.errors import InputError
 from floorline.kernels.gemv import _INTERPRET, GemvConfig, block_b, split_hi_lo
+from floorline.kernels.moe_grouped import DOWN, GATE_UP, moe_grouped
 from floorline.kernels.swiglu import silu_mul
 
 
@@ -105,13 +106,15 @@ def _moe_gemv_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, order_ptr, slot_w_ptr,
 
 def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale: Any = None,
              slot_weights: Any = None, swiglu: bool = False, order: Any = None,
-             cfg: GemvConfig = GemvConfig()) -> Any:
+             cfg: GemvConfig = GemvConfig(), grouped: bool = True) -> Any:
     """x: float32 [R, K] (R = tokens when slots share a token's row, R = S for per-slot rows);
     w: [E, N_w, K] bf16/fp8; slot_experts: int32 [S]; out: [S, N] with N = N_w/2 if swiglu else N_w.
     order: int32 [S] argsort of slot_experts (stable), required when tokens > 1.
     slot_weights: float32 [S] multiplies each output row (the routing weights).
     cfg.split_k > 1 (not with swiglu, which is not linear): out is [S * split_k, N], rows
-    slot * split_k + j holding partial sums over slices of K that the consumer adds."""
+    slot * split_k + j holding partial sums over slices of K that the consumer adds.
+    Batch > 1 runs kernels/moe_grouped.py (its own tiles; cfg gives only split_k) unless
+    grouped=False, which keeps this file's grouped mode (the old path, for benchmarks)."""
     S = slot_experts.numel()
     R, K = x.shape
     E, n_w, kw = w.shape
@@ -132,6 +135,9 @@ def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale:
     bm = block_b(tokens)
     if bm > 1 and (order is None or order.shape != (S,)):
         raise InputError(f"moe_gemv: order (argsort of slot_experts, int32 [{S}]) is required for batch > 1")
+    if bm > 1 and grouped:  # batch > 1: one weight stream per expert tile (kernels/moe_grouped.py)
+        return moe_grouped(x, w, slot_experts, order, out, scale=scale, slot_weights=slot_weights, swiglu=swiglu,
+                           split_k=split, cfg=GATE_UP if swiglu else DOWN)
     bn = cfg.block_n if bm == 1 else max(16, cfg.block_n)
     bk = cfg.block_k if bm == 1 else min(cfg.block_k, 64)  # 128 spills registers at BLOCK_M 16 (sm_90)
     k_split = triton.cdiv(triton.cdiv(K, split), bk) * bk
