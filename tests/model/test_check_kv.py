@@ -54,9 +54,10 @@ def test_margins_are_recorded_and_explain_greedy():
 def test_kv_dtype_cli_and_bad_value():
     run = [sys.executable, "-m", "floorline", "decode", "--check", "--model", "tiny-moe", "--device", "cpu",
            "--steps", "2", "--tolerance", "0.02", "--no-evidence", "--json"]
-    r = subprocess.run([*run, "--kv-dtype", "fp16"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*run, "--kv-dtype", "bf16,fp16"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["kv_dtype"] == "fp16" and len(out["per_step_margin"]) == 3 and out["min_margin"] > 0
+    runs = json.loads(r.stdout)["runs"]  # both datapaths on the same weights and prompts
+    assert [o["kv_dtype"] for o in runs] == ["bf16", "fp16"]
+    assert all(len(o["per_step_margin"]) == 3 and o["min_margin"] > 0 for o in runs)
     bad = subprocess.run([*run, "--kv-dtype", "fp32"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--kv-dtype" in bad.stderr
