@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from floorline.model.config import builtin
@@ -61,3 +62,14 @@ def test_kv_dtype_cli_and_bad_value():
     assert all(len(o["per_step_margin"]) == 3 and o["min_margin"] > 0 for o in runs)
     bad = subprocess.run([*run, "--kv-dtype", "fp32"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--kv-dtype" in bad.stderr
+
+
+@pytest.mark.gpu
+def test_fp16_cache_on_the_gpu():
+    """The CUDA-graph decoder with an fp16 cache (tensor-core hi/lo pairs in fp16) vs float64."""
+    w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=13)
+    prompts = _prompts(w, 3)
+    bf = check(w, prompts, steps=8, kv_dtype="bf16")
+    hf = check(w, prompts, steps=8, kv_dtype="fp16")
+    assert max(hf.per_step_kv_matched) < ARITH_TOL
+    assert hf.max_rel_l2 < bf.max_rel_l2 / 3, (hf.max_rel_l2, bf.max_rel_l2)
