@@ -58,5 +58,11 @@ if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then attempt static-compile ${COMPILE_S:-13
 attempt static-eager 45
 attempt dynamic-eager 45
 rm -f "$OUT/hf_one.json" "$OUT/hf_err.txt"
+stage pytest
+T=$(min 90 $(( $(left) - 5 )))
+if [ "$T" -ge 30 ]; then
+  timeout "$T" python3 -m pytest -q -p no:cacheprovider -m gpu -x -rs tests/model/test_check_kv.py tests/bench/test_decode_hf.py \
+    > "$OUT/pytest.txt" 2>&1; echo "pytest rc=$?"; tail -3 "$OUT/pytest.txt"
+else echo "skip pytest: ${T}s left"; fi
 stage pack
 tar czf "$OUT/results.tgz" results/nvidia-h200 2>/dev/null; ls -la "$OUT"

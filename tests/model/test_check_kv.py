@@ -72,4 +72,6 @@ def test_fp16_cache_on_the_gpu():
     bf = check(w, prompts, steps=8, kv_dtype="bf16")
     hf = check(w, prompts, steps=8, kv_dtype="fp16")
     assert max(hf.per_step_kv_matched) < ARITH_TOL
-    assert hf.max_rel_l2 < bf.max_rel_l2 / 3, (hf.max_rel_l2, bf.max_rel_l2)
+    # /2, not /3: the GPU rounds bf16 to nearest (the interpreter truncates), and the arithmetic
+    # remainder (~2e-4 here) is a larger share
+    assert hf.max_rel_l2 < bf.max_rel_l2 / 2, (hf.max_rel_l2, bf.max_rel_l2)
