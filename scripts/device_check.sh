@@ -9,7 +9,7 @@
 #      StaticCache + torch.compile(reduce-overhead), StaticCache + torch.compile(default) only if the
 #      first failed, StaticCache eager, DynamicCache eager (round 0's setting) while time is left.
 # Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_check.sh
-# Writes $OUT/{log.txt,check.json,hf.jsonl,results.tgz}.
+# Writes $OUT/{log.txt,check.json,hf.jsonl,results.tgz} and pytest.txt when time is left (gpu tests of both).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 LIMIT_S=${LIMIT_S:-290}

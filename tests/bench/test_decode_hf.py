@@ -21,7 +21,7 @@ def _rel(a, b):
 
 def _steps(w, name, n=3, batch=2, context=37):
     step = HFBaseline(w, BY_NAME[name]).prepare(batch, context, n)
-    return [step().float() for _ in range(n)]
+    return [step().clone().float() for _ in range(n)]  # a CUDA-graph replay overwrites its last output
 
 
 # float32 weights: in bf16 a one-ulp difference can flip an expert choice (measured: 8e-2 on one row),
