@@ -61,3 +61,52 @@ def test_compiled_static_matches_eager_and_is_chosen():
     w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=4)
     best, info = choose_baseline(w, progress=lambda _: None, settings=SETTINGS[:1] + SETTINGS[-1:])
     assert best is not None and info["tried"][0]["status"] == "ok" and info["tried"][0]["ms_per_token"] > 0
+
+
+class _Fake:
+    """Stands in for HFBaseline: a table of ms/token (or an exception) per setting name."""
+
+    table: dict = {}
+
+    def __init__(self, w, setting):
+        self.setting = setting
+        if isinstance(self.table[setting.name], Exception):
+            raise self.table[setting.name]
+
+    def measure(self, batch, context, iters):
+        class R:
+            median = self.table[self.setting.name] * 1e3  # us
+
+        return R()
+
+    def describe(self):
+        return {"setting": self.setting.name}
+
+
+def test_choose_baseline_keeps_the_fastest_that_works_and_records_every_try(monkeypatch):
+    import floorline.bench.decode_hf as D
+
+    monkeypatch.setattr(D, "HFBaseline", _Fake)
+    _Fake.table = {"static-compile-cudagraphs": RuntimeError("dynamo: unsupported op"),
+                   "static-compile-cudagraphs-grouped": 30.0, "static-compile": 12.0,
+                   "static-eager": 70.0, "dynamic-eager": 75.0}
+    best, info = D.choose_baseline(None, progress=lambda _: None)
+    assert best.setting.name == "static-compile" and info["setting"] == "static-compile"
+    tried = {t["setting"]: t for t in info["tried"]}
+    assert tried["static-compile-cudagraphs"]["status"] == "failed"
+    assert "unsupported op" in tried["static-compile-cudagraphs"]["reason"]
+    assert tried["static-compile-cudagraphs-grouped"]["ms_per_token"] == 30.0
+    # a compiled setting works: the eager fallbacks are not run
+    assert tried["static-eager"]["status"] == tried["dynamic-eager"]["status"] == "skipped"
+
+
+def test_choose_baseline_falls_back_to_eager_when_nothing_compiles(monkeypatch):
+    import floorline.bench.decode_hf as D
+
+    monkeypatch.setattr(D, "HFBaseline", _Fake)
+    err = RuntimeError("no compiler")
+    _Fake.table = {"static-compile-cudagraphs": err, "static-compile-cudagraphs-grouped": err,
+                   "static-compile": err, "static-eager": 80.0, "dynamic-eager": 70.0}
+    best, info = D.choose_baseline(None, progress=lambda _: None)
+    assert best.setting.name == "dynamic-eager"  # the faster of the two that worked
+    assert [t["status"] for t in info["tried"]] == ["failed", "failed", "failed", "ok", "ok"]
