@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from floorline.bench.decode_hf import hf_model  # noqa: F401 - moved there; tests import it from here
 from floorline.errors import InputError
 
 BATCHES = (1, 8, 64)
@@ -97,77 +98,6 @@ def measure_ours(w: Any, batch: int, context: int, kv_dtype: str, launch: Any, i
     return res, hit
 
 
-def hf_model(w: Any, experts_impl: str) -> Any:
-    """transformers' Qwen3MoeForCausalLM whose parameters ARE our bf16 tensors (views, no copy)."""
-    import torch
-    from torch.nn import Parameter
-    from transformers import Qwen3MoeConfig
-    from transformers.models.qwen3_moe import modeling_qwen3_moe as hf
-
-    cfg = w.cfg
-    conf = Qwen3MoeConfig(**cfg.to_hf())
-    conf._attn_implementation = "sdpa"
-    conf._experts_implementation = experts_impl
-    with torch.device("meta"):
-        model = hf.Qwen3MoeForCausalLM(conf)
-
-    def P(t: Any) -> Parameter:
-        return Parameter(t, requires_grad=False)
-
-    m = model.model
-    m.embed_tokens.weight, m.norm.weight, model.lm_head.weight = P(w.embed), P(w.norm), P(w.lm_head)
-    q, kv = cfg.q_size, cfg.kv_size
-    for layer, L in zip(m.layers, w.layers, strict=True):
-        a = layer.self_attn
-        a.q_proj.weight, a.k_proj.weight = P(L.qkv.w[:q]), P(L.qkv.w[q : q + kv])
-        a.v_proj.weight, a.o_proj.weight = P(L.qkv.w[q + kv :]), P(L.o.w)
-        a.q_norm.weight, a.k_norm.weight = P(L.q_norm), P(L.k_norm)
-        layer.input_layernorm.weight, layer.post_attention_layernorm.weight = P(L.attn_norm), P(L.mlp_norm)
-        if L.is_moe:
-            layer.mlp.gate.weight = P(L.router)
-            layer.mlp.experts.gate_up_proj, layer.mlp.experts.down_proj = P(L.gate_up.w), P(L.down.w)
-        else:
-            inter = L.gate_up.w.shape[1] // 2
-            layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight = P(L.gate_up.w[0, :inter]), P(L.gate_up.w[0, inter:])
-            layer.mlp.down_proj.weight = P(L.down.w[0])
-    with torch.device(w.device):
-        m.rotary_emb = hf.Qwen3MoeRotaryEmbedding(conf)
-    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
-    if left:
-        raise RuntimeError(f"transformers model still has meta tensors: {left[:3]}")
-    return model.eval()
-
-
-def measure_hf(model: Any, w: Any, batch: int, context: int, iters: int) -> Any:
-    """transformers' own decode step (forward + argmax) over a DynamicCache holding `context` tokens."""
-    import torch
-    from transformers.cache_utils import DynamicCache
-
-    from floorline.gpu.timing import TimingConfig, time_cuda
-
-    cfg = w.cfg
-    cache = DynamicCache(config=model.config)
-    g = torch.Generator(device=w.device)
-    g.manual_seed(1)
-    shape = (batch, cfg.num_key_value_heads, context, cfg.head_dim)
-    for i in range(cfg.num_hidden_layers):
-        k = torch.randn(shape, generator=g, device=w.device, dtype=torch.bfloat16)
-        v = torch.randn(shape, generator=g, device=w.device, dtype=torch.bfloat16)
-        cache.update(k, v, i)
-    state = {"tok": torch.randint(0, cfg.vocab_size, (batch, 1), device=w.device, generator=g), "pos": context}
-
-    @torch.no_grad()
-    def step(_: int) -> None:
-        pos = torch.full((batch, 1), state["pos"], device=w.device, dtype=torch.long)
-        out = model(input_ids=state["tok"], past_key_values=cache, position_ids=pos, use_cache=True)
-        state["tok"] = out.logits[:, -1:].argmax(-1)
-        state["pos"] += 1
-
-    res = time_cuda(step, TimingConfig(warmup=2, iters=iters, timeout_s=300))
-    cache.layers.clear() if hasattr(cache, "layers") else None
-    return res
-
-
 def ms_timing(res: Any) -> Any:
     """A harness TimingResult (us) as an evidence Timing in ms per token."""
     from floorline.evidence.schema import Timing
@@ -227,23 +157,11 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             torch.cuda.empty_cache()
     hf, hf_setting, hf_error = None, {}, None
     if baseline and weight_dtype == "bf16":
-        import transformers
+        from floorline.bench.decode_hf import choose_baseline
 
-        tried = {}
-        for impl in ("grouped_mm", "batched_mm", "eager"):  # transformers' MoE paths; keep the fastest that works
-            try:
-                model = hf_model(w, impl)
-                tried[impl] = measure_hf(model, w, 1, 1024, 3).median
-                progress(f"transformers experts_implementation={impl}: {tried[impl] / 1e3:.1f} ms/token (batch 1, 1K)")
-                if hf is None or tried[impl] < min(v for k, v in tried.items() if k != impl):
-                    hf = model
-                    hf_setting = {"experts_implementation": impl, "attn_implementation": "sdpa", "cache": "DynamicCache",
-                                  "torch_compile": False, "dtype": "bfloat16", "version": transformers.__version__}
-            except Exception as e:  # noqa: BLE001 - try the next setting, and report why this one failed
-                hf_error = f"{impl}: {type(e).__name__}: {str(e)[:200]}"
-                progress(f"transformers with {impl} failed: {hf_error}")
-        if hf_setting:
-            hf_setting["probe_ms_per_token"] = {k: v / 1e3 for k, v in tried.items()}
+        hf, hf_setting = choose_baseline(w, progress)  # transformers' fastest setting that works, every try recorded
+        if hf is None:
+            hf_error = "; ".join(f"{t['setting']}: {t.get('reason', t['status'])}" for t in hf_setting["tried"])
     elif baseline:
         hf_error = "transformers runs bf16 weights only; no FP8 baseline"
     points = []
@@ -272,7 +190,7 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         if hf is not None and p.hf_reason is None:
             progress(f"batch {b} context {c}: transformers")
             try:
-                p.hf_timing = measure_hf(hf, w, b, c, max(3, iters // 10))
+                p.hf_timing = hf.measure(b, c, max(3, iters // 10))
                 p.hf_ms = p.hf_timing.median / 1e3
                 p.hf_config = hf_setting
             except Exception as e:  # noqa: BLE001

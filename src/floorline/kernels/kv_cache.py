@@ -26,12 +26,16 @@ import triton.language as tl
 from floorline.errors import InputError
 
 KV_DTYPES = ("bf16", "fp8", "fp4")
+# fp16 K/V: the decoder's precision option (same bytes as bf16, 8x finer rounding, range +-65504;
+# docs/model.md "Error budget"). Only allocate/append and the decoder's fp32-query attention
+# (model/attention.py) take it; floorline.kernels.decode_attention does not, so it is not in KV_DTYPES.
+DECODER_KV_FP16 = "fp16"
 FP4_GROUP = 32  # values per E8M0 scale (OCP MX block size)
 
 
 def bytes_per_token_head(kv_dtype: str, head_dim: int) -> float:
     """Bytes one token costs per KV head for K or for V, scales included."""
-    if kv_dtype == "bf16":
+    if kv_dtype in ("bf16", "fp16"):
         return 2.0 * head_dim
     if kv_dtype == "fp8":
         return head_dim + 4.0  # e4m3 values + one float32 scale per token-head
@@ -81,17 +85,19 @@ def allocate_kv_cache(num_pages: int, kv_heads: int, page_size: int, head_dim: i
     """An uninitialised cache (torch.empty: callers must append before reading)."""
     import torch
 
-    check_kv_dtype(kv_dtype)
+    if kv_dtype != DECODER_KV_FP16:
+        check_kv_dtype(kv_dtype)
     if page_size < 1:
         raise InputError(f"page_size: must be >= 1, got {page_size}")
     if head_dim not in (64, 128, 256):
         raise InputError(f"head_dim: must be 64, 128 or 256, got {head_dim}")
     shape = (num_pages, kv_heads, page_size, head_dim)
-    if kv_dtype == "bf16":
+    if kv_dtype in ("bf16", DECODER_KV_FP16):
         if rotate:
             raise InputError("rotate: only fp4 caches are rotated")
-        return KVCache(torch.empty(shape, dtype=torch.bfloat16, device=device),
-                       torch.empty(shape, dtype=torch.bfloat16, device=device), "bf16", page_size, head_dim)
+        dt = torch.bfloat16 if kv_dtype == "bf16" else torch.float16
+        return KVCache(torch.empty(shape, dtype=dt, device=device),
+                       torch.empty(shape, dtype=dt, device=device), kv_dtype, page_size, head_dim)
     if kv_dtype == "fp8":
         if rotate:
             raise InputError("rotate: only fp4 caches are rotated")

@@ -89,8 +89,8 @@ def qk_norm_rope(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_ga
     outs = [("q_out", q_out, q_heads)]
     to_cache = cache is not None
     if to_cache:
-        if cache.kv_dtype != "bf16" or cache.head_dim != d or cache.kv_heads != kv_heads or cache.k.stride(3) != 1:
-            raise InputError(f"cache: must be a bf16 cache of {kv_heads} heads x {d}, got {cache.kv_dtype} {tuple(cache.k.shape)}")
+        if cache.kv_dtype not in ("bf16", "fp16") or cache.head_dim != d or cache.kv_heads != kv_heads or cache.k.stride(3) != 1:
+            raise InputError(f"cache: must be a bf16/fp16 cache of {kv_heads} heads x {d}, got {cache.kv_dtype} {tuple(cache.k.shape)}")
         if page_table is None or seq_ids is None or seq_ids.shape != (T,):
             raise InputError(f"cache: needs page_table and seq_ids [{T}]")
     else:

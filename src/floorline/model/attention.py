@@ -25,11 +25,12 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
-def _hi_lo(x, UPCAST: tl.constexpr):
+def _hi_lo(x, UPCAST: tl.constexpr, HALF: tl.constexpr):
+    # HALF: the cache's 16-bit type (bf16 or fp16); tensor-core operands must share it
     if UPCAST:
         return x, tl.zeros_like(x)
-    hi = x.to(tl.bfloat16)
-    return hi, (x - hi.to(tl.float32)).to(tl.bfloat16)
+    hi = x.to(HALF)
+    return hi, (x - hi.to(tl.float32)).to(HALF)
 
 
 @triton.jit
@@ -47,7 +48,7 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
     h_row = hk * G + rows
     d = tl.arange(0, D)
     q = tl.load(q_ptr + b * sq_b + h_row[:, None] * sq_h + d[None, :], mask=row_ok[:, None], other=0.0)
-    q_hi, q_lo = _hi_lo(q.to(tl.float32), UPCAST)
+    q_hi, q_lo = _hi_lo(q.to(tl.float32), UPCAST, k_ptr.dtype.element_ty)
     start = split * split_len
     end = tl.minimum(start + split_len, seq_len)
     acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
@@ -71,7 +72,7 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
         p = tl.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         m_i = m_new
-        p_hi, p_lo = _hi_lo(p, UPCAST)
+        p_hi, p_lo = _hi_lo(p, UPCAST, k_ptr.dtype.element_ty)
         acc = acc * alpha[:, None] + tl.dot(p_hi, v) + tl.dot(p_lo, v)
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))
@@ -82,9 +83,9 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
 
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
                          workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig()) -> Any:
-    """q: float32 [B, Hq, D]; cache: bf16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
+    """q: float32 [B, Hq, D]; cache: bf16 or fp16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
     [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch."""
-    assert cache.kv_dtype == "bf16", "decode_attention_f32 reads bf16 caches"
+    assert cache.kv_dtype in ("bf16", "fp16"), "decode_attention_f32 reads bf16/fp16 caches"
     B, hq, d = q.shape
     hk = cache.kv_heads
     g = hq // hk

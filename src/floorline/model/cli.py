@@ -129,6 +129,7 @@ def register(app: typer.Typer) -> None:
         prompt_len: int = typer.Option(16, "--prompt-len"),
         steps: int = typer.Option(64, "--steps"),
         dtype: str = typer.Option("bf16", "--dtype", help="bf16 or fp8 weights on the fast path"),
+        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="the fast path's KV cache: bf16 or fp16 (same bytes)"),
         device: str = typer.Option("cuda", "--device"),
         tp: int = typer.Option(1, "--tp"),
         seed: int = typer.Option(0, "--seed"),
@@ -144,4 +145,4 @@ def register(app: typer.Typer) -> None:
             raise InputError("decode: only --check is available (use `floorline generate` to generate)")
         _common_checks(tp)
         run_check(checkpoint, model, layers, experts, prompt_ids, batch, prompt_len, steps, dtype, device, seed,
-                  tolerance, results, no_evidence, as_json)
+                  tolerance, results, no_evidence, as_json, kv_dtype)

@@ -97,7 +97,7 @@ class FastDecoder:
         # "precise": model/attention.py (fp32 q, p, out); "bf16": floorline.kernels.decode_attention
         if attention not in ("precise", "bf16"):
             raise InputError(f"attention: must be precise or bf16, got {attention!r}")
-        self.precise_attention = attention == "precise" and kv_dtype == "bf16"
+        self.precise_attention = attention == "precise" and kv_dtype in ("bf16", "fp16")
         self.sm_count = _sm_count(dev)
         self.q32 = torch.zeros(B, cfg.num_attention_heads, cfg.head_dim, dtype=f32, device=dev)
         self.attn = torch.zeros(B, 1, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
@@ -138,7 +138,7 @@ class FastDecoder:
             add_rmsnorm(res, L.attn_norm, eps, h, delta)
             gemv(h, L.qkv.w, self.qkv[:B], L.qkv.scale, L_.qkv)
             q_out = self.q32[:B] if self.precise_attention else self.q[:B]
-            if self.kv_dtype == "bf16":  # k and v go straight into their cache slots
+            if self.kv_dtype in ("bf16", "fp16"):  # k and v go straight into their cache slots
                 qk_norm_rope(self.qkv[:B], self.positions[:B], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
                              eps, q_out, None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
                              cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:B])

@@ -65,7 +65,7 @@ def _mlp(dec: Any, L: Any, h: torch.Tensor, routes: list | None = None) -> torch
 
 
 def _read_back(cache: Any, pages: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions 0..T-1 of one sequence from a bf16 paged cache, as float32 [T, kv_heads, d]."""
+    """Positions 0..T-1 of one sequence from a bf16/fp16 paged cache, as float64 [T, kv_heads, d]."""
     n = -(-T // cache.page_size)
     idx = pages[:n].long()
 
@@ -96,7 +96,7 @@ def prefill_sequence(dec: Any, b: int, tokens: list[int]) -> torch.Tensor:
         k, v = torch.empty(T, hk, d, dtype=F32, device=dev), torch.empty(T, hk, d, dtype=F32, device=dev)
         qk_norm_rope(qkv, pos, dec.inv_freq, dec.rope_scale, L.q_norm, L.k_norm, cfg.rms_norm_eps, q, k, v, hq, hk)
         kv_append(dec.caches[i], k, v, dec.page_table, seq, pos)
-        if dec.caches[i].kv_dtype == "bf16":  # attend over what decode will read: the stored keys/values
+        if dec.caches[i].kv_dtype in ("bf16", "fp16"):  # attend over what decode will read: the stored keys/values
             k, v = _read_back(dec.caches[i], dec.page_table[b], T)
         g = hq // hk
         q, k, v = q.to(DT), k.to(DT), v.to(DT)

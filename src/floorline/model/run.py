@@ -13,6 +13,7 @@ from floorline.errors import InputError
 from floorline.model.config import builtin
 
 REFERENCE_DTYPES = ("float64", "float32")
+CHECK_KV_DTYPES = ("bf16", "fp16")  # the fast decoder's caches decode --check can validate
 
 
 def parse_prompts(text: str) -> list[list[int]]:
@@ -198,15 +199,24 @@ class CheckResult:
     routing_differences: int
     max_tie_gap: float  # largest relative prob gap (k-th vs k+1-th) among the decisions that differed
     seconds: float
+    kv_dtype: str = "bf16"
+    # per step, min over the batch of the shared-routing reference's top-1 minus top-2 logit (the
+    # greedy margin), and of |fast - reference| on that same pair of logits (how far the fast path
+    # moved the margin): greedy identity needs the second below the first at every step.
+    margins: list[float] = field(default_factory=list)
+    margin_errors: list[float] = field(default_factory=list)
+    mismatches: list[int] = field(default_factory=list)  # every step whose greedy tokens differ (shared routing)
 
     @property
     def max_rel_l2(self) -> float:
         return max(self.per_step)
 
 
-def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, launch: Any = None) -> CheckResult:
+def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, launch: Any = None,
+          kv_dtype: str = "bf16") -> CheckResult:
     """Fast path and float64 reference side by side on the same weights, every step; every reference
-    is fed the fast path's greedy token so all stay on one trajectory."""
+    is fed the fast path's greedy token so all stay on one trajectory. kv_dtype: the fast path's
+    cache, bf16 (the benchmarked datapath) or fp16 (same bytes, finer rounding: docs/model.md)."""
     import torch
 
     from floorline.model.fast import FastDecoder, LaunchConfigs, Sampling
@@ -214,13 +224,16 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, la
 
     if steps < 1:
         raise InputError(f"--steps: must be >= 1, got {steps}")
+    if kv_dtype not in CHECK_KV_DTYPES:
+        raise InputError(f"--kv-dtype: must be one of {', '.join(CHECK_KV_DTYPES)}, got {kv_dtype!r}")
     if w.dtype not in ("bf16", "fp8"):
         raise InputError(f"--dtype: decode --check compares the fast path (bf16 or fp8) with float64, got {w.dtype}")
     B = len(prompts)
     cfg = w.cfg
     n_moe = sum(cfg.is_moe_layer(i) for i in range(cfg.num_hidden_layers))
     t0 = time.perf_counter()
-    dec = FastDecoder(w, max_batch=B, max_len=max(len(p) for p in prompts) + steps + 2, launch=launch or LaunchConfigs())
+    dec = FastDecoder(w, max_batch=B, max_len=max(len(p) for p in prompts) + steps + 2, kv_dtype=kv_dtype,
+                      launch=launch or LaunchConfigs())
     dec.prefill_routes = {}
     if n_moe:
         dec.route_log = torch.zeros(n_moe, B, cfg.num_experts_per_tok, dtype=torch.int32, device=dec.device)
@@ -228,10 +241,12 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, la
     interp = os.environ.get("TRITON_INTERPRET") == "1"
 
     def store(t: Any) -> Any:
+        if kv_dtype == "fp16":  # round-to-nearest-even on the GPU and in the interpreter (numpy) alike
+            return t.float().to(torch.float16).to(torch.float64)
         if interp:  # the CPU interpreter converts fp32 -> bf16 by truncation, not round-to-nearest
             bits = t.float().view(torch.int32) & ~0xFFFF
             return bits.view(torch.float32).to(torch.float64)
-        return t.to(torch.bfloat16).to(torch.float64)
+        return t.float().to(torch.bfloat16).to(torch.float64)
 
     shared = [ref.new_cache() for _ in prompts]
     matched = [ref.new_cache(store) for _ in prompts]
@@ -247,6 +262,7 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, la
     r_f = [ref.forward(p, free[b])[-1] for b, p in enumerate(prompts)]
     decisions = sum(len(p) for p in prompts) * n_moe
     per, per_m, per_f = [], [], []
+    margins, margin_err, mismatches = [], [], []
     match, first, match_free = True, None, True
     tokens = torch.argmax(fast, dim=-1)
     for s in range(steps + 1):
@@ -264,8 +280,13 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, la
         per_m.append(max(rel(fast[b], r_m[b]) for b in range(B)))
         per_f.append(max(rel(fast[b], r_f[b]) for b in range(B)))
         ours = torch.argmax(fast, dim=-1).tolist()
-        if ours != [int(torch.argmax(r)) for r in r_s] and match:
-            match, first = False, s
+        if ours != [int(torch.argmax(r)) for r in r_s]:
+            mismatches.append(s)
+            if match:
+                match, first = False, s
+        m, e = zip(*(_margin(fast[b], r_s[b]) for b in range(B)), strict=True)
+        margins.append(min(m))
+        margin_err.append(max(e))
         if ours != [int(torch.argmax(r)) for r in r_f]:
             match_free = False
         if s == 0:
@@ -273,7 +294,18 @@ def check(w: Any, prompts: list[list[int]], steps: int, progress: Any = None, la
         if progress:
             progress(s)
     return CheckResult(steps, B, per, per_m, per_f, match, first, match_free, decisions, len(gaps),
-                       max(gaps, default=0.0), time.perf_counter() - t0)
+                       max(gaps, default=0.0), time.perf_counter() - t0, kv_dtype, margins, margin_err, mismatches)
+
+
+def _margin(fast: Any, ref: Any) -> tuple[float, float]:
+    """The reference's top-1 minus top-2 logit, and how much the fast path's logits change that same
+    difference (a greedy flip needs the change to exceed the margin)."""
+    import torch
+
+    top = torch.topk(ref, 2).indices
+    margin = float(ref[top[0]] - ref[top[1]])
+    moved = float((fast[top[0]].double() - fast[top[1]].double()) - margin)
+    return margin, abs(moved)
 
 
 def _split(route: Any) -> Any:
