@@ -16,7 +16,7 @@ def test_two_ranks_match_one():
     w = random_weights(cfg, dtype="bf16", seed=21)
     prompts = [[5, 9, 11], [7, 1, 3]]
     B, steps = 2, 2
-    group = EmulatedGroup([RankDecoder(w, r, 2, B, 16) for r in range(2)])
+    group = EmulatedGroup([RankDecoder.from_full(w, r, 2, B, 16) for r in range(2)])
     single = FastDecoder(w, B, 16, use_graph=False)
 
     class One:  # the single-rank decoder driven the same way (token by token)
