@@ -33,13 +33,13 @@ from floorline.kernels.router_topk import router_topk
 from floorline.kernels.sampling import greedy
 from floorline.model.attention import decode_attention_f32
 from floorline.model.fast import FastDecoder, LaunchConfigs
-from floorline.model.weights import ModelWeights, shard
+from floorline.model.weights import ModelWeights, head_split, shard
 
 
 def local_config(cfg: Any, size: int) -> Any:
     """The shape one rank computes: its heads and its slice of every MLP's intermediate dimension."""
-    return replace(cfg, num_attention_heads=cfg.num_attention_heads // size,
-                   num_key_value_heads=cfg.num_key_value_heads // size,
+    hq, hkv, _ = head_split(cfg, 0, size)
+    return replace(cfg, num_attention_heads=hq, num_key_value_heads=hkv,
                    moe_intermediate_size=cfg.moe_intermediate_size // size,
                    intermediate_size=cfg.intermediate_size // size)
 

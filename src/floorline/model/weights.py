@@ -160,26 +160,36 @@ def active_weight_bytes(w: ModelWeights, experts_hit: int | None = None) -> dict
             "total": attn + mlp + router + norms + head}
 
 
+def head_split(cfg: ModelConfig, rank: int, size: int) -> tuple[int, int, int]:
+    """(q heads, kv heads, first kv head) of one rank. size must divide the q heads; it divides the kv
+    heads (each rank a disjoint group), or is a multiple of them (size / kv ranks share one kv head,
+    replicated: TP 8 of a 4-kv-head model)."""
+    nq, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    if nq % size or (nkv % size and size % nkv):
+        raise InputError(f"--tp: must divide num_attention_heads ({nq}) and divide or be a multiple of "
+                         f"num_key_value_heads ({nkv}), got {size}")
+    hq = nq // size
+    if nkv % size == 0:
+        return hq, nkv // size, rank * (nkv // size)
+    return hq, 1, rank * hq // (nq // nkv)  # the kv head this rank's q heads attend with
+
+
 def shard(w: ModelWeights, rank: int, size: int) -> ModelWeights:
     """Tensor-parallel slice for one rank: attention heads and each expert's intermediate dimension.
 
     q/k/v heads and the matching columns of o are split by head (kv heads whole, so GQA groups stay on
-    one rank); gate/up rows and down columns are split along the intermediate dimension, so every rank
+    one rank; with more ranks than kv heads each rank holds the one kv head its q heads use, see
+    head_split); gate/up rows and down columns are split along the intermediate dimension, so every rank
     reads 1/size of every selected expert and the per-rank partial outputs sum (one all-reduce after
     attention, one after the MLP). Embedding, norms, router and LM head are replicated.
     """
     cfg = w.cfg
     if size == 1:
         return w
-    if cfg.num_key_value_heads % size or cfg.num_attention_heads % size:
-        raise InputError(
-            f"--tp: must divide num_key_value_heads ({cfg.num_key_value_heads}) and num_attention_heads "
-            f"({cfg.num_attention_heads}), got {size}"
-        )
     if not 0 <= rank < size:
         raise InputError(f"tp rank: must be in 0..{size - 1}, got {rank}")
     d = cfg.head_dim
-    hq, hkv = cfg.num_attention_heads // size, cfg.num_key_value_heads // size
+    hq, hkv, kv0 = head_split(cfg, rank, size)
 
     def rows(lin: Linear, lo: int, hi: int) -> Linear:
         return Linear(lin.w[..., lo:hi, :], None if lin.scale is None else lin.scale[..., lo:hi])
@@ -195,8 +205,8 @@ def shard(w: ModelWeights, rank: int, size: int) -> ModelWeights:
     for L in w.layers:
         qs, ks = cfg.q_size, cfg.kv_size
         q = rows(L.qkv, rank * hq * d, (rank + 1) * hq * d)
-        k = rows(L.qkv, qs + rank * hkv * d, qs + (rank + 1) * hkv * d)
-        v = rows(L.qkv, qs + ks + rank * hkv * d, qs + ks + (rank + 1) * hkv * d)
+        k = rows(L.qkv, qs + kv0 * d, qs + (kv0 + hkv) * d)
+        v = rows(L.qkv, qs + ks + kv0 * d, qs + ks + (kv0 + hkv) * d)
         o = Linear(L.o.w[:, rank * hq * d : (rank + 1) * hq * d].contiguous(), L.o.scale)
         inter = L.gate_up.w.shape[1] // 2
         if inter % size:
@@ -228,12 +238,11 @@ def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", dev
         raise InputError(f"--weight-dtype: a generated shard is bf16 or fp8, got {dtype!r}")
     if size < 1 or not 0 <= rank < size:
         raise InputError(f"tp rank: must be in 0..{size - 1}, got {rank}")
-    for name, n in (("num_attention_heads", cfg.num_attention_heads), ("num_key_value_heads", cfg.num_key_value_heads),
-                    ("moe_intermediate_size", cfg.moe_intermediate_size), ("intermediate_size", cfg.intermediate_size)):
+    for name, n in (("moe_intermediate_size", cfg.moe_intermediate_size), ("intermediate_size", cfg.intermediate_size)):
         if n % size:
             raise InputError(f"--tp: must divide {name} ({n}), got {size}")
     H, d = cfg.hidden_size, cfg.head_dim
-    hq, hkv = cfg.num_attention_heads // size, cfg.num_key_value_heads // size
+    hq, hkv, _ = head_split(cfg, rank, size)
     shared = torch.Generator(device=device)
     shared.manual_seed(seed)
     own = torch.Generator(device=device)
