@@ -242,7 +242,7 @@ def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", dev
         if n % size:
             raise InputError(f"--tp: must divide {name} ({n}), got {size}")
     H, d = cfg.hidden_size, cfg.head_dim
-    hq, hkv, _ = head_split(cfg, rank, size)
+    hq, hkv, kv0 = head_split(cfg, rank, size)
     shared = torch.Generator(device=device)
     shared.manual_seed(seed)
     own = torch.Generator(device=device)
@@ -254,9 +254,14 @@ def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", dev
     def gain(n: int) -> Any:
         return (1.0 + 0.1 * torch.randn(n, generator=shared, device=device, dtype=torch.float32)).to(torch.bfloat16)
 
-    def lin(shape: tuple[int, ...], std: float) -> Linear:
+    # k/v heads from a generator of their own kv-head group: ranks that share a replicated kv head
+    # (more ranks than kv heads) must hold the very same k/v rows
+    kv_gen = torch.Generator(device=device)
+    kv_gen.manual_seed(seed * 7919 + 1 + size + kv0)
+
+    def lin(shape: tuple[int, ...], std: float, gen: Any = own) -> Linear:
         if dtype == "bf16":
-            return Linear(randn(own, shape, std, torch.bfloat16))
+            return Linear(randn(gen, shape, std, torch.bfloat16))
         # [..., rows, cols] quantised per row, a block of leading rows at a time
         rows = math.prod(shape[:-1])
         q = torch.empty(rows, shape[-1], dtype=torch.float8_e4m3fn, device=device)
@@ -264,7 +269,7 @@ def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", dev
         step = max(1, chunk_elems // shape[-1])
         for lo in range(0, rows, step):
             hi = min(rows, lo + step)
-            part = quantize_fp8(randn(own, (hi - lo, shape[-1]), std, torch.float32))
+            part = quantize_fp8(randn(gen, (hi - lo, shape[-1]), std, torch.float32))
             q[lo:hi].copy_(part.w)
             s[lo:hi].copy_(part.scale)
             del part
@@ -277,7 +282,7 @@ def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", dev
         c = inter // size
         layers.append(LayerWeights(
             attn_norm=gain(H),
-            qkv=lin(((hq + 2 * hkv) * d, H), 1 / math.sqrt(H)),
+            qkv=_cat_rows([lin((hq * d, H), 1 / math.sqrt(H)), lin((2 * hkv * d, H), 1 / math.sqrt(H), kv_gen)]),
             q_norm=gain(d),
             k_norm=gain(d),
             o=lin((H, hq * d), 1 / math.sqrt(cfg.q_size)),
@@ -290,3 +295,10 @@ def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", dev
     lm_head = embed if cfg.tie_word_embeddings else randn(shared, (cfg.vocab_size, H), 3 / math.sqrt(H), torch.bfloat16)
     return ModelWeights(cfg, dtype, embed, layers, gain(H), lm_head, tp=(rank, size),
                         notes=[f"random shard {rank} of {size}, generated on {device} (seed {seed})"])
+
+
+def _cat_rows(parts: list[Linear]) -> Linear:
+    import torch
+
+    w = torch.cat([p.w for p in parts], dim=-2)
+    return Linear(w, None if parts[0].scale is None else torch.cat([p.scale for p in parts], dim=-1))
