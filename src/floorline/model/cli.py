@@ -13,7 +13,8 @@ def _common_checks(tp: int) -> None:
     if tp < 1:
         raise InputError(f"--tp: must be >= 1, got {tp}")
     if tp > 1:
-        raise InputError("--tp: tensor-parallel decode is not built yet; only --tp 1 runs (weights shard, the step does not)")
+        raise InputError("--tp: generate and decode --check run on one GPU; tensor parallel runs in "
+                         "`floorline bench decode --tp N` (model/tp.py)")
 
 
 def _cut_note(cfg) -> str:
