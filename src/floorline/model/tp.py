@@ -18,6 +18,7 @@ rank order, so h, the router's choice and the greedy token are bit-identical on 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -177,14 +178,14 @@ class CommGroup:
         while True:
             reqs = []
             for r, g in zip(self.ranks, gens, strict=True):
-                with torch.cuda.device(r.device):
+                with _on(r.device):
                     reqs.append(next(g, None))
             if all(q is None for q in reqs):
                 return
             if any(q is None for q in reqs):
                 raise RuntimeError("ranks reached different points of the step")
             for r, comm, (partial, gain) in zip(self.ranks, self.comms, reqs, strict=True):
-                with torch.cuda.device(r.device):
+                with _on(r.device):
                     self._reduce(r, comm, B, partial, gain)
 
     def step(self, B: int) -> None:
@@ -194,12 +195,12 @@ class CommGroup:
             self.eager_step(B)
             return
         for r, g in zip(self.ranks, graphs, strict=True):
-            with torch.cuda.device(r.device):
+            with _on(r.device):
                 g.replay()
 
     def synchronize(self) -> None:
         for r, comm in zip(self.ranks, self.comms, strict=True):
-            with torch.cuda.device(r.device):
+            with _on(r.device):
                 comm.synchronize()
 
     def capture(self, B: int) -> list[Any]:
@@ -228,6 +229,11 @@ class CommGroup:
     def release(self) -> None:
         """Drop the graphs (their memory pools go with them)."""
         self.graphs.clear()
+
+
+def _on(device: Any) -> Any:
+    """The device guard for a rank's launches (Triton and floorline.comm launch on the current device)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _to(w: ModelWeights, device: Any) -> ModelWeights:
