@@ -119,3 +119,28 @@ def test_tp8_decode_over_generated_shards_matches_float64():
         assert float((got - want).norm() / want.norm()) < 1e-3
         for r in ranks[1:]:
             assert torch.allclose(r.logits[0], ranks[0].logits[0], rtol=1e-6, atol=1e-6)
+
+
+def test_tp_packet_fields(tmp_path):
+    """bench decode --tp's packet (written on the CPU from a made-up timing: the fields, not speed)."""
+    from floorline.bench.decode import step_bytes
+    from floorline.bench.decode_tp import TpPoint, replicated_bytes, write_tp_point
+    from floorline.evidence.store import read_json
+    from floorline.gpu.timing import TimingResult
+    from floorline.model.fast import LaunchConfigs
+
+    cfg = _cfg8()
+    parts = [random_shard(cfg, r, 2, "fp8", seed=1) for r in range(2)]
+    loc = local_config(cfg, 2)
+    per = [step_bytes(dataclasses.replace(p, cfg=loc), [2], 1, 1024, "bf16") for p in parts]
+    rep = replicated_bytes(parts[0])
+    assert 0 < rep < min(per)
+    p = TpPoint(1, 1024, ms=2.0, timing=TimingResult([1900.0, 2000.0, 2100.0], "cuda_events", 1), wall_ms=2.1,
+                floor_bytes=max(per), ideal_bytes=(sum(per) - rep) / 2, floor_ms=1.0, experts_hit=[2])
+    pk = read_json(write_tp_point(cfg, 2, p, "fp8", "bf16", 4.5, "test", LaunchConfigs(), {}, parts, tmp_path))
+    assert pk["kind"] == "bench.decode"
+    assert {k: pk["params"][k] for k in ("tp", "batch", "context", "weight_dtype", "layers")} == {
+        "tp": 2, "batch": 1, "context": 1024, "weight_dtype": "fp8", "layers": 2}
+    assert pk["timing"]["median"] == 2.0 and pk["floor"]["fraction"] == 0.5
+    assert pk["baselines"][0]["name"] == "transformers" and pk["baselines"][0]["status"] == "skipped"
+    assert p.ideal_bytes < p.floor_bytes

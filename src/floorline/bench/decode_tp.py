@@ -225,14 +225,12 @@ def _fits(local_cfg: Any, batch: int, context: int, kv_dtype: str, tp: int, kv_b
     return None
 
 
-def baseline_reason(cfg: Any, tp: int, weight_dtype: str) -> str:
-    """Why transformers is not run beside the tensor-parallel path (said in every packet)."""
-    import torch
-
+def baseline_reason(cfg: Any, tp: int, weight_dtype: str, gpu: float) -> str:
+    """Why transformers is not run beside the tensor-parallel path (said in every packet); gpu: bytes
+    of memory on one GPU."""
     H, E, inter = cfg.hidden_size, cfg.num_experts, cfg.moe_intermediate_size
     per_layer = H * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * H + E * 3 * inter * H + E * H
     params = cfg.num_hidden_layers * per_layer + 2 * cfg.vocab_size * H
-    gpu = torch.cuda.get_device_properties(0).total_memory
     text = (f"not run: transformers' Qwen3MoeForCausalLM is single-GPU here (no tensor parallel), and this "
             f"shape's bf16 weights are ~{params * 2 / 1e9:.0f} GB against {gpu / 1e9:.0f} GB on one GPU")
     if params * 2 <= gpu:
@@ -245,6 +243,8 @@ def baseline_reason(cfg: Any, tp: int, weight_dtype: str) -> str:
 
 def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: str, ceiling: float, ceiling_src: str,
                    launch: Any, tune_table: dict, parts: list[Any], out_dir: Path) -> Path:
+    import torch
+
     from floorline.bench.decode import ms_timing
     from floorline.evidence.schema import Baseline, Floor
     from floorline.evidence.store import new_packet, write_packet
@@ -273,7 +273,8 @@ def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: s
     ]
     if cfg.cut_down:
         notes.append("cut down: " + ", ".join(cfg.cut_down))
-    reason = baseline_reason(cfg, tp, weight_dtype)
+    gpu = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 141e9
+    reason = baseline_reason(cfg, tp, weight_dtype, gpu)
     packet = new_packet(
         "bench.decode",
         params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,
