@@ -24,6 +24,8 @@ print('ceiling', d['hbm_read_ceiling_tbps'], 'layers', d['layers'], 'tp', d['tp'
 print('launch', d.get('launch'))
 for name, t in (d.get('tune') or {}).items(): print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], round(c.get('us', -1), 2)) for c in t['candidates']])
 for p in d['points']: print(p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['ideal_split_fraction'], p['wall_ms_per_token'], p['skipped'])
+for p in d['points']:
+  for r in (p.get('profile') or [])[:14]: print('  prof %-60s %9.1f us %6.1f launches (both GPUs, eager step)' % (r['kernel'][:60], r['us_per_step_all_gpus'], r['launches_per_step_all_gpus']))
 " 2>&1; }
 stage env
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv

@@ -41,6 +41,26 @@ class TpPoint:
     experts_hit: list[int] = field(default_factory=list)
     skipped: str | None = None
     packet: Path | None = None
+    profile: list[dict[str, Any]] = field(default_factory=list)
+
+
+def profile_group(group: Any, B: int, steps: int = 2) -> list[dict[str, Any]]:
+    """Device time per kernel name over eager lockstep steps (both GPUs together, per step). Eager, so
+    an all-reduce's time here includes waiting for the peer's launch; the GEMVs' times are their own."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            group.eager_step(B)
+        group.synchronize()
+    rows = []
+    for ev in prof.key_averages():
+        dev_us = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+        if dev_us:
+            rows.append({"kernel": ev.key[:80], "us_per_step_all_gpus": dev_us / steps,
+                         "launches_per_step_all_gpus": ev.count / steps})
+    rows.sort(key=lambda r: -r["us_per_step_all_gpus"])
+    return rows
 
 
 def replicated_bytes(part: Any) -> float:
@@ -187,6 +207,12 @@ def measure_point(p: TpPoint, parts: list[Any], comms: list[Any], local_cfg: Any
     group.eager_step(p.batch)  # one eager step, to count the experts this batch routes to
     group.synchronize()
     p.experts_hit = [int(torch.unique(ids).numel()) for ids in ranks[0].record]
+    ranks[0].record = None
+    if p.batch == 1:
+        try:
+            p.profile = profile_group(group, p.batch)
+        except Exception as e:  # noqa: BLE001 - a diagnostic; the measurement stands without it
+            progress(f"  profile failed: {type(e).__name__}: {e}")
     per_rank = [step_bytes(replace(part, cfg=local_cfg), p.experts_hit, p.batch, p.context, kv_dtype)
                 for part in parts]
     p.floor_bytes = max(per_rank)

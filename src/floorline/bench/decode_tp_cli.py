@@ -36,4 +36,5 @@ def _point(p: Any, ceiling: float) -> dict[str, Any]:
             "fraction_of_floor": p.floor_ms / p.ms if ok else None, "floor_bytes": p.floor_bytes,
             "ideal_split_fraction": p.ideal_bytes / (ceiling * 1e12) * 1e3 / p.ms if ok else None,
             "wall_ms_per_token": p.wall_ms, "experts_hit": p.experts_hit[:8], "skipped": p.skipped,
+            "profile": p.profile[:16],
             "packet": str(p.packet) if p.packet else None}
