@@ -78,3 +78,13 @@ def test_comm_group_lockstep_matches_emulated():
     for x, y in zip(a.ranks, b.ranks, strict=True):
         assert torch.equal(x.logits[:B], y.logits[:B])
         assert torch.equal(x.tokens[:B], y.tokens[:B])
+
+
+def test_decode_check_tp4_on_cpu_matches_float64():
+    """decode --check --tp's engine on the CPU: 4 ranks over 2 kv heads (replicated), sums emulated."""
+    from floorline.model.tp_check import tp_check
+
+    w = random_weights(builtin("tiny-moe").cut(layers=2), dtype="bf16", seed=13)
+    r = tp_check(w, [[3, 1], [8, 2]], steps=2, tp=4, device="cpu")
+    assert r.ranks_identical and r.greedy_match
+    assert len(r.per_step) == 3 and max(r.per_step_kv_matched) < 1e-5
