@@ -3,8 +3,8 @@
 # a reduced-depth TP=2 bench (evidence even if full size fails), then the full qwen3-235b-a22b shape at
 # FP8 (94 layers, 128 experts, ~119.5 GB of weights per GPU), batch 1, 1K context.
 # Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_tp.sh [full|check]
-#   full (default): all three stages; check: only the GPU tests.
-# Writes $OUT/{log.txt,pytest.txt,reduced.json,full.json,results.tgz}. Every stage has its own time limit
+#   full (default): tests, reduced bench, full bench, then decode --check --tp 2 if time is left; check: only the tests.
+# Writes $OUT/{log.txt,pytest.txt,reduced.json,full.json,check.json,results.tgz}. Every stage has its own time limit
 # and the whole stays under LIMIT_S.
 set -u
 MODE=${1:-full}
@@ -41,11 +41,19 @@ timeout ${REDUCED_S:-100} python3 -m floorline bench decode --model qwen3-235b-a
   --batch 1 --context 1k --iters 20 --no-tune --json > "$OUT/reduced.json"
 echo "reduced rc=$?"; summary "$OUT/reduced.json"
 stage "bench full depth (94 layers, 128 experts)"
-B=$(( $(left) - 20 ))
+B=$(( $(left) - 20 - ${CHECK_RESERVE_S:-0} ))
 echo "limit ${B}s"
 timeout $B python3 -m floorline bench decode --model qwen3-235b-a22b --tp 2 --weight-dtype fp8 --batch 1 --context 1k \
   --iters ${ITERS:-30} ${TUNE:---tune} --json > "$OUT/full.json"
 echo "full rc=$?"; summary "$OUT/full.json"
-nvidia-smi --query-gpu=index,memory.used --format=csv
+stage "decode --check --tp 2 at reduced depth (4 layers, 16 experts, fp8) vs float64, if time is left"
+C=$(( $(left) - 15 )); [ $C -gt 120 ] && C=120
+if [ $C -ge 45 ]; then
+  timeout $C python3 -m floorline decode --check --model qwen3-235b-a22b --layers 4 --experts 16 --tp 2 --dtype fp8 \
+    --batch 2 --prompt-len 4 --steps 16 --device cuda --json > "$OUT/check.json"
+  echo "check rc=$? (1 = ran, tolerance not met)"; grep -E '"(max_rel_l2|max_rel_l2_kv_matched|greedy_match|ranks_identical|graph_steps|passed|seconds)"' "$OUT/check.json"
+else
+  echo "skipped: ${C}s left"
+fi
 stage pack
 tar czf "$OUT/results.tgz" results/nvidia-h200-x2 2>/dev/null; ls -la "$OUT"
