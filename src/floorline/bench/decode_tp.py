@@ -133,6 +133,8 @@ def run_tp(model: str, layers: int | None, experts: int | None, tp: int, batches
     progress("HBM read ceiling (same run, GPU 0)")
     with torch.cuda.device(0):
         hbm = read_ceiling(quick=True, progress=progress)
+        gc.collect()
+        torch.cuda.empty_cache()  # its buffers go back before ~120 GB of shard is allocated
     ceiling, ceiling_src = hbm.tbps, f"floorline.bench.hbm read_ceiling (quick, GPU 0), {hbm.config}"
     progress(f"all-reduce: floorline.comm single-thread mode over GPUs 0..{tp - 1}")
     comms = init_threads(list(range(tp)), CommConfig(max_bytes=COMM_BYTES, oneshot_max_bytes=COMM_BYTES), nccl=False)
@@ -142,6 +144,7 @@ def run_tp(model: str, layers: int | None, experts: int | None, tp: int, batches
         with torch.cuda.device(r):
             parts.append(random_shard(cfg, r, tp, weight_dtype, f"cuda:{r}", seed=0))
             torch.cuda.synchronize(r)
+            torch.cuda.empty_cache()  # the generation's scratch chunks
         gb = sum(_nbytes(parts[-1])) / 1e9
         progress(f"rank {r}: {weight_dtype} shard of {cfg.name} ({cfg.num_hidden_layers} layers, {cfg.num_experts} "
                  f"experts) on cuda:{r}, {gb:.1f} GB, {time.monotonic() - t0:.1f} s")
