@@ -86,3 +86,14 @@ def test_bench_tp2_reduced_depth(tmp_path):
     assert p.experts_hit == [8, 8]
     pk = read_json(p.packet)
     assert pk["params"]["tp"] == 2 and pk["baselines"][0]["status"] == "skipped"
+
+
+def test_bench_tp2_process_mode_reduced_depth(tmp_path):
+    """Process mode (one spawned process per GPU) end to end at 2 layers of the 235B shape."""
+    from floorline.bench.decode_tp_process import run_tp_process
+    from floorline.evidence.store import read_json
+
+    res = run_tp_process("qwen3-235b-a22b", 2, None, 2, (1,), (1024,), "fp8", "bf16", 5, tmp_path)
+    p = res["points"][0]
+    assert p.ms > 0 and 0 < p.floor_ms / p.ms < 1.2 and p.experts_hit == [8, 8]
+    assert read_json(p.packet)["params"]["mode"] == "process"

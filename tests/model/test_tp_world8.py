@@ -137,7 +137,7 @@ def test_tp_packet_fields(tmp_path):
     assert 0 < rep < min(per)
     p = TpPoint(1, 1024, ms=2.0, timing=TimingResult([1900.0, 2000.0, 2100.0], "cuda_events", 1), wall_ms=2.1,
                 floor_bytes=max(per), ideal_bytes=(sum(per) - rep) / 2, floor_ms=1.0, experts_hit=[2])
-    pk = read_json(write_tp_point(cfg, 2, p, "fp8", "bf16", 4.5, "test", LaunchConfigs(), {}, parts, tmp_path))
+    pk = read_json(write_tp_point(cfg, 2, p, "fp8", "bf16", 4.5, "test", LaunchConfigs(), {}, rep, tmp_path))
     assert pk["kind"] == "bench.decode"
     assert {k: pk["params"][k] for k in ("tp", "batch", "context", "weight_dtype", "layers")} == {
         "tp": 2, "batch": 1, "context": 1024, "weight_dtype": "fp8", "layers": 2}

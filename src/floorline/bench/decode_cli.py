@@ -31,6 +31,7 @@ def register(bench_app: typer.Typer) -> None:
         weight_dtype: str = typer.Option("bf16", "--weight-dtype", help="bf16 or fp8 (e4m3, per-channel scales)"),
         kv_dtype: str = typer.Option("bf16", "--kv-dtype"),
         tp: int = typer.Option(1, "--tp"),
+        tp_mode: str = typer.Option("thread", "--tp-mode", help="with --tp > 1: thread (one host thread) or process"),
         iters: int = typer.Option(30, "--iters", help="timed decode steps per point"),
         baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="transformers on the same weights"),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="pick GEMV tiles on this device first"),
@@ -56,7 +57,7 @@ def register(bench_app: typer.Typer) -> None:
             from floorline.bench.decode_tp_cli import run_tp_cli
 
             run_tp_cli(model, layers, experts, tp, _ints(batch, "batch"), _ints(context, "context"), weight_dtype,
-                       kv_dtype, iters, out_dir, tune, time_budget, as_json)
+                       kv_dtype, iters, out_dir, tune, time_budget, as_json, tp_mode)
             return
         res = bench.run(model, layers, experts, _ints(batch, "batch"), _ints(context, "context"), weight_dtype,
                         kv_dtype, iters, baseline, out_dir, tune, deadline_s=time_budget,

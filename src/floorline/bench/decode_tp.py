@@ -177,7 +177,7 @@ def run_tp(model: str, layers: int | None, experts: int | None, tp: int, batches
                      f"{p.floor_ms / p.ms:.1%} of the {p.floor_ms:.3f} ms per-GPU floor")
             if out_dir is not None:
                 p.packet = write_tp_point(cfg, tp, p, weight_dtype, kv_dtype, ceiling, ceiling_src, launch,
-                                          tune_table, parts, out_dir)
+                                          tune_table, replicated_bytes(parts[0]), out_dir)
     finally:
         for c in comms:
             c.close()
@@ -271,7 +271,7 @@ def baseline_reason(cfg: Any, tp: int, weight_dtype: str, gpu: float) -> str:
 
 
 def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: str, ceiling: float, ceiling_src: str,
-                   launch: Any, tune_table: dict, parts: list[Any], out_dir: Path) -> Path:
+                   launch: Any, tune_table: dict, rep_bytes: float, out_dir: Path, mode: str = "thread") -> Path:
     import torch
 
     from floorline.bench.decode import ms_timing
@@ -281,17 +281,19 @@ def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: s
     n_ar = 2 * cfg.num_hidden_layers
     notes = [
         f"tokens/s: {p.batch * 1e3 / p.ms:.1f} (batch {p.batch} x 1000 / ms per step)",
-        f"tensor parallel {tp}, single-thread mode: one host thread, one CUDA graph per GPU holding that rank's "
-        f"whole step with its {n_ar} fused all-reduce + residual + RMSNorm kernels (floorline.comm, one-shot "
-        "push, fp32); a token = one replay per GPU",
+        f"tensor parallel {tp}, "
+        + ("single-thread mode: one host thread" if mode == "thread" else "process mode: one process per GPU")
+        + f", one CUDA graph per GPU holding that rank's whole step with its {n_ar} fused all-reduce + residual + "
+        "RMSNorm kernels (floorline.comm, one-shot push, fp32); a token = one replay per GPU",
         "timing: per replay, the slower GPU's CUDA-event time; the all-reduces are inside it and NOT in the floor "
         "(floor = one GPU's bytes / HBM ceiling), so their whole cost counts against the fraction",
-        f"host wall clock per token over the timed replays: {p.wall_ms:.3f} ms",
+        f"host wall clock per token over the timed replays: {p.wall_ms:.3f} ms" if p.wall_ms is not None else
+        "host wall clock: not measured (process mode: each process replays on its own)",
         f"ideal-split floor (every byte split evenly over {tp} GPUs, nothing replicated): "
         f"{p.ideal_bytes / 1e9:.3f} GB -> {p.ideal_bytes / (ceiling * 1e12) * 1e3:.3f} ms, "
         f"{p.ideal_bytes / (ceiling * 1e12) * 1e3 / p.ms:.1%} of it reached",
         f"replicated on every GPU (read by each): LM head, embedding row, norms, routers "
-        f"({replicated_bytes(parts[0]) / 1e9:.2f} GB)",
+        f"({rep_bytes / 1e9:.2f} GB)",
         f"distinct experts read per MoE layer this step: min {min(p.experts_hit, default=0)}, "
         f"max {max(p.experts_hit, default=0)}",
         "weights: seeded random, each rank's shard generated on its own GPU (weights.random_shard); "
@@ -308,7 +310,7 @@ def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: s
         "bench.decode",
         params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,
                 "context": p.context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "tp": tp,
-                "mode": "thread", "tokens_per_s": p.batch * 1e3 / p.ms, "allreduces_per_token": n_ar,
+                "mode": mode, "tokens_per_s": p.batch * 1e3 / p.ms, "allreduces_per_token": n_ar,
                 "floor_per_gpu_bytes": p.floor_bytes, "ideal_split_bytes": p.ideal_bytes,
                 "ideal_split_fraction": p.ideal_bytes / (ceiling * 1e12) * 1e3 / p.ms, "wall_ms_per_token": p.wall_ms,
                 "experts_hit": p.experts_hit[:8], "launch": {k: v.__dict__ for k, v in launch.__dict__.items()},
@@ -322,7 +324,7 @@ def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: s
         notes=notes,
     )
     name = (f"bench-decode-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{weight_dtype}-tp{tp}"
-            f"-b{p.batch}-c{p.context}")
+            f"-b{p.batch}-c{p.context}" + ("" if mode == "thread" else f"-{mode}"))
     return write_packet(packet, out_dir, name)
 
 

@@ -8,16 +8,30 @@ from typing import Any
 
 def run_tp_cli(model: str, layers: int | None, experts: int | None, tp: int, batches: tuple[int, ...],
                contexts: tuple[int, ...], weight_dtype: str, kv_dtype: str, iters: int, out_dir: Path | None,
-               tune: bool, time_budget: float | None, as_json: bool) -> None:
+               tune: bool, time_budget: float | None, as_json: bool, mode: str = "thread") -> None:
     from floorline.bench import decode_tp
+    from floorline.errors import InputError
     from floorline.render import console, err_console, print_json, table
 
-    res = decode_tp.run_tp(model, layers, experts, tp, batches, contexts, weight_dtype, kv_dtype, iters, out_dir, tune,
-                           deadline_s=time_budget, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
+    def progress(m: str) -> None:
+        err_console.print(f"[dim]{m}[/dim]")
+
+    if mode == "thread":
+        res = decode_tp.run_tp(model, layers, experts, tp, batches, contexts, weight_dtype, kv_dtype, iters, out_dir,
+                               tune, deadline_s=time_budget, progress=progress)
+    elif mode == "process":
+        from floorline.bench.decode_tp_process import run_tp_process
+
+        if weight_dtype not in ("bf16", "fp8") or kv_dtype != "bf16":
+            raise InputError("--weight-dtype/--kv-dtype: bf16 or fp8 weights, bf16 cache")
+        res = run_tp_process(model, layers, experts, tp, batches, contexts, weight_dtype, kv_dtype, iters, out_dir,
+                             progress=progress)
+    else:
+        raise InputError(f"--tp-mode: must be thread or process, got {mode!r}")
     cfg = res["config"]
     if as_json:
         print_json({
-            "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "tp": tp,
+            "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "tp": tp, "mode": mode,
             "cut_down": list(cfg.cut_down), "hbm_read_ceiling_tbps": res["ceiling_tbps"],
             "launch": {k: v.__dict__ for k, v in res["launch"].__dict__.items()}, "tune": res["tune"],
             "points": [_point(p, res["ceiling_tbps"]) for p in res["points"]],
