@@ -35,6 +35,6 @@ def test_partial_outputs_sum_to_the_full_layer(dtype):
 
 
 def test_shard_rejects_uneven_heads():
-    w = random_weights(builtin("tiny-moe"), dtype="float64", seed=1)  # 2 kv heads
+    w = random_weights(builtin("tiny-moe"), dtype="float64", seed=1)  # 4 q heads, 2 kv heads
     with pytest.raises(InputError, match="--tp"):
-        shard(w, 0, 4)
+        shard(w, 0, 3)

@@ -31,6 +31,7 @@ def register(bench_app: typer.Typer) -> None:
         weight_dtype: str = typer.Option("bf16", "--weight-dtype", help="bf16 or fp8 (e4m3, per-channel scales)"),
         kv_dtype: str = typer.Option("bf16", "--kv-dtype"),
         tp: int = typer.Option(1, "--tp"),
+        tp_mode: str = typer.Option("thread", "--tp-mode", help="with --tp > 1: thread (one host thread) or process"),
         iters: int = typer.Option(30, "--iters", help="timed decode steps per point"),
         baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="transformers on the same weights"),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="pick GEMV tiles on this device first"),
@@ -43,8 +44,8 @@ def register(bench_app: typer.Typer) -> None:
         from floorline.bench import decode as bench
         from floorline.render import console, err_console, print_json, table
 
-        if tp != 1:
-            raise InputError("--tp: tensor-parallel decode is not built yet; only --tp 1 runs")
+        if tp < 1:
+            raise InputError(f"--tp: must be >= 1, got {tp}")
         if iters < 3:
             raise InputError(f"--iters: must be >= 3, got {iters}")
         out_dir = None
@@ -52,6 +53,12 @@ def register(bench_app: typer.Typer) -> None:
             from floorline.gpu.probe import device_slug
 
             out_dir = results or Path("results") / device_slug()
+        if tp > 1:
+            from floorline.bench.decode_tp_cli import run_tp_cli
+
+            run_tp_cli(model, layers, experts, tp, _ints(batch, "batch"), _ints(context, "context"), weight_dtype,
+                       kv_dtype, iters, out_dir, tune, time_budget, as_json, tp_mode)
+            return
         res = bench.run(model, layers, experts, _ints(batch, "batch"), _ints(context, "context"), weight_dtype,
                         kv_dtype, iters, baseline, out_dir, tune, deadline_s=time_budget,
                         progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))

@@ -13,7 +13,8 @@ def _common_checks(tp: int) -> None:
     if tp < 1:
         raise InputError(f"--tp: must be >= 1, got {tp}")
     if tp > 1:
-        raise InputError("--tp: tensor-parallel decode is not built yet; only --tp 1 runs (weights shard, the step does not)")
+        raise InputError("--tp: generate runs on one GPU; tensor parallel runs in `floorline decode --check --tp N` "
+                         "and `floorline bench decode --tp N` (model/tp.py)")
 
 
 def _cut_note(cfg) -> str:
@@ -143,6 +144,12 @@ def register(app: typer.Typer) -> None:
 
         if not check_:
             raise InputError("decode: only --check is available (use `floorline generate` to generate)")
+        if tp > 1:
+            from floorline.model.tp_check import run_tp_check
+
+            run_tp_check(model, checkpoint, layers, experts, prompt_ids, batch, prompt_len, steps, dtype, device, tp,
+                         seed, tolerance, results, no_evidence, as_json)
+            return
         _common_checks(tp)
         run_check(checkpoint, model, layers, experts, prompt_ids, batch, prompt_len, steps, dtype, device, seed,
                   tolerance, results, no_evidence, as_json, kv_dtype)

@@ -1,6 +1,6 @@
-"""Tensor-parallel decode: one FastDecoder per rank over its shard of the weights (model/weights.shard:
-attention heads and each expert's intermediate dimension), the residual stream replicated, and two
-sums over ranks per layer, each fused with the residual add and the next RMSNorm:
+"""Tensor-parallel decode: one FastDecoder per rank over its shard of the weights (model/weights.shard
+or random_shard: attention heads and each expert's intermediate dimension), the residual stream
+replicated, and two sums over ranks per layer, each fused with the residual add and the next RMSNorm:
 
     h, residual = all_reduce_residual_rmsnorm(partial, residual, next_norm_gain)
 
@@ -8,14 +8,17 @@ after the o projection and after the expert down projection (floorline.comm prov
 
 A rank's step is a generator that yields (partial [B, H] float32, gain [H] float32) at each of those
 points; a driver performs the sum. `EmulatedGroup` is the single-process driver the CPU tests use (it
-advances every rank to the same point, then adds); `CommGroup` hands each yield to floorline.comm's
-fused kernel, rank by rank (launches are asynchronous, so rank 0's kernel waits on the device for
-rank 1's data). Status: the datapath is tested against float64 on the CPU; CommGroup has not run on
-GPUs (no multi-GPU device time in the session that wrote it), and the step is not graph-captured.
+advances every rank to the same point, then adds). `CommGroup` is single-thread mode over
+floorline.comm: one host thread drives every GPU; eager steps advance the ranks in lockstep (so no
+GPU's queue fills up behind a collective whose peer has not been launched yet), and `capture` records
+each rank's whole step, its all-reduces included, as ONE CUDA graph on that rank's GPU (its own
+capture stream); a token then costs one replay per GPU. Every rank computes the same sum in the same
+rank order, so h, the router's choice and the greedy token are bit-identical on every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -31,13 +34,13 @@ from floorline.kernels.router_topk import router_topk
 from floorline.kernels.sampling import greedy
 from floorline.model.attention import decode_attention_f32
 from floorline.model.fast import FastDecoder, LaunchConfigs
-from floorline.model.weights import ModelWeights, shard
+from floorline.model.weights import ModelWeights, head_split, shard
 
 
 def local_config(cfg: Any, size: int) -> Any:
     """The shape one rank computes: its heads and its slice of every MLP's intermediate dimension."""
-    return replace(cfg, num_attention_heads=cfg.num_attention_heads // size,
-                   num_key_value_heads=cfg.num_key_value_heads // size,
+    hq, hkv, _ = head_split(cfg, 0, size)
+    return replace(cfg, num_attention_heads=hq, num_key_value_heads=hkv,
                    moe_intermediate_size=cfg.moe_intermediate_size // size,
                    intermediate_size=cfg.intermediate_size // size)
 
@@ -45,20 +48,31 @@ def local_config(cfg: Any, size: int) -> Any:
 class RankDecoder(FastDecoder):
     """One rank: FastDecoder's buffers and kernels at the local shape; the step yields at the sums."""
 
-    def __init__(self, weights: ModelWeights, rank: int, size: int, max_batch: int, max_len: int,
-                 launch: LaunchConfigs = LaunchConfigs(), device: Any = None) -> None:
-        part = shard(weights, rank, size)
-        if device is not None:
-            part = _to(part, device)
-        local = replace(part, cfg=local_config(weights.cfg, size), tp=(0, 1))
+    def __init__(self, part: ModelWeights, max_batch: int, max_len: int,
+                 launch: LaunchConfigs = LaunchConfigs()) -> None:
+        rank, size = part.tp
+        local = replace(part, cfg=local_config(part.cfg, size), tp=(0, 1))
         # a rank sums its partial rows itself before the all-reduce: no split-K partials
         launch = replace(launch, o=replace(launch.o, split_k=1), down=replace(launch.down, split_k=1))
         super().__init__(local, max_batch, max_len, kv_dtype="bf16", launch=launch, use_graph=False)
-        self.rank, self.size, self.full_cfg = rank, size, weights.cfg
+        self.rank, self.size, self.full_cfg = rank, size, part.cfg
         f32 = torch.float32
         self.gains = [(L.attn_norm.to(f32), L.mlp_norm.to(f32)) for L in local.layers]
         self.final_gain = local.norm.to(f32)
-        self.partial = torch.zeros(max_batch, weights.cfg.hidden_size, dtype=f32, device=self.device)
+        self.partial = torch.zeros(max_batch, part.cfg.hidden_size, dtype=f32, device=self.device)
+
+    @classmethod
+    def from_full(cls, weights: ModelWeights, rank: int, size: int, max_batch: int, max_len: int,
+                  launch: LaunchConfigs = LaunchConfigs(), device: Any = None) -> RankDecoder:
+        """Rank `rank` of `size` over a slice of full weights (moved to `device` when given)."""
+        part = shard(weights, rank, size)
+        if size == 1:
+            part = replace(part, tp=(0, 1))
+        return cls(part if device is None else _to(part, device), max_batch, max_len, launch)
+
+    def snapshot(self) -> tuple:
+        return (self.tokens.clone(), self.positions.clone(), self.seq_lens.clone(), self.seed.clone(),
+                self.step_index.clone(), None)
 
     def step_gen(self, B: int) -> Iterator[tuple[Any, Any]]:
         """One greedy decode step; yields (partial sum of this rank, the next norm's gain). The
@@ -68,6 +82,7 @@ class RankDecoder(FastDecoder):
         res, h = self.residual[:B], self.h[:B]
         res.copy_(w.embed.index_select(0, self.tokens[:B]))
         add_rmsnorm(res, w.layers[0].attn_norm, eps, h)
+        moe_i = 0
         for i, L in enumerate(w.layers):
             gemv(h, L.qkv.w, self.qkv[:B], L.qkv.scale, L_.qkv)
             qk_norm_rope(self.qkv[:B], self.positions[:B], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm, eps,
@@ -83,6 +98,11 @@ class RankDecoder(FastDecoder):
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:B], self.route_w[:B]
                 router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B], L_.router)
+                if self.record is not None:
+                    self.record.append(ids.clone())
+                if self.route_log is not None:
+                    self.route_log[moe_i, :B].copy_(ids)
+                moe_i += 1
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
                 order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
             else:
@@ -140,19 +160,80 @@ class EmulatedGroup:
 
 
 class CommGroup:
-    """Thread mode over floorline.comm: one host thread drives every GPU (not yet run on GPUs)."""
+    """Single-thread mode over floorline.comm: one host thread drives every rank's GPU."""
 
     def __init__(self, ranks: list[RankDecoder], comms: list[Any]) -> None:
         if len(ranks) != len(comms):
             raise InputError(f"--tp: {len(ranks)} ranks but {len(comms)} communicators")
         self.ranks, self.comms = ranks, comms
+        self.graphs: dict[int, list[Any]] = {}
+
+    def _reduce(self, r: RankDecoder, comm: Any, B: int, partial: Any, gain: Any) -> None:
+        comm.all_reduce_residual_rmsnorm(partial, r.residual[:B], gain, r.cfg.rms_norm_eps,
+                                         out=r.h[:B], residual_out=r.residual[:B])
+
+    def eager_step(self, B: int) -> None:
+        """Every rank advanced to the same sum, then every rank's all-reduce launched, in turn."""
+        gens = [r.step_gen(B) for r in self.ranks]
+        while True:
+            reqs = []
+            for r, g in zip(self.ranks, gens, strict=True):
+                with _on(r.device):
+                    reqs.append(next(g, None))
+            if all(q is None for q in reqs):
+                return
+            if any(q is None for q in reqs):
+                raise RuntimeError("ranks reached different points of the step")
+            for r, comm, (partial, gain) in zip(self.ranks, self.comms, reqs, strict=True):
+                with _on(r.device):
+                    self._reduce(r, comm, B, partial, gain)
 
     def step(self, B: int) -> None:
+        """One token for the first B sequences: one graph replay per GPU once captured, else eager."""
+        graphs = self.graphs.get(B)
+        if graphs is None:
+            self.eager_step(B)
+            return
+        for r, g in zip(self.ranks, graphs, strict=True):
+            with _on(r.device):
+                g.replay()
+
+    def synchronize(self) -> None:
         for r, comm in zip(self.ranks, self.comms, strict=True):
-            with torch.cuda.device(r.device):
+            with _on(r.device):
+                comm.synchronize()
+
+    def capture(self, B: int) -> list[Any]:
+        """One CUDA graph per GPU holding that rank's whole step (all-reduces included). A warm-up
+        step runs first, eagerly (compiles every kernel outside capture); the state it advanced is
+        restored, so capturing does not move the sequences."""
+        snaps = [r.snapshot() for r in self.ranks]
+        self.eager_step(B)
+        self.synchronize()
+        for r, snap in zip(self.ranks, snaps, strict=True):
+            r._restore(snap)
+        graphs = []
+        for r, comm in zip(self.ranks, self.comms, strict=True):
+            g = torch.cuda.CUDAGraph()
+            # each GPU its own capture stream (torch's default capture stream belongs to one device)
+            with torch.cuda.device(r.device), torch.cuda.graph(g, stream=torch.cuda.Stream(r.device)):
                 for partial, gain in r.step_gen(B):
-                    comm.all_reduce_residual_rmsnorm(partial, r.residual[:B], gain, r.cfg.rms_norm_eps,
-                                                     out=r.h[:B], residual_out=r.residual[:B])
+                    self._reduce(r, comm, B, partial, gain)
+            graphs.append(g)
+        for r, snap in zip(self.ranks, snaps, strict=True):
+            r._restore(snap)
+        self.synchronize()
+        self.graphs[B] = graphs
+        return graphs
+
+    def release(self) -> None:
+        """Drop the graphs (their memory pools go with them)."""
+        self.graphs.clear()
+
+
+def _on(device: Any) -> Any:
+    """The device guard for a rank's launches (Triton and floorline.comm launch on the current device)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _to(w: ModelWeights, device: Any) -> ModelWeights:

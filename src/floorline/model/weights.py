@@ -160,26 +160,36 @@ def active_weight_bytes(w: ModelWeights, experts_hit: int | None = None) -> dict
             "total": attn + mlp + router + norms + head}
 
 
+def head_split(cfg: ModelConfig, rank: int, size: int) -> tuple[int, int, int]:
+    """(q heads, kv heads, first kv head) of one rank. size must divide the q heads; it divides the kv
+    heads (each rank a disjoint group), or is a multiple of them (size / kv ranks share one kv head,
+    replicated: TP 8 of a 4-kv-head model)."""
+    nq, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    if nq % size or (nkv % size and size % nkv):
+        raise InputError(f"--tp: must divide num_attention_heads ({nq}) and divide or be a multiple of "
+                         f"num_key_value_heads ({nkv}), got {size}")
+    hq = nq // size
+    if nkv % size == 0:
+        return hq, nkv // size, rank * (nkv // size)
+    return hq, 1, rank * hq // (nq // nkv)  # the kv head this rank's q heads attend with
+
+
 def shard(w: ModelWeights, rank: int, size: int) -> ModelWeights:
     """Tensor-parallel slice for one rank: attention heads and each expert's intermediate dimension.
 
     q/k/v heads and the matching columns of o are split by head (kv heads whole, so GQA groups stay on
-    one rank); gate/up rows and down columns are split along the intermediate dimension, so every rank
+    one rank; with more ranks than kv heads each rank holds the one kv head its q heads use, see
+    head_split); gate/up rows and down columns are split along the intermediate dimension, so every rank
     reads 1/size of every selected expert and the per-rank partial outputs sum (one all-reduce after
     attention, one after the MLP). Embedding, norms, router and LM head are replicated.
     """
     cfg = w.cfg
     if size == 1:
         return w
-    if cfg.num_key_value_heads % size or cfg.num_attention_heads % size:
-        raise InputError(
-            f"--tp: must divide num_key_value_heads ({cfg.num_key_value_heads}) and num_attention_heads "
-            f"({cfg.num_attention_heads}), got {size}"
-        )
     if not 0 <= rank < size:
         raise InputError(f"tp rank: must be in 0..{size - 1}, got {rank}")
     d = cfg.head_dim
-    hq, hkv = cfg.num_attention_heads // size, cfg.num_key_value_heads // size
+    hq, hkv, kv0 = head_split(cfg, rank, size)
 
     def rows(lin: Linear, lo: int, hi: int) -> Linear:
         return Linear(lin.w[..., lo:hi, :], None if lin.scale is None else lin.scale[..., lo:hi])
@@ -195,8 +205,8 @@ def shard(w: ModelWeights, rank: int, size: int) -> ModelWeights:
     for L in w.layers:
         qs, ks = cfg.q_size, cfg.kv_size
         q = rows(L.qkv, rank * hq * d, (rank + 1) * hq * d)
-        k = rows(L.qkv, qs + rank * hkv * d, qs + (rank + 1) * hkv * d)
-        v = rows(L.qkv, qs + ks + rank * hkv * d, qs + ks + (rank + 1) * hkv * d)
+        k = rows(L.qkv, qs + kv0 * d, qs + (kv0 + hkv) * d)
+        v = rows(L.qkv, qs + ks + kv0 * d, qs + ks + (kv0 + hkv) * d)
         o = Linear(L.o.w[:, rank * hq * d : (rank + 1) * hq * d].contiguous(), L.o.scale)
         inter = L.gate_up.w.shape[1] // 2
         if inter % size:
@@ -207,3 +217,88 @@ def shard(w: ModelWeights, rank: int, size: int) -> ModelWeights:
         down = Linear(L.down.w[:, :, rank * c : (rank + 1) * c].contiguous(), L.down.scale)
         layers.append(replace(L, qkv=cat_rows([q, k, v]), o=o, gate_up=cat_rows([gate, up]), down=down))
     return replace(w, layers=layers, tp=(rank, size))
+
+
+def random_shard(cfg: ModelConfig, rank: int, size: int, dtype: str = "fp8", device: Any = "cpu",
+                 seed: int = 0, chunk_elems: int = 1 << 26) -> ModelWeights:
+    """One rank's tensor-parallel shard, generated directly where it will live (its GPU): the full
+    model is never materialised anywhere, so a 235B-shape run needs only its own shard's memory.
+
+    Same layout and scaling as `shard(random_weights(...))` (std from the FULL fan-in, so activations
+    keep the full model's scale), but the values differ: replicated tensors (embedding, norms, router,
+    LM head) come from a generator seeded with `seed` on every rank, so they are identical on all
+    ranks; sharded tensors come from a per-rank generator, and an FP8 tensor's per-channel scale is
+    taken over this rank's part of the row (what a checkpoint quantised per shard would hold). The
+    ranks' shards together are one valid model; they are not slices of `random_weights(cfg, seed)`.
+    FP8 tensors are generated and quantised `chunk_elems` at a time (bounded scratch memory).
+    """
+    import torch
+
+    if dtype not in ("bf16", "fp8"):
+        raise InputError(f"--weight-dtype: a generated shard is bf16 or fp8, got {dtype!r}")
+    if size < 1 or not 0 <= rank < size:
+        raise InputError(f"tp rank: must be in 0..{size - 1}, got {rank}")
+    for name, n in (("moe_intermediate_size", cfg.moe_intermediate_size), ("intermediate_size", cfg.intermediate_size)):
+        if n % size:
+            raise InputError(f"--tp: must divide {name} ({n}), got {size}")
+    H, d = cfg.hidden_size, cfg.head_dim
+    hq, hkv, kv0 = head_split(cfg, rank, size)
+    shared = torch.Generator(device=device)
+    shared.manual_seed(seed)
+    own = torch.Generator(device=device)
+    own.manual_seed(seed * 7919 + 1 + rank)  # distinct per rank, never equal to `seed`'s stream
+
+    def randn(gen: Any, shape: tuple[int, ...], std: float, store: Any) -> Any:
+        return torch.randn(*shape, generator=gen, device=device, dtype=torch.float32).mul_(std).to(store)
+
+    def gain(n: int) -> Any:
+        return (1.0 + 0.1 * torch.randn(n, generator=shared, device=device, dtype=torch.float32)).to(torch.bfloat16)
+
+    # k/v heads from a generator of their own kv-head group: ranks that share a replicated kv head
+    # (more ranks than kv heads) must hold the very same k/v rows
+    kv_gen = torch.Generator(device=device)
+    kv_gen.manual_seed(seed * 7919 + 1 + size + kv0)
+
+    def lin(shape: tuple[int, ...], std: float, gen: Any = own) -> Linear:
+        if dtype == "bf16":
+            return Linear(randn(gen, shape, std, torch.bfloat16))
+        # [..., rows, cols] quantised per row, a block of leading rows at a time
+        rows = math.prod(shape[:-1])
+        q = torch.empty(rows, shape[-1], dtype=torch.float8_e4m3fn, device=device)
+        s = torch.empty(rows, dtype=torch.float32, device=device)
+        step = max(1, chunk_elems // shape[-1])
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            part = quantize_fp8(randn(gen, (hi - lo, shape[-1]), std, torch.float32))
+            q[lo:hi].copy_(part.w)
+            s[lo:hi].copy_(part.scale)
+            del part
+        return Linear(q.view(shape), s.view(shape[:-1]))
+
+    layers = []
+    for i in range(cfg.num_hidden_layers):
+        moe = cfg.is_moe_layer(i)
+        E, inter = (cfg.num_experts, cfg.moe_intermediate_size) if moe else (1, cfg.intermediate_size)
+        c = inter // size
+        layers.append(LayerWeights(
+            attn_norm=gain(H),
+            qkv=_cat_rows([lin((hq * d, H), 1 / math.sqrt(H)), lin((2 * hkv * d, H), 1 / math.sqrt(H), kv_gen)]),
+            q_norm=gain(d),
+            k_norm=gain(d),
+            o=lin((H, hq * d), 1 / math.sqrt(cfg.q_size)),
+            mlp_norm=gain(H),
+            gate_up=lin((E, 2 * c, H), 1 / math.sqrt(H)),
+            down=lin((E, H, c), 1 / math.sqrt(inter)),
+            router=randn(shared, (E, H), 1 / math.sqrt(H), torch.bfloat16) if moe else None,
+        ))
+    embed = randn(shared, (cfg.vocab_size, H), 1.0, torch.bfloat16)
+    lm_head = embed if cfg.tie_word_embeddings else randn(shared, (cfg.vocab_size, H), 3 / math.sqrt(H), torch.bfloat16)
+    return ModelWeights(cfg, dtype, embed, layers, gain(H), lm_head, tp=(rank, size),
+                        notes=[f"random shard {rank} of {size}, generated on {device} (seed {seed})"])
+
+
+def _cat_rows(parts: list[Linear]) -> Linear:
+    import torch
+
+    w = torch.cat([p.w for p in parts], dim=-2)
+    return Linear(w, None if parts[0].scale is None else torch.cat([p.scale for p in parts], dim=-1))
