@@ -20,7 +20,11 @@ VARIANTS = {
     "v2": {"variant": "v2"},
     "v2-fused": {"variant": "v2", "fuse_combine": True},
     "v2-fp8mma": {"variant": "v2", "fp8_mma": True, "fuse_combine": True},
+    # session 2: the alignment hint (and a register cap) change code generation only, never results
+    "v1-align": {"align_hint": True},
+    "v2-fp8mma-align": {"variant": "v2", "fp8_mma": True, "align_hint": True, "maxnreg": 128},
 }
+ALIGN_ONLY_FP8 = ("v1-align", "v2-fp8mma-align")  # the hint changes no bf16/fp4 load (their strides are 16-aligned)
 
 
 def variants_for(kv_dtype: str) -> list[str]:
@@ -28,7 +32,9 @@ def variants_for(kv_dtype: str) -> list[str]:
     depend on the dtype, and fp4 is the slowest to interpret, so fp4 runs v1 and v2 only."""
     if kv_dtype == "fp4":
         return ["v1", "v2"]
-    return list(VARIANTS) if kv_dtype == "fp8" else [v for v in VARIANTS if v != "v2-fp8mma"]
+    if kv_dtype == "fp8":
+        return list(VARIANTS)
+    return [v for v in VARIANTS if v != "v2-fp8mma" and v not in ALIGN_ONLY_FP8]
 
 
 def dtype_variants(dtypes=("bf16", "fp8", "fp4")) -> list[tuple[str, str]]:
@@ -36,7 +42,13 @@ def dtype_variants(dtypes=("bf16", "fp8", "fp4")) -> list[tuple[str, str]]:
 
 
 def with_variant(cfg: DecodeConfig, variant: str) -> DecodeConfig:
+    if isinstance(variant, tuple):  # (variant, register cap): with_cap
+        return replace(cfg, **{**VARIANTS[variant[0]], "maxnreg": variant[1]})
     return replace(cfg, **VARIANTS[variant])
+
+
+def with_cap(variant: str, cap: int) -> tuple[str, int]:
+    return (variant, cap)
 
 
 def rel_l2(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -214,6 +226,8 @@ def test_config_rejects_unknown_variants():
         DecodeConfig(fuse_combine=True)
     with pytest.raises(InputError, match="fp8_mma"):
         DecodeConfig(fp8_mma=True)
+    with pytest.raises(InputError, match="maxnreg"):
+        DecodeConfig(maxnreg=300)
 
 
 def test_bad_shapes_are_input_errors(device):
@@ -271,8 +285,27 @@ def test_gpu_v2_builds_all_shapes(variant):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["v1-align", "v2-fp8mma-align"])
+def test_gpu_align_builds_all_shapes(variant):
+    """The fp8 builds with the alignment hint (16-byte cp.async of V^T on Triton 3.6) at every head_dim,
+    group size and block shape the bench tunes, with and without the 128-register cap; page 16 (no hint
+    applies) and page 64 with a partial last block (the masked, peeled block of the FP8 MMA path)."""
+    for d in (64, 128, 256):
+        for group in (1, 16):
+            shapes = [(64, 4, 3, 0), (128, 8, 3, 128)]
+            if d == 128 and group == 16:  # the bench's shape: every block shape it tunes
+                shapes += [(128, 8, 3, 0), (128, 4, 2, 0), (64, 4, 3, 128), (32, 4, 4, 0)]
+            for n, w, s, cap in shapes:
+                cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=s if d * n <= 16384 else 2, maxnreg=cap)
+                run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg, kv_dtype="fp8",
+                         variant=with_cap(variant, cap))
+    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype="fp8", variant=variant,
+             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=3))
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("kv_dtype,variant", [("bf16", "v1"), ("fp8", "v1"), ("bf16", "v2-fused"),
-                                              ("fp8", "v2-fp8mma")])
+                                              ("fp8", "v2-fp8mma"), ("fp8", "v1-align"), ("fp8", "v2-fp8mma-align")])
 def test_gpu_cuda_graph_replay_follows_lengths(kv_dtype, variant):
     """Captured once at max_len, replayed after the device-side lengths change (the fused combine's
     ticket counters must come back to 0 on their own between replays)."""

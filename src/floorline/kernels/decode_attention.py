@@ -45,6 +45,12 @@ class DecodeConfig:
     split into two e4m3 tiles each (value + residual), so no K/V element is converted.
     min_split_tokens > 0 caps the split count so every split streams at least that many tokens
     (short contexts: a split of 2-4 blocks spends most of its life filling the pipeline).
+    align_hint (v1 and v2): tell Triton the first slot of a block is a multiple of 16. The device's
+    Triton 3.6 cannot derive it from the loop variable, so the token-contiguous fp8 V^T tile was
+    loaded as 64 scalar bytes per thread outside the cp.async pipeline (round-0 SASS); with the hint
+    it is 16-byte cp.async. Results are identical; off by default until measured.
+    maxnreg > 0 caps registers per thread (Triton launch option), e.g. 128 so that two 8-warp
+    programs fit on one SM.
     """
 
     block_n: int = 64
@@ -56,6 +62,8 @@ class DecodeConfig:
     fuse_combine: bool = False
     min_split_tokens: int = 0
     fp8_mma: bool = False
+    align_hint: bool = False
+    maxnreg: int = 0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -64,6 +72,8 @@ class DecodeConfig:
             raise InputError("fuse_combine: only the v2 kernel fuses the combine")
         if self.fp8_mma and self.variant != "v2":
             raise InputError("fp8_mma: only the v2 kernel has the FP8 tensor-core path")
+        if self.maxnreg and not 24 <= self.maxnreg <= 255:
+            raise InputError(f"maxnreg: must be 0 (no cap) or 24..255, got {self.maxnreg}")
         if self.min_split_tokens < 0:
             raise InputError(f"min_split_tokens: must be >= 0, got {self.min_split_tokens}")
 
@@ -79,7 +89,7 @@ def _decode_kernel(
     split_len, window, qk_scale, PAGE_SIZE: tl.constexpr,
     T: tl.constexpr, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     SCALAR_PAGE: tl.constexpr, V_T: tl.constexpr,
-    KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr,
+    KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr, ALIGN_HINT: tl.constexpr = False,
 ):
     b = tl.program_id(0)
     hk = tl.program_id(1)
@@ -121,7 +131,10 @@ def _decode_kernel(
         n_ok = offs_n < end
         if SCALAR_PAGE:  # the block lies in one page: one page-table read, addresses contiguous in n
             page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
-            slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
+            slot0 = n0 % PAGE_SIZE
+            if ALIGN_HINT:  # see DecodeConfig.align_hint: n0 is a multiple of BLOCK_N, Triton 3.6 cannot tell
+                slot0 = tl.multiple_of(slot0, 16)
+            slot = slot0 + tl.arange(0, BLOCK_N)
         else:  # pages smaller than the block: one page-table read per token
             page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
             slot = offs_n % PAGE_SIZE  # PAGE_SIZE is constexpr: a power of two becomes a mask and a shift
@@ -329,9 +342,14 @@ def _launch_v1(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, o_part: A
         split_len, window, scale * LOG2E, PAGE_SIZE=cache.page_size,
         T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
         SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
-        UPCAST_BF16=_INTERPRET,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        UPCAST_BF16=_INTERPRET, ALIGN_HINT=cfg.align_hint,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_reg_cap(cfg),
     )
+
+
+def _reg_cap(cfg: DecodeConfig) -> dict[str, int]:
+    """Triton's maxnreg launch option, only when set (the CPU interpreter has no registers)."""
+    return {"maxnreg": cfg.maxnreg} if cfg.maxnreg and not _INTERPRET else {}
 
 
 def _launch_v2(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, workspace: tuple, out: Any, ks: Any,
@@ -359,7 +377,7 @@ def _launch_v2(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, workspace
         SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
         UPCAST_BF16=_INTERPRET, FUSE_COMBINE=cfg.fuse_combine,
         BLOCK_S=max(2, triton.next_power_of_2(splits)), FP8_MMA=cfg.fp8_mma and cache.kv_dtype == "fp8",
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        ALIGN_HINT=cfg.align_hint, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_reg_cap(cfg),
     )
 
 
