@@ -22,7 +22,7 @@ if [ "$MODE" = ab ]; then
   export NCU_VARIANTS
 fi
 if [ "$MODE" = ab2 ]; then
-  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_K:=align}" "${PYTEST_S:=130}" "${HBM_S:=40}" "${ATTN_S:=230}" "${NCU_S:=45}"
+  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_K:=align}" "${PYTEST_S:=115}" "${HBM_S:=40}" "${ATTN_S:=250}" "${NCU_S:=45}"
   : "${ATTN_ARGS:=--kv-dtype bf16 --kv-dtype fp8 --context 32768 --context 131072 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v1-align --variant v2-fp8mma --variant v2-fp8mma-align}"
   : "${NCU_VARIANTS:=v1 v1-align v2-fp8mma-align}" "${NCU_DTYPES:=fp8}"
   export NCU_VARIANTS NCU_DTYPES
@@ -64,7 +64,7 @@ if [ "$MODE" = final ]; then
   exit 0
 fi
 stage ncu
-M=dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.sum,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__average_warp_latency_issue_stalled_long_scoreboard.ratio,smsp__average_warp_latency_issue_stalled_barrier.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
+M=dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.sum,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__average_warp_latency_issue_stalled_long_scoreboard.ratio,smsp__average_warp_latency_issue_stalled_barrier.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__average_warp_latency_issue_stalled_short_scoreboard.ratio,smsp__average_warp_latency_issue_stalled_mio_throttle.ratio,smsp__average_warp_latency_issue_stalled_wait.ratio,smsp__average_warp_latency_issue_stalled_math_pipe_throttle.ratio
 timeout ${NCU_S:-60} ncu --clock-control none -k regex:_decode_kernel --metrics $M python3 scripts/ncu_attention.py > "$OUT/ncu.txt" 2>&1 || echo "ncu exited $?"
 tail -5 "$OUT/ncu.txt"
 stage sass

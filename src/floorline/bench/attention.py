@@ -98,7 +98,8 @@ def family_configs(family: str, case: Case, quick: bool) -> list[Any]:
             shapes = [(64, 4, 3, 0), (128, 4, 2, 0), (128, 8, 3, 0), (32, 4, 4, 0), (64, 4, 4, 0)]
             extra = {}
         else:  # v2-fp8mma-align: the 128-register cap lets two 8-warp programs share an SM (Triton 3.6: 152 regs)
-            shapes = [(64, 4, 3, 0), (128, 8, 3, 0), (128, 8, 3, 128), (64, 4, 3, 128), (128, 8, 4, 128)]
+            # (stages above 3 change nothing here: Triton 3.6 double-buffers this loop at any num_stages)
+            shapes = [(64, 4, 3, 0), (128, 8, 3, 0), (128, 8, 3, 128), (128, 4, 3, 0)]
             extra = {"variant": "v2", "fp8_mma": True}
         if quick:
             shapes = shapes[:2]

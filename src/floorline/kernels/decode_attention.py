@@ -376,7 +376,9 @@ def _launch_v2(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, workspace
         T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
         SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
         UPCAST_BF16=_INTERPRET, FUSE_COMBINE=cfg.fuse_combine,
-        BLOCK_S=max(2, triton.next_power_of_2(splits)), FP8_MMA=cfg.fp8_mma and cache.kv_dtype == "fp8",
+        # BLOCK_S is read by the fused combine only: a constant otherwise, so the split count (CTAs per SM)
+        # does not force a recompile per tuning point
+        BLOCK_S=max(2, triton.next_power_of_2(splits)) if cfg.fuse_combine else 2, FP8_MMA=cfg.fp8_mma and cache.kv_dtype == "fp8",
         ALIGN_HINT=cfg.align_hint, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_reg_cap(cfg),
     )
 
