@@ -69,9 +69,11 @@ timeout ${NCU_S:-60} ncu --clock-control none -k regex:_decode_kernel --metrics 
 tail -5 "$OUT/ncu.txt"
 stage sass
 TB=$(python3 -c "import triton,os;print(os.path.dirname(triton.__file__)+'/backends/nvidia/bin')")
-for f in $(find /tmp/triton-cache -name '_decode_kernel*.cubin' -o -name '_read_kernel.cubin' | head -40); do
+for f in $(find /tmp/triton-cache -name '_decode_kernel*.cubin' -o -name '_read_kernel.cubin' | head -50); do
   echo "$f $(python3 -c "import json,sys;m=json.load(open(sys.argv[1]));print({k:m.get(k) for k in ('num_warps','num_stages','shared')})" "${f%.cubin}.json" 2>/dev/null)"
-  "$TB/cuobjdump" --dump-resource-usage "$f" 2>/dev/null | grep -o "REG:[0-9]*\|STACK:[0-9]*\|LOCAL:[0-9]*" | tr '\n' ' '; echo
+  "$TB/cuobjdump" --dump-resource-usage "$f" 2>/dev/null | grep -o "REG:[0-9]*\|STACK:[0-9]*\|LOCAL:[0-9]*" | tr '\n' ' '
+  # scalar byte loads (the fp8 V^T symptom of round 0) and 16-byte cp.async per kernel
+  S=$("$TB/cuobjdump" --dump-sass "$f" 2>/dev/null); echo "LDG.U8:$(grep -c 'LDG.E.U8' <<< "$S") LDGSTS128:$(grep -c 'LDGSTS.E.BYPASS.128' <<< "$S")"
 done > "$OUT/sass.txt" 2>&1
 best=$(find /tmp/triton-cache -name '_decode_kernel.cubin' | head -1)
 [ -n "$best" ] && "$TB/cuobjdump" --dump-sass "$best" | grep -oE "LDG[A-Z0-9.]*|LDGSTS[A-Z0-9.]*|HMMA[A-Z0-9.]*|STL[A-Z0-9.]*|LDL[A-Z0-9.]*" | sort | uniq -c >> "$OUT/sass.txt"
