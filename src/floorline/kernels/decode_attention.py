@@ -200,7 +200,12 @@ def _decode_kernel(
             acc_hi += tl.dot(p16, v_hi)
         elif KV_DTYPE == "fp8":
             acc = acc * alpha[:, None]
-            v16 = tl.where(n_ok[:, None], v.to(tl.float16), 0.0) if SCALAR_PAGE else v.to(tl.float16)
+            if SCALAR_PAGE and ALIGN_HINT:  # only the one partial block pays for zeroing its stale tail
+                v16 = v.to(tl.float16)
+                if n0 + BLOCK_N > end:
+                    v16 = tl.where(n_ok[:, None], v16, 0.0)
+            else:
+                v16 = tl.where(n_ok[:, None], v.to(tl.float16), 0.0) if SCALAR_PAGE else v.to(tl.float16)
             acc += tl.dot((p * v_scale[None, :]).to(tl.float16), v16)
         else:
             acc = acc * alpha[:, None]
