@@ -15,7 +15,7 @@ from floorline.bench.attention import Case, build_inputs
 from floorline.kernels.decode_attention import DecodeConfig, decode_attention
 
 FAMILY = {"v1": {}, "v2": {"variant": "v2"}, "v2-fp8mma": {"variant": "v2", "fp8_mma": True},
-          "v1-align": {"align_hint": True},
+          "v1-align": {"align_hint": True, "maxnreg": 128},
           "v2-fp8mma-align": {"variant": "v2", "fp8_mma": True, "align_hint": True, "maxnreg": 128}}
 families = os.environ.get("NCU_VARIANTS", "v1").split()
 # NCU_DTYPES="fp8" limits the 1M cases (bf16 32K always runs, v1 family only for non-v1 names below)
