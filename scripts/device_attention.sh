@@ -4,10 +4,10 @@
 #   ab: old vs new kernels in one call: GPU tests of the v2 builds, quick ceiling, then the 32K and 1M
 #       batch-1 page-64 cases (bf16, fp8, fp4) with every kernel family (v1, v2, v2-fp8mma) tuned and timed on the same data
 #       (packets carry params.variants), ncu on each family, static SASS stats from the device's Triton.
-#   ab2 (session 2, ~480 s): GPU tests of the -align builds, quick ceiling, then bf16 32K/128K/1M and
-#       fp8 32K/128K/1M (batch 1, page 64) with v1 (now tuned in graph mode for short calls), v1-align,
-#       v2-fp8mma and v2-fp8mma-align on the same data; ncu on fp8 1M per family and bf16 32K; SASS.
-#   final (~540 s): the committed evidence: GPU tests, full `bench hbm`, `bench attention` at the
+#   ab2 (session 2, ~470 s): GPU tests of the -align builds, quick ceiling, then bf16 32K/128K/1M and
+#       fp8 32K/128K/1M (batch 1, page 64) with v1 (now tuned in graph mode for short calls), v1-align
+#       and v2-fp8mma-align on the same data; ncu on fp8 1M per family and bf16 32K; SASS.
+#   final (~550 s): the committed evidence: GPU tests, full `bench hbm`, `bench attention` at the
 #       issue's target shapes (bf16 1M / 64x32K / 128K graph / 32K graph, fp8 1M, fp4 1M, each paged
 #       and contiguous where the issue compares them), every case with the families that can win it.
 # Writes $OUT/{log.txt,results.tgz,pytest.txt,sass.txt,ncu.txt,sass_static.json}; each stage has its
@@ -23,15 +23,17 @@ if [ "$MODE" = ab ]; then
 fi
 if [ "$MODE" = ab2 ]; then
   : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_K:=align}" "${PYTEST_S:=115}" "${HBM_S:=40}" "${ATTN_S:=250}" "${NCU_S:=45}"
-  : "${ATTN_ARGS:=--kv-dtype bf16 --kv-dtype fp8 --context 32768 --context 131072 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v1-align --variant v2-fp8mma --variant v2-fp8mma-align}"
+  # old v2-fp8mma (871 us at 1M in round 0) is left out to fit the time; v1 is the same-run old kernel
+  : "${ATTN_ARGS:=--kv-dtype bf16 --kv-dtype fp8 --context 32768 --context 131072 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v1-align --variant v2-fp8mma-align}"
   : "${NCU_VARIANTS:=v1 v1-align v2-fp8mma-align}" "${NCU_DTYPES:=fp8}"
   export NCU_VARIANTS NCU_DTYPES
 fi
 if [ "$MODE" = final ]; then
-  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py tests/kernels/test_hbm_stream.py tests/bench/test_attention_bench.py tests/bench/test_hbm_bench.py}" "${PYTEST_S:=150}" "${HBM_S:=90}"
-  # the kernels the evidence comes from (v1 defaults, the -align builds, fp4 v2); not the v2 sweep
-  : "${PYTEST_K:=(v1 or align or default_configs or hbm or bench or fp4) and not v2_builds_all_shapes and not fused}"
-  : "${ATTN_S:=170}" "${ATTN8_S:=70}" "${ATTN4_S:=60}"
+  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py tests/kernels/test_hbm_stream.py tests/bench/test_attention_bench.py tests/bench/test_hbm_bench.py}" "${PYTEST_S:=130}" "${HBM_S:=80}"
+  # the kernels the evidence comes from (v1 defaults, the -align builds, fp4 v2): 1M odd lengths, graph
+  # replay, every shape of the default build; not the v2 sweep, and the -align shape sweep ran in ab2
+  : "${PYTEST_K:=(v1 or align or default_configs or hbm or bench or fp4) and not v2_builds_all_shapes and not fused and not align_builds}"
+  : "${ATTN_S:=185}" "${ATTN8_S:=75}" "${ATTN4_S:=60}"
   : "${ATTN_ARGS:=--kv-dtype bf16 --context 32768 --context 131072 --context 1048576 --batch 1 --batch 64 --page-size 64 --page-size 0 --variant v1}"
   : "${ATTN8_ARGS:=--kv-dtype fp8 --context 1048576 --page-size 64 --page-size 0 --variant v1 --variant v1-align --variant v2-fp8mma-align}"
   : "${ATTN4_ARGS:=--kv-dtype fp4 --context 1048576 --page-size 64 --page-size 0 --variant v1 --variant v2}"
