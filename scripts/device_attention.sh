@@ -25,8 +25,8 @@ if [ "$MODE" = ab2 ]; then
   : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_K:=align}" "${PYTEST_S:=115}" "${HBM_S:=40}" "${ATTN_S:=250}" "${NCU_S:=45}"
   # old v2-fp8mma (871 us at 1M in round 0) is left out to fit the time; v1 is the same-run old kernel
   : "${ATTN_ARGS:=--kv-dtype bf16 --kv-dtype fp8 --context 32768 --context 131072 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v1-align --variant v2-fp8mma-align}"
-  : "${NCU_VARIANTS:=v1 v1-align v2-fp8mma-align}" "${NCU_DTYPES:=fp8}"
-  export NCU_VARIANTS NCU_DTYPES
+  : "${NCU_VARIANTS:=v1 v1-align v2-fp8mma-align}" "${NCU_DTYPES:=fp8}" "${SASS_ONLY:=fp8}"
+  export NCU_VARIANTS NCU_DTYPES SASS_ONLY
 fi
 if [ "$MODE" = final ]; then
   : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py tests/kernels/test_hbm_stream.py tests/bench/test_attention_bench.py tests/bench/test_hbm_bench.py}" "${PYTEST_S:=130}" "${HBM_S:=80}"
@@ -80,7 +80,7 @@ done > "$OUT/sass.txt" 2>&1
 best=$(find /tmp/triton-cache -name '_decode_kernel.cubin' | head -1)
 [ -n "$best" ] && "$TB/cuobjdump" --dump-sass "$best" | grep -oE "LDG[A-Z0-9.]*|LDGSTS[A-Z0-9.]*|HMMA[A-Z0-9.]*|STL[A-Z0-9.]*|LDL[A-Z0-9.]*" | sort | uniq -c >> "$OUT/sass.txt"
 stage "sass static"
-timeout 30 python3 scripts/sass_attention.py --json > "$OUT/sass_static.json" 2> "$OUT/sass_static.err" || echo "sass_attention exited $?"
+timeout ${SASS_S:-40} python3 scripts/sass_attention.py --json > "$OUT/sass_static.json" 2> "$OUT/sass_static.err" || echo "sass_attention exited $?"
 stage pack
 tar czf "$OUT/results.tgz" results/nvidia-h200* 2>/dev/null
 ls -la "$OUT"
