@@ -89,8 +89,6 @@ def family_configs(family: str, case: Case, quick: bool) -> list[Any]:
         if case.graph and not quick:
             cfgs += [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c)
                      for n, w, s in ((64, 4, 3), (128, 8, 4), (64, 4, 4)) for c in (3, 6)]
-            # 64x4x2: ~26 KB of shared memory, up to 8 programs per SM, each with a short pipeline to fill
-            cfgs += [DecodeConfig(block_n=64, num_warps=4, num_stages=2, ctas_per_sm=c) for c in (4, 6, 8)]
         return cfgs
     if family.endswith("-align"):
         if case.kv_dtype != "fp8":
