@@ -48,7 +48,8 @@ class DecodeConfig:
     align_hint (v1 and v2): tell Triton the first slot of a block is a multiple of 16. The device's
     Triton 3.6 cannot derive it from the loop variable, so the token-contiguous fp8 V^T tile was
     loaded as 64 scalar bytes per thread outside the cp.async pipeline (round-0 SASS); with the hint
-    it is 16-byte cp.async. Results are identical; off by default until measured.
+    it is 16-byte cp.async. v1 with the hint also zeroes a stale fp8 V tail only in the one partial
+    block, not in every block. Results are identical either way; off by default until measured.
     maxnreg > 0 caps registers per thread (Triton launch option), e.g. 128 so that two 8-warp
     programs fit on one SM.
     """
