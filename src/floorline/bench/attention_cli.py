@@ -46,6 +46,8 @@ def register(bench_app: typer.Typer) -> None:
                  and (not batch or c.batch in batch) and (not page_size or c.page_size in page_size)]
         if not cases:
             raise InputError("--context/--kv-dtype/--batch/--page-size: no case of the sweep matches")
+        if kv_dtype:  # dtypes run in the order given (a time-limited device call runs the first first)
+            cases.sort(key=lambda c: kv_dtype.index(c.kv_dtype))
         out_dir = Path(out) if out else Path("results") / device_slug()
         with Progress(console=console, transient=True, disable=json_out) as prog:
             task = prog.add_task("bench attention", total=None)
