@@ -6,7 +6,8 @@
 #       (packets carry params.variants), ncu on each family, static SASS stats from the device's Triton.
 #   ab2 (session 2, ~470 s): GPU tests of the -align builds, quick ceiling, then bf16 32K/128K/1M and
 #       fp8 32K/128K/1M (batch 1, page 64) with v1 (now tuned in graph mode for short calls), v1-align
-#       and v2-fp8mma-align on the same data; ncu on fp8 1M per family and bf16 32K; SASS.
+#       and v2-fp8mma-align (fp8), v1-prefetch (bf16) on the same data; ncu on fp8 1M per family and
+#       bf16 32K (v1, v1-prefetch); SASS.
 #   final (~550 s): the committed evidence: GPU tests, full `bench hbm`, `bench attention` at the
 #       issue's target shapes (bf16 1M / 64x32K / 128K graph / 32K graph, fp8 1M, fp4 1M, each paged
 #       and contiguous where the issue compares them), every case with the families that can win it.
@@ -22,11 +23,11 @@ if [ "$MODE" = ab ]; then
   export NCU_VARIANTS
 fi
 if [ "$MODE" = ab2 ]; then
-  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_K:=align}" "${PYTEST_S:=110}" "${HBM_S:=40}" "${ATTN_S:=240}" "${NCU_S:=40}" "${SASS_S:=30}"
+  : "${PYTEST_ARGS:=-m gpu tests/kernels/test_decode_attention.py}" "${PYTEST_K:=align or prefetch}" "${PYTEST_S:=125}" "${HBM_S:=35}" "${ATTN_S:=240}" "${NCU_S:=35}" "${SASS_S:=20}"
   # old v2-fp8mma (871 us at 1M in round 0) is left out to fit the time; v1 is the same-run old kernel;
   # fp8 first, so a time-out costs bf16 cases, not the priority
-  : "${ATTN_ARGS:=--kv-dtype fp8 --kv-dtype bf16 --context 32768 --context 131072 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v1-align --variant v2-fp8mma-align}"
-  : "${NCU_VARIANTS:=v1 v1-align v2-fp8mma-align}" "${NCU_DTYPES:=fp8}" "${SASS_ONLY:=fp8}"
+  : "${ATTN_ARGS:=--kv-dtype fp8 --kv-dtype bf16 --context 32768 --context 131072 --context 1048576 --batch 1 --page-size 64 --variant v1 --variant v1-align --variant v2-fp8mma-align --variant v1-prefetch}"
+  : "${NCU_VARIANTS:=v1 v1-align v2-fp8mma-align v1-prefetch}" "${NCU_DTYPES:=fp8}" "${SASS_ONLY:=align prefetch}"
   export NCU_VARIANTS NCU_DTYPES SASS_ONLY
 fi
 if [ "$MODE" = final ]; then

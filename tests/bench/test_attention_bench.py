@@ -46,7 +46,10 @@ def test_accuracy_report_kernel_in_the_loop(device):
 def test_variant_families_tune_their_own_kernels():
     from floorline.bench.attention import VARIANT_FAMILIES, family_configs
 
-    assert VARIANT_FAMILIES == ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align")
+    assert VARIANT_FAMILIES == ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align", "v1-prefetch")
+    pf = family_configs("v1-prefetch", Case(32 * 1024), quick=False)
+    assert pf and all(c.prefetch and c.variant == "v1" and c.num_stages == 1 for c in pf)
+    assert family_configs("v1-prefetch", Case(1024 * 1024, kv_dtype="fp8"), quick=False) == []
     v1 = family_configs("v1", Case(32 * 1024), quick=False)
     assert v1 and all(c.variant == "v1" for c in v1)
     v2 = family_configs("v2", Case(32 * 1024), quick=False)

@@ -73,7 +73,7 @@ def candidate_configs(quick: bool) -> list[Any]:
             for n, w, s in shapes for c in ((1, 2, 4, 8) if not quick else (4,))]
 
 
-VARIANT_FAMILIES = ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align")
+VARIANT_FAMILIES = ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align", "v1-prefetch")
 
 
 def family_configs(family: str, case: Case, quick: bool) -> list[Any]:
@@ -90,6 +90,13 @@ def family_configs(family: str, case: Case, quick: bool) -> list[Any]:
             cfgs += [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c)
                      for n, w, s in ((64, 4, 3), (128, 8, 4), (64, 4, 4)) for c in (3, 6)]
         return cfgs
+    if family == "v1-prefetch":  # bf16 only (the fp8 build spills on Triton 3.6); one stage: no cp.async
+        if case.kv_dtype != "bf16":
+            return []
+        shapes = [(64, 4), (32, 4), (128, 8), (64, 8)] if not quick else [(64, 4)]
+        ctas = (1, 2, 3, 4, 6) if case.graph else (1, 2, 4)
+        return [DecodeConfig(block_n=n, num_warps=w, num_stages=1, ctas_per_sm=c, prefetch=True)
+                for n, w in shapes for c in (ctas if not quick else (2,))]
     if family.endswith("-align"):
         if case.kv_dtype != "fp8":
             return []
