@@ -58,7 +58,7 @@ def compile_decode(kv_dtype: str, cfg: DecodeConfig) -> object:
     v_t = kv_dtype == "fp8"
     const.update(PAGE_SIZE=PAGE, T=1, G=G, D=D, BLOCK_M=16, BLOCK_N=cfg.block_n, SCALAR_PAGE=True, V_T=v_t,
                  KV_DTYPE=kv_dtype, UPCAST_BF16=False, FUSE_COMBINE=cfg.fuse_combine, BLOCK_S=64,
-                 FP8_MMA=cfg.fp8_mma)
+                 FP8_MMA=cfg.fp8_mma, ALIGN_HINT=cfg.align_hint, PREFETCH=cfg.prefetch and kv_dtype != "fp4")
     const = {k: v for k, v in const.items() if k in names}
     if v_t and "sv_slot" in names:  # fp8 V is transposed: the token stride the JIT sees is 1
         const["sv_slot"] = 1
@@ -69,7 +69,10 @@ def compile_decode(kv_dtype: str, cfg: DecodeConfig) -> object:
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
              if sig[n] != "constexpr" and sig[n] != "fp32" and n not in not_div}
     src = ASTSource(fn, sig, const, attrs)
-    return triton.compile(src, target=TARGET, options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+    opts = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    if cfg.maxnreg:
+        opts["maxnreg"] = cfg.maxnreg
+    return triton.compile(src, target=TARGET, options=opts)
 
 
 def sass_text(cubin: bytes) -> str:
@@ -138,6 +141,19 @@ BUILDS = [
     ("fp8", _c(block_n=64, num_warps=4, num_stages=3, variant="v2", fp8_mma=True)),
     ("fp8", _c(block_n=128, num_warps=4, num_stages=3, variant="v2", fp8_mma=True)),
     ("fp8", _c(block_n=128, num_warps=8, num_stages=3, variant="v2", fp8_mma=True)),
+    # session 2: the alignment hint (16-byte cp.async of fp8 V^T on Triton 3.6) and the register cap
+    ("fp8", _c(block_n=64, num_warps=4, num_stages=3, align_hint=True)),
+    ("fp8", _c(block_n=64, num_warps=4, num_stages=3, align_hint=True, maxnreg=128)),
+    ("fp8", _c(block_n=128, num_warps=4, num_stages=2, align_hint=True)),
+    ("fp8", _c(block_n=128, num_warps=4, num_stages=2, align_hint=True, maxnreg=168)),
+    ("fp8", _c(block_n=128, num_warps=8, num_stages=3, align_hint=True, maxnreg=128)),
+    ("fp8", _c(block_n=64, num_warps=4, num_stages=3, variant="v2", fp8_mma=True, align_hint=True)),
+    ("fp8", _c(block_n=128, num_warps=8, num_stages=3, variant="v2", fp8_mma=True, align_hint=True)),
+    ("fp8", _c(block_n=128, num_warps=8, num_stages=3, variant="v2", fp8_mma=True, align_hint=True, maxnreg=128)),
+    ("fp8", _c(block_n=128, num_warps=4, num_stages=3, variant="v2", fp8_mma=True, align_hint=True)),
+    ("bf16", _c(block_n=64, num_warps=4, num_stages=1, prefetch=True)),
+    ("bf16", _c(block_n=32, num_warps=4, num_stages=1, prefetch=True)),
+    ("bf16", _c(block_n=128, num_warps=8, num_stages=1, prefetch=True)),
     ("fp4", _c(block_n=64, num_warps=4, num_stages=3)),
     ("fp4", _c(block_n=64, num_warps=8, num_stages=3)),
     ("fp4", _c(block_n=64, num_warps=4, num_stages=3, variant="v2")),
@@ -147,7 +163,8 @@ BUILDS = [
 
 
 def label_of(kv_dtype: str, cfg: DecodeConfig) -> str:
-    extra = ("+mma" if cfg.fp8_mma else "") + ("+fused" if cfg.fuse_combine else "")
+    extra = (("+mma" if cfg.fp8_mma else "") + ("+fused" if cfg.fuse_combine else "") + ("+prefetch" if cfg.prefetch else "")
+             + ("+align" if cfg.align_hint else "") + (f"+r{cfg.maxnreg}" if cfg.maxnreg else ""))
     return f"{kv_dtype} {cfg.variant}{extra} n{cfg.block_n} w{cfg.num_warps} s{cfg.num_stages}"
 
 
@@ -155,8 +172,12 @@ def main() -> None:
     as_json = "--json" in sys.argv
     dump = sys.argv[sys.argv.index("--dump") + 1] if "--dump" in sys.argv else None
     rows = []
+    # e.g. SASS_ONLY="align prefetch": only builds whose label contains one of the words (device time)
+    only = os.environ.get("SASS_ONLY", "").split()
     for kv_dtype, cfg in BUILDS:
         label = label_of(kv_dtype, cfg)
+        if only and not any(w in label for w in only):
+            continue
         try:
             k = compile_decode(kv_dtype, cfg)
         except Exception as e:  # noqa: BLE001 - a build that does not compile is a finding, not a crash

@@ -46,7 +46,10 @@ def test_accuracy_report_kernel_in_the_loop(device):
 def test_variant_families_tune_their_own_kernels():
     from floorline.bench.attention import VARIANT_FAMILIES, family_configs
 
-    assert VARIANT_FAMILIES == ("v1", "v2", "v2-fp8mma")
+    assert VARIANT_FAMILIES == ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align", "v1-prefetch")
+    pf = family_configs("v1-prefetch", Case(32 * 1024), quick=False)
+    assert pf and all(c.prefetch and c.variant == "v1" and c.num_stages == 1 for c in pf)
+    assert family_configs("v1-prefetch", Case(1024 * 1024, kv_dtype="fp8"), quick=False) == []
     v1 = family_configs("v1", Case(32 * 1024), quick=False)
     assert v1 and all(c.variant == "v1" for c in v1)
     v2 = family_configs("v2", Case(32 * 1024), quick=False)
@@ -56,6 +59,16 @@ def test_variant_families_tune_their_own_kernels():
     assert family_configs("v2-fp8mma", Case(1024 * 1024), quick=False) == []  # bf16: nothing to do
     mma = family_configs("v2-fp8mma", Case(1024 * 1024, kv_dtype="fp8"), quick=False)
     assert mma and all(c.fp8_mma for c in mma)
+    # the -align families: fp8 only, every config hinted; v2-fp8mma-align also tries the register cap
+    for fam in ("v1-align", "v2-fp8mma-align"):
+        assert family_configs(fam, Case(1024 * 1024), quick=False) == []
+        assert family_configs(fam, Case(1024 * 1024, kv_dtype="fp4"), quick=False) == []
+        cfgs = family_configs(fam, Case(1024 * 1024, kv_dtype="fp8"), quick=False)
+        assert cfgs and all(c.align_hint for c in cfgs)
+    capped = family_configs("v2-fp8mma-align", Case(1024 * 1024, kv_dtype="fp8"), quick=False)
+    assert all(c.fp8_mma and c.variant == "v2" for c in capped) and any(c.maxnreg == 128 for c in capped)
+    v1a = family_configs("v1-align", Case(32 * 1024, kv_dtype="fp8"), quick=False)
+    assert all(c.variant == "v1" and not c.fp8_mma for c in v1a) and {0, 128, 168} <= {c.maxnreg for c in v1a}
 
 
 @pytest.mark.parametrize("args,field", [(["--kv-dtype", "int9"], "--kv-dtype"), (["--context", "0"], "--context"),

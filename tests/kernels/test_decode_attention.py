@@ -20,7 +20,13 @@ VARIANTS = {
     "v2": {"variant": "v2"},
     "v2-fused": {"variant": "v2", "fuse_combine": True},
     "v2-fp8mma": {"variant": "v2", "fp8_mma": True, "fuse_combine": True},
+    # session 2: the alignment hint (and a register cap) change code generation only, never results
+    "v1-align": {"align_hint": True},
+    "v2-fp8mma-align": {"variant": "v2", "fp8_mma": True, "align_hint": True, "maxnreg": 128},
+    # register prefetch of the next block (bf16 in the bench; fp8 kept correct and tested too)
+    "v1-prefetch": {"prefetch": True},
 }
+ALIGN_ONLY_FP8 = ("v1-align", "v2-fp8mma-align")  # the hint changes no bf16/fp4 load (their strides are 16-aligned)
 
 
 def variants_for(kv_dtype: str) -> list[str]:
@@ -28,7 +34,9 @@ def variants_for(kv_dtype: str) -> list[str]:
     depend on the dtype, and fp4 is the slowest to interpret, so fp4 runs v1 and v2 only."""
     if kv_dtype == "fp4":
         return ["v1", "v2"]
-    return list(VARIANTS) if kv_dtype == "fp8" else [v for v in VARIANTS if v != "v2-fp8mma"]
+    if kv_dtype == "fp8":
+        return list(VARIANTS)
+    return [v for v in VARIANTS if v != "v2-fp8mma" and v not in ALIGN_ONLY_FP8]  # bf16: v1-prefetch included
 
 
 def dtype_variants(dtypes=("bf16", "fp8", "fp4")) -> list[tuple[str, str]]:
@@ -36,7 +44,13 @@ def dtype_variants(dtypes=("bf16", "fp8", "fp4")) -> list[tuple[str, str]]:
 
 
 def with_variant(cfg: DecodeConfig, variant: str) -> DecodeConfig:
+    if isinstance(variant, tuple):  # (variant, register cap): with_cap
+        return replace(cfg, **{**VARIANTS[variant[0]], "maxnreg": variant[1]})
     return replace(cfg, **VARIANTS[variant])
+
+
+def with_cap(variant: str, cap: int) -> tuple[str, int]:
+    return (variant, cap)
 
 
 def rel_l2(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -214,6 +228,10 @@ def test_config_rejects_unknown_variants():
         DecodeConfig(fuse_combine=True)
     with pytest.raises(InputError, match="fp8_mma"):
         DecodeConfig(fp8_mma=True)
+    with pytest.raises(InputError, match="maxnreg"):
+        DecodeConfig(maxnreg=300)
+    with pytest.raises(InputError, match="prefetch"):
+        DecodeConfig(variant="v2", prefetch=True)
 
 
 def test_bad_shapes_are_input_errors(device):
@@ -228,7 +246,7 @@ def test_bad_shapes_are_input_errors(device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kv_dtype,variant", dtype_variants())
+@pytest.mark.parametrize("kv_dtype,variant", [x for x in dtype_variants() if x != ("fp8", "v1-prefetch")])
 def test_gpu_odd_long_sequence(kv_dtype, variant):
     """1,000,003 tokens (not a multiple of any page or block) plus lengths 1 and 7, default launch shape."""
     lengths = [1_000_003, 1, 7]
@@ -271,8 +289,39 @@ def test_gpu_v2_builds_all_shapes(variant):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kv_dtype,variant", [("bf16", "v1"), ("fp8", "v1"), ("bf16", "v2-fused"),
-                                              ("fp8", "v2-fp8mma")])
+@pytest.mark.parametrize("variant", ["v1-align", "v2-fp8mma-align"])
+def test_gpu_align_builds_all_shapes(variant):
+    """The fp8 builds with the alignment hint (16-byte cp.async of V^T on Triton 3.6) at every head_dim,
+    group size and block shape the bench tunes, with and without the 128-register cap; page 16 (no hint
+    applies) and page 64 with a partial last block (the masked, peeled block of the FP8 MMA path)."""
+    # (d, group, block, warps, stages, register cap): the bench's shape (d=128, group 16) with every
+    # block shape the bench tunes; the other head_dims / group 1 with one shape each (compiles cost time)
+    builds = [(128, 16, 64, 4, 3, 0), (128, 16, 64, 4, 3, 128), (128, 16, 128, 8, 3, 128), (128, 16, 128, 4, 2, 168),
+              (128, 16, 128, 4, 3, 0), (128, 1, 64, 4, 3, 0), (64, 16, 64, 4, 3, 0), (256, 16, 64, 4, 3, 0)]
+    for d, group, n, w, s, cap in builds:
+        cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=s, maxnreg=cap)
+        run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg, kv_dtype="fp8",
+                 variant=with_cap(variant, cap))
+    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype="fp8", variant=variant,
+             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=3))
+
+
+@pytest.mark.gpu
+def test_gpu_prefetch_builds_all_shapes():
+    """The bf16 register-prefetch builds the bench tunes (block x warps, one stage), other head_dims and
+    group 1, a partial last block, and page 16 (prefetch does not apply: the pipelined loop runs)."""
+    builds = [(128, 16, 64, 4), (128, 16, 32, 4), (128, 16, 128, 8), (128, 16, 64, 8), (128, 1, 64, 4),
+              (256, 16, 32, 4)]
+    for d, group, n, w in builds:
+        run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, variant="v1-prefetch",
+                 cfg=DecodeConfig(block_n=n, num_warps=w, num_stages=1))
+    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, variant="v1-prefetch",
+             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=1))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kv_dtype,variant", [("bf16", "v1"), ("fp8", "v1"), ("bf16", "v2-fused"), ("bf16", "v1-prefetch"),
+                                              ("fp8", "v2-fp8mma"), ("fp8", "v1-align"), ("fp8", "v2-fp8mma-align")])
 def test_gpu_cuda_graph_replay_follows_lengths(kv_dtype, variant):
     """Captured once at max_len, replayed after the device-side lengths change (the fused combine's
     ticket counters must come back to 0 on their own between replays)."""

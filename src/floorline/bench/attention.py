@@ -73,17 +73,47 @@ def candidate_configs(quick: bool) -> list[Any]:
             for n, w, s in shapes for c in ((1, 2, 4, 8) if not quick else (4,))]
 
 
-VARIANT_FAMILIES = ("v1", "v2", "v2-fp8mma")
+VARIANT_FAMILIES = ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align", "v1-prefetch")
 
 
 def family_configs(family: str, case: Case, quick: bool) -> list[Any]:
     """Tuning space per kernel family, so one run times the measured kernel (v1) and each new variant
     at its own best configuration. v2-fp8mma exists for fp8 caches only. Short graph-mode cases also
-    try v2 with the fused combine and with longer splits (min_split_tokens)."""
+    try v2 with the fused combine and with longer splits (min_split_tokens).
+    The -align families (session 2) are fp8 only: the alignment hint changes no bf16/fp4 load. The CTA
+    count costs no compile, so graph cases (where the split count is most of the story) try more."""
     from floorline.kernels.decode_attention import DecodeConfig
 
     if family == "v1":
-        return candidate_configs(quick)
+        cfgs = candidate_configs(quick)
+        if case.graph and not quick:
+            cfgs += [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c)
+                     for n, w, s in ((64, 4, 3), (128, 8, 4), (64, 4, 4)) for c in (3, 6)]
+        return cfgs
+    if family == "v1-prefetch":  # bf16 only (the fp8 build spills on Triton 3.6); one stage: no cp.async
+        if case.kv_dtype != "bf16":
+            return []
+        shapes = [(64, 4), (32, 4), (128, 8), (64, 8)] if not quick else [(64, 4)]
+        ctas = (1, 2, 3, 4, 6) if case.graph else (1, 2, 4)
+        return [DecodeConfig(block_n=n, num_warps=w, num_stages=1, ctas_per_sm=c, prefetch=True)
+                for n, w in shapes for c in (ctas if not quick else (2,))]
+    if family.endswith("-align"):
+        if case.kv_dtype != "fp8":
+            return []
+        ctas = (1, 2, 3, 4) if not quick else (2,)
+        if family == "v1-align":
+            # register caps from the Triton 3.6 build (no spills): 64x4 at 128 -> 4 CTAs/SM, 128x4x2 at
+            # 168 -> 3 CTAs/SM, 128x8 at 128 -> 2 CTAs/SM
+            shapes = [(64, 4, 3, 0), (64, 4, 3, 128), (128, 4, 2, 0), (128, 4, 2, 168), (128, 8, 3, 128), (32, 4, 4, 0)]
+            extra = {}
+        else:  # v2-fp8mma-align: the 128-register cap lets two 8-warp programs share an SM (Triton 3.6: 152 regs)
+            # (num_stages 3 and 4 compile to the same buffers here on Triton 3.6, so no 4-stage point)
+            shapes = [(64, 4, 3, 0), (128, 8, 3, 0), (128, 8, 3, 128), (128, 4, 3, 0)]
+            extra = {"variant": "v2", "fp8_mma": True}
+        if quick:
+            shapes = shapes[:2]
+        return [DecodeConfig(block_n=n, num_warps=w, num_stages=s, ctas_per_sm=c, maxnreg=r, align_hint=True, **extra)
+                for n, w, s, r in shapes for c in ctas]
     if family == "v2-fp8mma" and case.kv_dtype != "fp8":
         return []
     shapes = [(64, 4, 3), (128, 4, 3), (128, 8, 3)] if not quick else [(64, 4, 3), (128, 4, 3)]
@@ -240,7 +270,9 @@ def run_case(case: Case, quick: bool, gen: Any, fi_mod: Any, fi_reason: str | No
                 if not cand_err < budget:  # a configuration that computes the wrong thing never wins
                     tune_rows.append((f"{cfg} rejected: rel-L2 {cand_err:.3g} vs SDPA", math.nan))
                     continue
-                r = _time(fn, False, True)
+                # tuned in the case's own mode: eager timing of a 20-30 us call measures the host's
+                # launch overhead (round 0: 100-230 us per 32K config), not the kernels
+                r = _time(fn, case.graph, True)
             except Exception as e:  # noqa: BLE001 - a config that cannot compile (smem) is skipped, recorded
                 tune_rows.append((f"{cfg} failed: {type(e).__name__}", math.nan))
                 continue
@@ -392,6 +424,7 @@ def write_case_packet(res: CaseResult, ceiling_tbps: float, fi_version: str | No
                 "bytes": nbytes, "tbps": nbytes / us / 1e6, "ceiling_tbps": ceiling_tbps,
                 "us_per_kv_head": us / (c.batch * c.kv_heads), "config": asdict(res.config),
                 "variant": res.config.variant, "variants": res.families,
+                "family": next((f for f, r in res.families.items() if r.get("config") == asdict(res.config)), "v1"),
                 "tune": [{"config": k, "us": v if math.isfinite(v) else None} for k, v in res.tune_rows]},
         correctness=Correctness(
             reference="torch SDPA over the unquantized bf16 K/V (same data)", metric="rel_l2",

@@ -17,7 +17,7 @@ def register(bench_app: typer.Typer) -> None:
         page_size: list[int] = typer.Option([], "--page-size", help="only these page sizes, 0 = contiguous (repeatable)"),
         variant: list[str] = typer.Option(["v1"], "--variant",
                                           help="kernel families to tune and time, each at its best config "
-                                               "(repeatable): v1 | v2 | v2-fp8mma"),
+                                               "(repeatable): v1 | v2 | v2-fp8mma | v1-align | v2-fp8mma-align | v1-prefetch"),
     ) -> None:
         """Measure the HBM read ceiling, the FP8/4-bit accuracy report, then every case: ours (paged,
         shuffled) vs torch SDPA (bf16 contiguous) vs FlashInfer, same process; one packet per case."""
@@ -29,7 +29,7 @@ def register(bench_app: typer.Typer) -> None:
         for dt in kv_dtype:
             if dt not in KV_DTYPES:
                 raise InputError(f"--kv-dtype: must be one of {', '.join(KV_DTYPES)}, got {dt!r}")
-        allowed = ("v1", "v2", "v2-fp8mma")  # bench.attention.VARIANT_FAMILIES, kept torch-free here
+        allowed = ("v1", "v2", "v2-fp8mma", "v1-align", "v2-fp8mma-align", "v1-prefetch")  # bench.attention.VARIANT_FAMILIES, kept torch-free here
         for v in variant:
             if v not in allowed:
                 raise InputError(f"--variant: must be one of {', '.join(allowed)}, got {v!r}")
@@ -46,6 +46,8 @@ def register(bench_app: typer.Typer) -> None:
                  and (not batch or c.batch in batch) and (not page_size or c.page_size in page_size)]
         if not cases:
             raise InputError("--context/--kv-dtype/--batch/--page-size: no case of the sweep matches")
+        if kv_dtype:  # dtypes run in the order given (a time-limited device call runs the first first)
+            cases.sort(key=lambda c: kv_dtype.index(c.kv_dtype))
         out_dir = Path(out) if out else Path("results") / device_slug()
         with Progress(console=console, transient=True, disable=json_out) as prog:
             task = prog.add_task("bench attention", total=None)

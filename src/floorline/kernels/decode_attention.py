@@ -45,6 +45,15 @@ class DecodeConfig:
     split into two e4m3 tiles each (value + residual), so no K/V element is converted.
     min_split_tokens > 0 caps the split count so every split streams at least that many tokens
     (short contexts: a split of 2-4 blocks spends most of its life filling the pipeline).
+    align_hint (v1 and v2): tell Triton the first slot of a block is a multiple of 16. The device's
+    Triton 3.6 cannot derive it from the loop variable, so the token-contiguous fp8 V^T tile was
+    loaded as 64 scalar bytes per thread outside the cp.async pipeline (round-0 SASS); with the hint
+    it is 16-byte cp.async. v1 with the hint also zeroes a stale fp8 V tail only in the one partial
+    block, not in every block. Results are identical either way; off by default until measured.
+    maxnreg > 0 caps registers per thread (Triton launch option), e.g. 128 so that two 8-warp
+    programs fit on one SM.
+    prefetch (v1; bf16/fp8 with blocks inside one page, else ignored): load block i+1's K/V into
+    registers before block i's math (see the kernel); meant with num_stages=1.
     """
 
     block_n: int = 64
@@ -56,6 +65,9 @@ class DecodeConfig:
     fuse_combine: bool = False
     min_split_tokens: int = 0
     fp8_mma: bool = False
+    align_hint: bool = False
+    maxnreg: int = 0
+    prefetch: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -64,6 +76,10 @@ class DecodeConfig:
             raise InputError("fuse_combine: only the v2 kernel fuses the combine")
         if self.fp8_mma and self.variant != "v2":
             raise InputError("fp8_mma: only the v2 kernel has the FP8 tensor-core path")
+        if self.prefetch and self.variant != "v1":
+            raise InputError("prefetch: only the v1 kernel has the register-prefetch loop")
+        if self.maxnreg and not 24 <= self.maxnreg <= 255:
+            raise InputError(f"maxnreg: must be 0 (no cap) or 24..255, got {self.maxnreg}")
         if self.min_split_tokens < 0:
             raise InputError(f"min_split_tokens: must be >= 0, got {self.min_split_tokens}")
 
@@ -79,7 +95,8 @@ def _decode_kernel(
     split_len, window, qk_scale, PAGE_SIZE: tl.constexpr,
     T: tl.constexpr, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     SCALAR_PAGE: tl.constexpr, V_T: tl.constexpr,
-    KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr,
+    KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr, ALIGN_HINT: tl.constexpr = False,
+    PREFETCH: tl.constexpr = False,
 ):
     b = tl.program_id(0)
     hk = tl.program_id(1)
@@ -116,85 +133,142 @@ def _decode_kernel(
 
     pt_row = pt_ptr + b * pt_stride
     kv_head_off = hk.to(tl.int64) * sk_head
-    for n0 in range(start, end, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < end
-        if SCALAR_PAGE:  # the block lies in one page: one page-table read, addresses contiguous in n
-            page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
-            slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
-        else:  # pages smaller than the block: one page-table read per token
-            page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
-            slot = offs_n % PAGE_SIZE  # PAGE_SIZE is constexpr: a power of two becomes a mask and a shift
-        tok_off = page * sk_page + kv_head_off + slot * sk_slot  # [BLOCK_N], in elements of k
-        if V_T:  # fp8: V page is [D, page_size], tokens contiguous (literal stride 1 so Triton vectorizes)
-            v_off = page * sv_page + hk.to(tl.int64) * sv_head + slot
-        else:
-            v_off = page * sv_page + hk.to(tl.int64) * sv_head + slot * sv_slot
-        if KV_DTYPE == "fp4":
-            # bytes as [N, D/32, 16]: the middle axis is the scale group, so the E8M0 scales
-            # ([N, D/32, 1]) broadcast without a gather; merging the last two axes is free
-            grp = tl.arange(0, D // 32)[None, :, None]
-            byte3 = grp * 16 + tl.arange(0, 16)[None, None, :]
-            ok3 = n_ok[:, None, None]
-            kp = tl.load(k_ptr + tok_off[:, None, None] + byte3, mask=ok3, other=0)
-            vp = tl.load(v_ptr + v_off[:, None, None] + byte3, mask=ok3, other=0)
-            sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
-            k_scale = _e8m0_times_2p14(tl.load(ks_ptr + sc_off[:, None, None] + grp, mask=ok3, other=0))
-            v_scale = _e8m0_times_2p14(tl.load(vs_ptr + sc_off[:, None, None] + grp, mask=ok3, other=0))
-            k_lo = tl.reshape((_e2m1_to_f32(kp & 15) * k_scale).to(tl.float16), [BLOCK_N, D // 2])
-            k_hi = tl.reshape((_e2m1_to_f32(kp >> 4) * k_scale).to(tl.float16), [BLOCK_N, D // 2])
-            s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
-        else:
-            k = tl.load(k_ptr + tok_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
-            if V_T:
-                v_ptrs = v_ptr + v_off[:, None] + d[None, :] * sv_dim
-            else:
-                v_ptrs = v_ptr + v_off[:, None] + d[None, :]
-            if V_T and SCALAR_PAGE:
-                # A mask that varies along the token axis would stop the loads from vectorizing; the
-                # block lies inside one allocated page, so load it whole and zero the tail below
-                # (a stale slot may hold any byte, NaN included).
-                v = tl.load(v_ptrs)
-            else:
-                v = tl.load(v_ptrs, mask=n_ok[:, None], other=0.0)
+    if PREFETCH:
+        # Register prefetch (bf16/fp8, blocks inside one page): Triton 3.6 pipelines a K/V load whose
+        # address depends on a page-table load of the same iteration only one block ahead and with a
+        # single buffer (the next block's copy is issued after this block's math and waited for at the
+        # top of the next iteration: no overlap inside a program). Here block i+1's K/V are loaded into
+        # registers before block i's math, with its page index loaded one iteration earlier still.
+        d = tl.arange(0, D)
+        pg_a = tl.load(pt_row + start // PAGE_SIZE, mask=start < end, other=0).to(tl.int64)
+        pg_b = tl.load(pt_row + (start + BLOCK_N) // PAGE_SIZE, mask=start + BLOCK_N < end, other=0).to(tl.int64)
+        k_c, v_c, ks_c, vs_c = _load_kv_block(k_ptr, v_ptr, ks_ptr, vs_ptr, pg_a, start, end, kv_head_off, hk,
+                                              sk_page, sk_slot, sv_page, sv_head, sv_slot, sv_dim, ss_page, ss_head,
+                                              ss_slot, PAGE_SIZE, D, BLOCK_N, V_T, KV_DTYPE)
+        for n0 in range(start, end, BLOCK_N):
+            n1 = n0 + BLOCK_N
+            k_n, v_n, ks_n, vs_n = _load_kv_block(k_ptr, v_ptr, ks_ptr, vs_ptr, pg_b, n1, end, kv_head_off, hk,
+                                                  sk_page, sk_slot, sv_page, sv_head, sv_slot, sv_dim, ss_page,
+                                                  ss_head, ss_slot, PAGE_SIZE, D, BLOCK_N, V_T, KV_DTYPE)
+            pg_b = tl.load(pt_row + (n1 + BLOCK_N) // PAGE_SIZE, mask=n1 + BLOCK_N < end, other=0).to(tl.int64)
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_ok = offs_n < end
             if KV_DTYPE == "fp8":
-                sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
-                k_scale = tl.load(ks_ptr + sc_off, mask=n_ok, other=0.0)
-                v_scale = tl.load(vs_ptr + sc_off, mask=n_ok, other=0.0)
-                s = tl.dot(q, tl.trans(k.to(tl.float16))) * k_scale[None, :]
+                s = tl.dot(q, tl.trans(k_c.to(tl.float16))) * ks_c[None, :]
             elif UPCAST_BF16:
-                s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
+                s = tl.dot(q.to(tl.float32), tl.trans(k_c.to(tl.float32)))
             else:
-                s = tl.dot(q, tl.trans(k))
-        s = s * qk_scale  # log2 domain
-        visible = n_ok[None, :] & (offs_n[None, :] <= q_pos[:, None])
-        if window > 0:
-            visible = visible & (offs_n[None, :] > q_pos[:, None] - window)
-        s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        m_i = m_new
-        if KV_DTYPE == "fp4":
-            acc_lo = acc_lo * alpha[:, None]
-            acc_hi = acc_hi * alpha[:, None]
-            v_lo = tl.reshape((_e2m1_to_f32(vp & 15) * v_scale).to(tl.float16), [BLOCK_N, D // 2])
-            v_hi = tl.reshape((_e2m1_to_f32(vp >> 4) * v_scale).to(tl.float16), [BLOCK_N, D // 2])
-            p16 = p.to(tl.float16)
-            acc_lo += tl.dot(p16, v_lo)
-            acc_hi += tl.dot(p16, v_hi)
-        elif KV_DTYPE == "fp8":
+                s = tl.dot(q, tl.trans(k_c))
+            s = s * qk_scale
+            visible = n_ok[None, :] & (offs_n[None, :] <= q_pos[:, None])
+            if window > 0:
+                visible = visible & (offs_n[None, :] > q_pos[:, None] - window)
+            s = tl.where(visible, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_safe)
+            p = tl.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            m_i = m_new
             acc = acc * alpha[:, None]
-            v16 = tl.where(n_ok[:, None], v.to(tl.float16), 0.0) if SCALAR_PAGE else v.to(tl.float16)
-            acc += tl.dot((p * v_scale[None, :]).to(tl.float16), v16)
-        else:
-            acc = acc * alpha[:, None]
-            if UPCAST_BF16:
-                acc += tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32))
+            if KV_DTYPE == "fp8":
+                v16 = v_c.to(tl.float16)
+                if n1 > end:  # the partial block: its stale tail (any byte, NaN included) must weigh 0
+                    v16 = tl.where(n_ok[:, None], v16, 0.0)
+                acc += tl.dot((p * vs_c[None, :]).to(tl.float16), v16)
+            elif UPCAST_BF16:
+                acc += tl.dot(p.to(v_c.dtype).to(tl.float32), v_c.to(tl.float32))
             else:
-                acc += tl.dot(p.to(v.dtype), v)
+                acc += tl.dot(p.to(v_c.dtype), v_c)
+            k_c, v_c, ks_c, vs_c = k_n, v_n, ks_n, vs_n
+    else:
+        for n0 in range(start, end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_ok = offs_n < end
+            if SCALAR_PAGE:  # the block lies in one page: one page-table read, addresses contiguous in n
+                page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
+                slot0 = n0 % PAGE_SIZE
+                if ALIGN_HINT:  # see DecodeConfig.align_hint: n0 is a multiple of BLOCK_N, Triton 3.6 cannot tell
+                    slot0 = tl.multiple_of(slot0, 16)
+                slot = slot0 + tl.arange(0, BLOCK_N)
+            else:  # pages smaller than the block: one page-table read per token
+                page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+                slot = offs_n % PAGE_SIZE  # PAGE_SIZE is constexpr: a power of two becomes a mask and a shift
+            tok_off = page * sk_page + kv_head_off + slot * sk_slot  # [BLOCK_N], in elements of k
+            if V_T:  # fp8: V page is [D, page_size], tokens contiguous (literal stride 1 so Triton vectorizes)
+                v_off = page * sv_page + hk.to(tl.int64) * sv_head + slot
+            else:
+                v_off = page * sv_page + hk.to(tl.int64) * sv_head + slot * sv_slot
+            if KV_DTYPE == "fp4":
+                # bytes as [N, D/32, 16]: the middle axis is the scale group, so the E8M0 scales
+                # ([N, D/32, 1]) broadcast without a gather; merging the last two axes is free
+                grp = tl.arange(0, D // 32)[None, :, None]
+                byte3 = grp * 16 + tl.arange(0, 16)[None, None, :]
+                ok3 = n_ok[:, None, None]
+                kp = tl.load(k_ptr + tok_off[:, None, None] + byte3, mask=ok3, other=0)
+                vp = tl.load(v_ptr + v_off[:, None, None] + byte3, mask=ok3, other=0)
+                sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+                k_scale = _e8m0_times_2p14(tl.load(ks_ptr + sc_off[:, None, None] + grp, mask=ok3, other=0))
+                v_scale = _e8m0_times_2p14(tl.load(vs_ptr + sc_off[:, None, None] + grp, mask=ok3, other=0))
+                k_lo = tl.reshape((_e2m1_to_f32(kp & 15) * k_scale).to(tl.float16), [BLOCK_N, D // 2])
+                k_hi = tl.reshape((_e2m1_to_f32(kp >> 4) * k_scale).to(tl.float16), [BLOCK_N, D // 2])
+                s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
+            else:
+                k = tl.load(k_ptr + tok_off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+                if V_T:
+                    v_ptrs = v_ptr + v_off[:, None] + d[None, :] * sv_dim
+                else:
+                    v_ptrs = v_ptr + v_off[:, None] + d[None, :]
+                if V_T and SCALAR_PAGE:
+                    # A mask that varies along the token axis would stop the loads from vectorizing; the
+                    # block lies inside one allocated page, so load it whole and zero the tail below
+                    # (a stale slot may hold any byte, NaN included).
+                    v = tl.load(v_ptrs)
+                else:
+                    v = tl.load(v_ptrs, mask=n_ok[:, None], other=0.0)
+                if KV_DTYPE == "fp8":
+                    sc_off = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+                    k_scale = tl.load(ks_ptr + sc_off, mask=n_ok, other=0.0)
+                    v_scale = tl.load(vs_ptr + sc_off, mask=n_ok, other=0.0)
+                    s = tl.dot(q, tl.trans(k.to(tl.float16))) * k_scale[None, :]
+                elif UPCAST_BF16:
+                    s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
+                else:
+                    s = tl.dot(q, tl.trans(k))
+            s = s * qk_scale  # log2 domain
+            visible = n_ok[None, :] & (offs_n[None, :] <= q_pos[:, None])
+            if window > 0:
+                visible = visible & (offs_n[None, :] > q_pos[:, None] - window)
+            s = tl.where(visible, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
+            alpha = tl.exp2(m_i - m_safe)
+            p = tl.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            m_i = m_new
+            if KV_DTYPE == "fp4":
+                acc_lo = acc_lo * alpha[:, None]
+                acc_hi = acc_hi * alpha[:, None]
+                v_lo = tl.reshape((_e2m1_to_f32(vp & 15) * v_scale).to(tl.float16), [BLOCK_N, D // 2])
+                v_hi = tl.reshape((_e2m1_to_f32(vp >> 4) * v_scale).to(tl.float16), [BLOCK_N, D // 2])
+                p16 = p.to(tl.float16)
+                acc_lo += tl.dot(p16, v_lo)
+                acc_hi += tl.dot(p16, v_hi)
+            elif KV_DTYPE == "fp8":
+                acc = acc * alpha[:, None]
+                if SCALAR_PAGE and ALIGN_HINT:  # only the one partial block pays for zeroing its stale tail
+                    v16 = v.to(tl.float16)
+                    if n0 + BLOCK_N > end:
+                        v16 = tl.where(n_ok[:, None], v16, 0.0)
+                else:
+                    v16 = tl.where(n_ok[:, None], v.to(tl.float16), 0.0) if SCALAR_PAGE else v.to(tl.float16)
+                acc += tl.dot((p * v_scale[None, :]).to(tl.float16), v16)
+            else:
+                acc = acc * alpha[:, None]
+                if UPCAST_BF16:
+                    acc += tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32))
+                else:
+                    acc += tl.dot(p.to(v.dtype), v)
 
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))  # log2 domain
@@ -205,6 +279,34 @@ def _decode_kernel(
     else:
         tl.store(o_base + d[None, :], acc / l_safe[:, None], mask=row_ok[:, None])
     tl.store(lse_ptr + b * sl_b + t_row * sl_t + h_row * sl_h + split, lse, mask=row_ok)
+
+
+@triton.jit
+def _load_kv_block(k_ptr, v_ptr, ks_ptr, vs_ptr, page, n0, end, kv_head_off, hk, sk_page, sk_slot, sv_page,
+                   sv_head, sv_slot, sv_dim, ss_page, ss_head, ss_slot, PAGE_SIZE: tl.constexpr, D: tl.constexpr,
+                   BLOCK_N: tl.constexpr, V_T: tl.constexpr, KV_DTYPE: tl.constexpr):
+    """K [N, D], V [N, D] and (fp8) the per-token scales of the block at n0, which lies in `page`.
+    Rows past `end` read as 0 (K, bf16 V) or stay unmasked (fp8 V^T: a mask along its contiguous token
+    axis would break 16-byte loads; the caller zeroes them); a block wholly past `end` reads page 0's
+    bytes and is never used."""
+    d = tl.arange(0, D)
+    slot = tl.multiple_of(n0 % PAGE_SIZE, 16) + tl.arange(0, BLOCK_N)
+    n_ok = n0 + tl.arange(0, BLOCK_N) < end
+    k = tl.load(k_ptr + (page * sk_page + kv_head_off + slot * sk_slot)[:, None] + d[None, :], mask=n_ok[:, None],
+                other=0.0)
+    if V_T:
+        v = tl.load(v_ptr + (page * sv_page + hk.to(tl.int64) * sv_head + slot)[:, None] + d[None, :] * sv_dim)
+    else:
+        v = tl.load(v_ptr + (page * sv_page + hk.to(tl.int64) * sv_head + slot * sv_slot)[:, None] + d[None, :],
+                    mask=n_ok[:, None], other=0.0)
+    if KV_DTYPE == "fp8":
+        sc = page * ss_page + hk.to(tl.int64) * ss_head + slot * ss_slot
+        ks = tl.load(ks_ptr + sc, mask=n_ok, other=0.0)
+        vs = tl.load(vs_ptr + sc, mask=n_ok, other=0.0)
+    else:
+        ks = tl.zeros([BLOCK_N], dtype=tl.float32)
+        vs = ks
+    return k, v, ks, vs
 
 
 @triton.jit
@@ -329,9 +431,15 @@ def _launch_v1(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, o_part: A
         split_len, window, scale * LOG2E, PAGE_SIZE=cache.page_size,
         T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
         SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
-        UPCAST_BF16=_INTERPRET,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        UPCAST_BF16=_INTERPRET, ALIGN_HINT=cfg.align_hint,
+        PREFETCH=cfg.prefetch and cache.page_size % cfg.block_n == 0 and cache.kv_dtype != "fp4",
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_reg_cap(cfg),
     )
+
+
+def _reg_cap(cfg: DecodeConfig) -> dict[str, int]:
+    """Triton's maxnreg launch option, only when set (the CPU interpreter has no registers)."""
+    return {"maxnreg": cfg.maxnreg} if cfg.maxnreg and not _INTERPRET else {}
 
 
 def _launch_v2(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, workspace: tuple, out: Any, ks: Any,
@@ -358,8 +466,10 @@ def _launch_v2(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, workspace
         T=t, G=g, D=d, BLOCK_M=block_m, BLOCK_N=cfg.block_n, KV_DTYPE=cache.kv_dtype,
         SCALAR_PAGE=cache.page_size % cfg.block_n == 0, V_T=cache.v_transposed,
         UPCAST_BF16=_INTERPRET, FUSE_COMBINE=cfg.fuse_combine,
-        BLOCK_S=max(2, triton.next_power_of_2(splits)), FP8_MMA=cfg.fp8_mma and cache.kv_dtype == "fp8",
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        # BLOCK_S is read by the fused combine only: a constant otherwise, so the split count (CTAs per SM)
+        # does not force a recompile per tuning point
+        BLOCK_S=max(2, triton.next_power_of_2(splits)) if cfg.fuse_combine else 2, FP8_MMA=cfg.fp8_mma and cache.kv_dtype == "fp8",
+        ALIGN_HINT=cfg.align_hint, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_reg_cap(cfg),
     )
 
 

@@ -37,7 +37,7 @@ def _decode_kernel_v2(
     T: tl.constexpr, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     SCALAR_PAGE: tl.constexpr, V_T: tl.constexpr,
     KV_DTYPE: tl.constexpr, UPCAST_BF16: tl.constexpr, FUSE_COMBINE: tl.constexpr, BLOCK_S: tl.constexpr,
-    FP8_MMA: tl.constexpr,
+    FP8_MMA: tl.constexpr, ALIGN_HINT: tl.constexpr = False,
 ):
     b = tl.program_id(0)
     hk = tl.program_id(1)
@@ -97,19 +97,19 @@ def _decode_kernel_v2(
             acc, m_i, l_i = _fp8_mma_block(
                 k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, n0, end, head_k, head_v, hk, sk_page, sk_slot, sv_page,
                 sv_dim, ss_page, ss_head, ss_slot, qt_hi, qt_lo, col_scale, q_pos, window, acc, m_i, l_i,
-                PAGE_SIZE, D, BLOCK_N, SCALAR_PAGE, False)
+                PAGE_SIZE, D, BLOCK_N, SCALAR_PAGE, False, ALIGN_HINT)
         if full_end < end:
             acc, m_i, l_i = _fp8_mma_block(
                 k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, full_end, end, head_k, head_v, hk, sk_page, sk_slot,
                 sv_page, sv_dim, ss_page, ss_head, ss_slot, qt_hi, qt_lo, col_scale, q_pos, window, acc, m_i,
-                l_i, PAGE_SIZE, D, BLOCK_N, SCALAR_PAGE, True)
+                l_i, PAGE_SIZE, D, BLOCK_N, SCALAR_PAGE, True, ALIGN_HINT)
     else:
         for n0 in range(start, end, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             n_ok = offs_n < end
             if SCALAR_PAGE:
                 page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
-                slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
+                slot = _aligned_slot(n0, PAGE_SIZE, BLOCK_N, ALIGN_HINT)
             else:
                 page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
                 slot = offs_n % PAGE_SIZE
@@ -208,10 +208,21 @@ def _decode_kernel_v2(
 
 
 @triton.jit
+def _aligned_slot(n0, PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, ALIGN_HINT: tl.constexpr):
+    """Slots of a block that lies in one page. n0 is always a multiple of BLOCK_N, but Triton 3.6
+    cannot prove it for a loop variable: without the hint, token-contiguous (fp8 V^T) tiles load as
+    scalar bytes outside the cp.async pipeline (device SASS, round 0: 64 LDG.E.U8 per thread)."""
+    slot0 = n0 % PAGE_SIZE
+    if ALIGN_HINT:
+        slot0 = tl.multiple_of(slot0, 16)
+    return slot0 + tl.arange(0, BLOCK_N)
+
+
+@triton.jit
 def _fp8_mma_block(k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, n0, end, head_k, head_v, hk, sk_page, sk_slot, sv_page,
                    sv_dim, ss_page, ss_head, ss_slot, qt_hi, qt_lo, col_scale, q_pos, window, acc, m_i, l_i,
                    PAGE_SIZE: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, SCALAR_PAGE: tl.constexpr,
-                   MASKED: tl.constexpr):
+                   MASKED: tl.constexpr, ALIGN_HINT: tl.constexpr):
     """One block of the FP8 tensor-core path: K and V^T go from memory into the MMA as e4m3, the
     per-token scales multiply the [N, M] score and probability tiles."""
     offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -219,7 +230,7 @@ def _fp8_mma_block(k_ptr, v_ptr, ks_ptr, vs_ptr, pt_row, n0, end, head_k, head_v
     d = tl.arange(0, D)
     if SCALAR_PAGE:
         page = tl.load(pt_row + n0 // PAGE_SIZE).to(tl.int64)
-        slot = n0 % PAGE_SIZE + tl.arange(0, BLOCK_N)
+        slot = _aligned_slot(n0, PAGE_SIZE, BLOCK_N, ALIGN_HINT)
     else:
         page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
         slot = offs_n % PAGE_SIZE
@@ -300,49 +311,6 @@ def _combine_rows(o_ptr, lse_ptr, out_ptr, b, t_row, h_row, row_ok, n_splits,
         x = tl.load(part + dc[None, None, :], mask=live, other=0.0, cache_modifier=".cg")  # [M, S, DC]
         o = tl.sum(x * w[:, :, None], axis=1)
         tl.store(dst + dc[None, :], o.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
-
-
-@triton.jit
-def _split_e4m3(x):
-    """x (float32, |x| < 448) as hi + lo e4m3 tiles. hi keeps x's top 4 significant bits by masking
-    (exact in e4m3 whatever the convert's rounding mode; Triton's interpreter does not round to
-    nearest), so lo = x - hi holds the next 4 bits: a bf16 input (8 bits) is split exactly."""
-    hi = (x.to(tl.int32, bitcast=True) & -1048576).to(tl.float32, bitcast=True).to(tl.float8e4nv)  # 0xFFF00000
-    lo = (x - hi.to(tl.float32)).to(tl.float8e4nv)
-    return hi, lo
-
-
-@triton.jit
-def _pow2_floor(x):
-    """2**floor(log2(x)) for positive finite float32 x, exactly (the exponent bits alone)."""
-    return (x.to(tl.int32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _combine_rows(o_ptr, lse_ptr, out_ptr, b, t_row, h_row, row_ok, n_splits,
-                  so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
-                  D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr):
-    """Merge every split of this program's query rows: one [M, S] lse tile, then the partials one
-    split at a time as [M, D] tiles (an [M, S, D] tile would not fit in registers)."""
-    s_idx = tl.arange(0, BLOCK_S)
-    s_ok = s_idx[None, :] < n_splits
-    lse = tl.load(lse_ptr + b * sl_b + t_row[:, None] * sl_t + h_row[:, None] * sl_h + s_idx[None, :],
-                  mask=row_ok[:, None] & s_ok, other=float("-inf"), cache_modifier=".cg")
-    m = tl.max(lse, axis=1)
-    m_safe = tl.where(m == float("-inf"), 0.0, m)
-    total = tl.sum(tl.exp2(lse - m_safe[:, None]), axis=1)
-    inv = 1.0 / tl.where(total > 0, total, 1.0)
-    d = tl.arange(0, D)
-    part = o_ptr + b * so_b + t_row[:, None] * so_t + h_row[:, None] * so_h + d[None, :]
-    acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
-    for s in range(0, n_splits):
-        w = tl.load(lse_ptr + b * sl_b + t_row * sl_t + h_row * sl_h + s, mask=row_ok, other=float("-inf"),
-                    cache_modifier=".cg")
-        w = tl.exp2(w - m_safe) * inv
-        x = tl.load(part + s * so_s, mask=row_ok[:, None] & (w[:, None] > 0), other=0.0, cache_modifier=".cg")
-        acc += x * w[:, None]
-    tl.store(out_ptr + b * sout_b + t_row[:, None] * sout_t + h_row[:, None] * sout_h + d[None, :],
-             acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
 @triton.jit
