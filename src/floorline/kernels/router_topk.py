@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from floorline.errors import InputError
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs
 
 
 @triton.jit
@@ -58,7 +59,9 @@ def _softmax_topk(acc, e, emask, ids_row, wts_row, K: tl.constexpr, KP: tl.const
 
 @triton.jit
 def _topk_kernel(logits_ptr, ids_ptr, wts_ptr, E, s_l, s_ids, s_wts,
-                 K: tl.constexpr, KP: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr):
+                 K: tl.constexpr, KP: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr,
+                 PDL: tl.constexpr = False):
+    pdl_enter(PDL)
     row = tl.program_id(0)
     e = tl.arange(0, BLOCK_E)
     emask = e < E
@@ -86,12 +89,25 @@ def router_topk(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, we
         if logits.shape != (B, E) or logits.stride(1) != 1:
             raise InputError(f"router: logits buffer must be float32 [{B}, {E}], got {tuple(logits.shape)}")
         gemv(x, weight, logits, None, gemv_cfg or GemvConfig(block_n=4, block_k=1024))
-        _topk_kernel[(B,)](logits, ids_out, weights_out, E, logits.stride(0), ids_out.stride(0), weights_out.stride(0),
-                           K=k, KP=kp, RENORM=renormalize, BLOCK_E=block_e,
-                           num_warps=1 if block_e <= 256 else 4)  # k rounds of argmax: one warp, no barriers
+        topk(logits, k, renormalize, ids_out, weights_out)
         return
     block_h = max(16, min(triton.next_power_of_2(H), 8192 // block_e))
     _router_kernel[(B,)](
         x, weight, ids_out, weights_out, E, H, x.stride(0), weight.stride(0), ids_out.stride(0),
         weights_out.stride(0), K=k, KP=kp, RENORM=renormalize, BLOCK_E=block_e, BLOCK_H=block_h, num_warps=4,
     )
+
+
+def topk(logits: Any, k: int, renormalize: bool, ids_out: Any, weights_out: Any, pdl: bool = False) -> None:
+    """Softmax, top-k and (optionally) renormalise over router logits float32 [B, E] computed
+    elsewhere (the decoder's fused step computes them with the normed GEMV); pdl: see kernels.gemv."""
+    B, E = logits.shape
+    if logits.stride(1) != 1 or logits.dtype.itemsize != 4:
+        raise InputError(f"router: logits must be row-contiguous float32 [B, E], got {tuple(logits.shape)}")
+    if not 1 <= k <= E or ids_out.shape != (B, k) or weights_out.shape != (B, k):
+        raise InputError(f"router: top-k must be in 1..{E} with outputs [{B}, k], got k={k}")
+    block_e = triton.next_power_of_2(E)
+    _topk_kernel[(B,)](logits, ids_out, weights_out, E, logits.stride(0), ids_out.stride(0), weights_out.stride(0),
+                       K=k, KP=triton.next_power_of_2(k), RENORM=renormalize, BLOCK_E=block_e,
+                       num_warps=1 if block_e <= 256 else 4,  # k rounds of argmax: one warp, no barriers
+                       **pdl_kwargs(pdl))

@@ -16,8 +16,9 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from floorline.kernels.attention_combine import combine_splits
+from floorline.kernels.attention_combine import D_CHUNK, _combine_kernel, combine_splits
 from floorline.kernels.decode_attention import DecodeConfig, split_plan
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs
 from floorline.kernels.kv_cache import KVCache
 
 LOG2E = 1.4426950408889634
@@ -37,7 +38,8 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
                  sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h,
                  PAGE_SIZE, split_len, qk_scale,
                  G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 UPCAST: tl.constexpr):
+                 UPCAST: tl.constexpr, PDL: tl.constexpr = False):
+    pdl_enter(PDL)
     b = tl.program_id(0)
     hk = tl.program_id(1)
     split = tl.program_id(2)
@@ -80,10 +82,36 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
     tl.store(lse_ptr + b * sl_b + h_row * sl_h + split, lse, mask=row_ok)
 
 
+@triton.jit
+def _combine_pdl_kernel(o_ptr, lse_ptr, out_ptr, n_splits, HQ, T,
+                        so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
+                        DC: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr):
+    # floorline.kernels.attention_combine's kernel body, entered through the PDL handshake
+    pdl_enter(PDL)
+    _combine_kernel(o_ptr, lse_ptr, out_ptr, n_splits, HQ, T, so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h,
+                    sout_b, sout_t, sout_h, DC, BLOCK_S)
+
+
+def _combine(o_part: Any, lse: Any, n_splits: int, out: Any, pdl: bool) -> None:
+    if not pdl:
+        combine_splits(o_part, lse, n_splits, out)
+        return
+    b, t, hq, _, d = o_part.shape
+    block_s = max(2, triton.next_power_of_2(n_splits))
+    dc = min(D_CHUNK, d, max(8, 4096 // block_s))  # as combine_splits
+    _combine_pdl_kernel[(b * t * hq, d // dc)](
+        o_part, lse, out, n_splits, hq, t,
+        o_part.stride(0), o_part.stride(1), o_part.stride(2), o_part.stride(3),
+        lse.stride(0), lse.stride(1), lse.stride(2), out.stride(0), out.stride(1), out.stride(2),
+        DC=dc, BLOCK_S=block_s, PDL=True, num_warps=4, launch_pdl=True)
+
+
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
-                         workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig()) -> Any:
+                         workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
+                         pdl: bool = False) -> Any:
     """q: float32 [B, Hq, D]; cache: bf16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
-    [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch."""
+    [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch.
+    pdl: programmatic dependent launch for both kernels (see floorline.kernels.gemv)."""
     assert cache.kv_dtype == "bf16", "decode_attention_f32 reads bf16 caches"
     B, hq, d = q.shape
     hk = cache.kv_heads
@@ -97,7 +125,7 @@ def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any,
         page_table.stride(0), o_part.stride(0), o_part.stride(2), o_part.stride(3), lse.stride(0), lse.stride(2),
         cache.page_size, split_len, d**-0.5 * LOG2E,
         G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
-    combine_splits(o_part, lse, splits, out)
+    _combine(o_part, lse, splits, out, pdl)
     return out

@@ -21,10 +21,10 @@ from floorline.errors import InputError
 from floorline.kernels.decode_attention import DecodeConfig, decode_attention, decode_workspace, split_plan
 from floorline.kernels.gemv import GemvConfig, gemv
 from floorline.kernels.kv_cache import allocate_kv_cache, kv_append
-from floorline.kernels.moe_gemv import moe_gemv
+from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
 from floorline.kernels.rmsnorm import add_rmsnorm
 from floorline.kernels.rope import qk_norm_rope
-from floorline.kernels.router_topk import router_topk
+from floorline.kernels.router_topk import router_topk, topk
 from floorline.kernels.sampling import greedy, greedy_workspace, sample
 from floorline.model.attention import decode_attention_f32
 from floorline.model.reference import rope_inv_freq
@@ -53,6 +53,11 @@ class LaunchConfigs:
     lm_head: GemvConfig = GemvConfig(block_n=32, block_k=256)
     router: GemvConfig = GemvConfig(block_n=4, block_k=1024)
     attention: DecodeConfig = DecodeConfig()
+    # batch 1: RMSNorm folded into the next GEMV, o-proj and expert outputs added into the residual
+    # with atomics (no add_rmsnorm kernels); see FastDecoder._step_b1
+    fused_b1: bool = True
+    # programmatic dependent launch between our kernels (CUDA sm_90+ only; ignored elsewhere)
+    pdl: bool = True
 
 
 class FastDecoder:
@@ -99,6 +104,7 @@ class FastDecoder:
             raise InputError(f"attention: must be precise or bf16, got {attention!r}")
         self.precise_attention = attention == "precise" and kv_dtype == "bf16"
         self.sm_count = _sm_count(dev)
+        self.pdl = launch.pdl and dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] >= 9
         self.q32 = torch.zeros(B, cfg.num_attention_heads, cfg.head_dim, dtype=f32, device=dev)
         self.attn = torch.zeros(B, 1, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
         self.attn32 = torch.zeros(B, cfg.q_size, dtype=f32, device=dev)
@@ -128,6 +134,9 @@ class FastDecoder:
 
     # ---- one decode step (the body the graph captures) -------------------------------------------
     def _step(self, B: int, sampling: Sampling) -> None:
+        if B == 1 and self.launch.fused_b1 and self.precise_attention:
+            self._step_b1(sampling)
+            return
         cfg, w, L_ = self.cfg, self.w, self.launch
         eps = cfg.rms_norm_eps
         res, h = self.residual[:B], self.h[:B]
@@ -188,7 +197,57 @@ class FastDecoder:
         else:
             sample(self.logits[:B], self.next_tokens[:B], self.seed, sampling.temperature, sampling.top_p)
             self.seed.add_(1)
-        # advance: the next step reads these
+        self._advance(B)
+
+    def _step_b1(self, sampling: Sampling) -> None:
+        """Batch 1, 9 kernels per MoE layer instead of 11: each GEMV that consumes a normed row
+        (qkv, router, gate-up, LM head) reads the raw residual and applies RMSNorm * gain on the fly,
+        and o-proj / expert-down add their rows (split-K slices, the k weighted experts) straight into
+        the residual with float32 atomics. Kernels launch with PDL where the device has it."""
+        cfg, w, L_, pdl = self.cfg, self.w, self.launch, self.pdl
+        eps = cfg.rms_norm_eps
+        res = self.residual[:1]
+        res.copy_(w.embed.index_select(0, self.tokens[:1]))
+        moe_i = 0
+        for i, L in enumerate(w.layers):
+            gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl)
+            qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
+                         eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
+                         cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1], pdl=pdl)
+            decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
+                                 max_len=self.max_len, out=self.attn32[:1].view(1, 1, -1, cfg.head_dim),
+                                 workspace=(self.attn_ws[0][:1], self.attn_ws[1][:1]), sm_count=self.sm_count,
+                                 cfg=L_.attention, pdl=pdl)
+            gemv(self.attn32[:1], L.o.w, res, L.o.scale, L_.o, accumulate=True, pdl=pdl)
+            if L.is_moe:
+                k = cfg.num_experts_per_tok
+                ids, wts = self.ids[:1], self.route_w[:1]
+                logits = self.router_logits[:1]
+                gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl)
+                topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
+                if self.record is not None:
+                    self.record.append(ids.clone())
+                if self.route_log is not None:
+                    self.route_log[moe_i, :1].copy_(ids)
+                moe_i += 1
+                slot_e, slot_w = ids.view(-1), wts.view(-1)
+            else:
+                k, slot_e, slot_w = 1, self.dense_ids[:1], None
+            act = self.act[:k, : L.gate_up.w.shape[1] // 2]
+            moe_gemv_b1(res, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, norm=(L.mlp_norm, eps),
+                        pdl=pdl, cfg=L_.gate_up)
+            moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
+                        pdl=pdl, cfg=L_.down)
+        gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl)
+        if sampling.greedy:
+            greedy(self.logits[:1], self.next_tokens[:1], (self.greedy_ws[0][:1], self.greedy_ws[1][:1]), pdl=pdl)
+        else:
+            sample(self.logits[:1], self.next_tokens[:1], self.seed, sampling.temperature, sampling.top_p)
+            self.seed.add_(1)
+        self._advance(1)
+
+    def _advance(self, B: int) -> None:
+        """The next step reads these: token, position, length, history."""
         self.tokens[:B].copy_(self.next_tokens[:B])
         self.positions[:B].add_(1)
         self.seq_lens[:B].add_(1)
