@@ -5,7 +5,9 @@ A small fixed candidate list per weight class (not a search): each candidate com
 list is what keeps the tuning inside tens of seconds. Every candidate is timed as 20 launches inside
 one CUDA graph, as the decode step runs them (eager timing of a ~10 us kernel measures the Python
 launch, not the kernel). Split-K candidates apply where the consumer sums partials (o-proj and
-expert-down into add_rmsnorm); the gate-up + SwiGLU epilogue is not linear, so it never splits.
+expert-down into add_rmsnorm, or in the fused batch-1 step, atomics into the residual); the gate-up +
+SwiGLU epilogue is not linear, so it never splits. With `fused` each candidate runs exactly as the
+fused batch-1 step launches it (RMSNorm folded in, atomic accumulation, PDL when asked).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from floorline.kernels.gemv import GemvConfig, gemv
-from floorline.kernels.moe_gemv import moe_gemv
+from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
 from floorline.model.fast import LaunchConfigs
 
 
@@ -26,14 +28,18 @@ CANDIDATES = {
     "qkv": (_c(16, 256), _c(8, 512), _c(4, 1024, 4, 4), _c(8, 256, 4, 4), _c(16, 512, 8), _c(32, 256, 8)),
     "o": (_c(16, 256), _c(8, 512, 4, 3, 2), _c(16, 256, 4, 3, 2), _c(8, 256, 4, 4, 4), _c(4, 1024, 4, 4), _c(16, 512, 8, 3, 4)),
     "lm_head": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(32, 256, 8)),
-    "gate_up": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(8, 256, 8, 4), _c(16, 512, 8), _c(4, 512, 4, 4)),
-    "down": (_c(16, 256), _c(32, 256, 8), _c(8, 256, 4, 4), _c(16, 256, 4, 3, 3), _c(8, 128, 4, 4, 3), _c(16, 128, 4, 3, 2)),
+    "gate_up": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(8, 256, 8, 4), _c(4, 512, 4, 4), _c(2, 1024, 4, 4),
+                _c(4, 256, 4, 4), _c(2, 512, 4, 4)),
+    "down": (_c(16, 256), _c(8, 256, 4, 4), _c(8, 128, 4, 4, 3), _c(16, 128, 4, 3, 2), _c(8, 128, 4, 4, 2),
+             _c(8, 128, 4, 3, 4), _c(4, 256, 4, 4, 2)),
     "router": (_c(4, 1024, 4, 4), _c(4, 512, 4, 4), _c(8, 256), _c(2, 1024, 4, 4)),
 }
 
 
-def tune_batch1(w: Any, progress: Any = lambda m: None) -> tuple[LaunchConfigs, dict[str, Any]]:
-    """Best candidate per weight class at batch 1, and the timings (us per launch) behind each choice."""
+def tune_batch1(w: Any, progress: Any = lambda m: None, base: LaunchConfigs = LaunchConfigs()
+                ) -> tuple[LaunchConfigs, dict[str, Any]]:
+    """Best candidate per weight class at batch 1, and the timings (us per launch) behind each choice.
+    base.fused_b1 / base.pdl: time the kernels as the fused step launches them."""
     import torch
 
     from floorline.gpu.timing import TimingConfig, time_cuda
@@ -54,17 +60,24 @@ def tune_batch1(w: Any, progress: Any = lambda m: None) -> tuple[LaunchConfigs, 
     def out(*shape: int) -> Any:
         return torch.empty(*shape, device=dev)
 
-    cases = {
-        "qkv": lambda c: gemv(x, L.qkv.w, out(1, L.qkv.w.shape[0]), L.qkv.scale, c),
-        "o": lambda c: gemv(xo, L.o.w, out(1, c.split_k, H) if c.split_k > 1 else out(1, H), L.o.scale, c),
-        "lm_head": lambda c: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c),
-        "gate_up": lambda c: moe_gemv(x, L.gate_up.w, slot_e, out(k, inter), tokens=1, scale=L.gate_up.scale,
-                                      swiglu=True, cfg=c),
-        "down": lambda c: moe_gemv(act, L.down.w, slot_e, out(k * c.split_k, H), tokens=1, scale=L.down.scale,
-                                   slot_weights=wts, cfg=c),
-    }
-    if L.router is not None:
-        cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c)
+    fused = base.fused_b1
+    pdl = base.pdl and torch.cuda.get_device_capability(dev)[0] >= 9
+    eps = cfg.rms_norm_eps
+    res = torch.randn(1, H, device=dev, generator=g)
+    if fused:
+        cases = {
+            "qkv": lambda c: gemv(x, L.qkv.w, out(1, L.qkv.w.shape[0]), L.qkv.scale, c, norm=(L.attn_norm, eps), pdl=pdl),
+            "o": lambda c: gemv(xo, L.o.w, res, L.o.scale, c, accumulate=True, pdl=pdl),
+            "lm_head": lambda c: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c, norm=(w.norm, eps), pdl=pdl),
+            "gate_up": lambda c: moe_gemv_b1(x, L.gate_up.w, slot_e, out(k, inter), scale=L.gate_up.scale, swiglu=True,
+                                             norm=(L.mlp_norm, eps), pdl=pdl, cfg=c),
+            "down": lambda c: moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=wts,
+                                          accumulate=True, pdl=pdl, cfg=c),
+        }
+        if L.router is not None:
+            cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c, norm=(L.mlp_norm, eps), pdl=pdl)
+    else:
+        cases = _unfused_cases(w, L, x, xo, slot_e, act, wts, k, inter, E, out)
     chosen, table = {}, {}
     for name, run in cases.items():
         best, best_us, rows = None, float("inf"), []
@@ -77,10 +90,28 @@ def tune_batch1(w: Any, progress: Any = lambda m: None) -> tuple[LaunchConfigs, 
             rows.append({"config": c.__dict__, "us": us})
             if us < best_us:
                 best, best_us = c, us
-        chosen[name] = best or getattr(LaunchConfigs(), name)
+        chosen[name] = best or getattr(base, name)
         table[name] = {"chosen": chosen[name].__dict__, "us": best_us, "candidates": rows}
         progress(f"tune {name}: {best_us:.2f} us with {chosen[name]}")
-    return replace(LaunchConfigs(), **chosen), table
+    return replace(base, **chosen), table
+
+
+def _unfused_cases(w: Any, L: Any, x: Any, xo: Any, slot_e: Any, act: Any, wts: Any, k: int, inter: int, E: int,
+                   out: Any) -> dict[str, Any]:
+    """The 11-kernel step's launches (batch > 1 layout at batch 1; LaunchConfigs(fused_b1=False))."""
+    cfg, H = w.cfg, w.cfg.hidden_size
+    cases = {
+        "qkv": lambda c: gemv(x, L.qkv.w, out(1, L.qkv.w.shape[0]), L.qkv.scale, c),
+        "o": lambda c: gemv(xo, L.o.w, out(1, c.split_k, H) if c.split_k > 1 else out(1, H), L.o.scale, c),
+        "lm_head": lambda c: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c),
+        "gate_up": lambda c: moe_gemv(x, L.gate_up.w, slot_e, out(k, inter), tokens=1, scale=L.gate_up.scale,
+                                      swiglu=True, cfg=c),
+        "down": lambda c: moe_gemv(act, L.down.w, slot_e, out(k * c.split_k, H), tokens=1, scale=L.down.scale,
+                                   slot_weights=wts, cfg=c),
+    }
+    if L.router is not None:
+        cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c)
+    return cases
 
 
 def profile_step(w: Any, launch: LaunchConfigs, batch: int, context: int, steps: int = 3) -> list[dict[str, Any]]:
