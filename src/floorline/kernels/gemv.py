@@ -59,17 +59,33 @@ def pdl_enter(PDL: tl.constexpr):
 
 
 @triton.jit
+def prefetch_l2(ptrs):
+    """Ask L2 to fetch the lines at ptrs (a hint: no data comes back, nothing waits on it). A PDL
+    kernel calls it for inputs no earlier kernel writes (weights) before it waits on its
+    predecessor, so its weight stream starts while the previous kernel is still finishing."""
+    tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs],
+                              dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
 def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s_x, s_w, s_out, s_split, eps,
                  HAS_SCALE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  UPCAST: tl.constexpr, NORM: tl.constexpr = False, ACCUM: tl.constexpr = False,
-                 PDL: tl.constexpr = False):
-    pdl_enter(PDL)
+                 PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False):
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
     k_lo = tl.program_id(1) * K_SPLIT
     k_hi = tl.minimum(k_lo + K_SPLIT, K)
     out_ptr += tl.program_id(1) * s_split
     w_rows = w_ptr + n.to(tl.int64)[:, None] * s_w
+    if PREFETCH:  # weights are no kernel's output: start their stream before waiting (PDL)
+        tl.extra.cuda.gdc_launch_dependents()
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            lines = k0 + tl.arange(0, BLOCK_K // 64) * 64  # one pointer per 128 B of bf16 (fp8: two per line)
+            prefetch_l2(w_rows + lines[None, :])
+        tl.extra.cuda.gdc_wait()
+    else:
+        pdl_enter(PDL)
     if BLOCK_B == 1:
         acc2 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
         ss = tl.zeros([BLOCK_K], dtype=tl.float32)
@@ -119,13 +135,15 @@ def pdl_kwargs(pdl: bool) -> dict[str, Any]:
 
 
 def gemv(x: Any, w: Any, out: Any, scale: Any = None, cfg: GemvConfig = GemvConfig(), *,
-         norm: tuple[Any, float] | None = None, accumulate: bool = False, pdl: bool = False) -> Any:
+         norm: tuple[Any, float] | None = None, accumulate: bool = False, pdl: bool = False,
+         prefetch: bool = True) -> Any:
     """x: float32 [B <= 64, K]; w: bf16/fp8 [N, K] (rows contiguous); scale: float32 [N] or None;
     out: [B, N], or [B, split_k, N] partial sums when cfg.split_k > 1 (the consumer adds them:
     add_rmsnorm sums its delta rows), which spreads a short-and-wide W over more SMs.
     Batch 1 only: norm=(gain [K], eps) computes (rmsnorm(x) * gain) @ W^T from the raw residual x
     (needs split_k 1); accumulate=True does out[1, N] += x @ W^T (float32 atomics, any split_k).
-    pdl=True launches with programmatic dependent launch (sm_90+; see the module docstring)."""
+    pdl=True launches with programmatic dependent launch (sm_90+; see the module docstring) and, at
+    batch 1 unless prefetch=False, has each program prefetch its weight rows into L2 before it waits."""
     B, K = x.shape
     N = w.shape[0]
     S = cfg.split_k
@@ -152,6 +170,6 @@ def gemv(x: Any, w: Any, out: Any, scale: Any = None, cfg: GemvConfig = GemvConf
         norm[1] if norm is not None else 0.0,
         HAS_SCALE=scale is not None, BLOCK_B=bb, BLOCK_N=bn, BLOCK_K=bk, UPCAST=_INTERPRET,
         NORM=norm is not None, ACCUM=accumulate, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-        **pdl_kwargs(pdl),
+        PREFETCH=pdl and prefetch and bb == 1 and bk >= 64, **pdl_kwargs(pdl),
     )
     return out

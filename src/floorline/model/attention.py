@@ -18,7 +18,7 @@ import triton.language as tl
 
 from floorline.kernels.attention_combine import D_CHUNK, _combine_kernel, combine_splits
 from floorline.kernels.decode_attention import DecodeConfig, split_plan
-from floorline.kernels.gemv import pdl_enter, pdl_kwargs
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs, prefetch_l2
 from floorline.kernels.kv_cache import KVCache
 
 LOG2E = 1.4426950408889634
@@ -38,11 +38,27 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
                  sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h,
                  PAGE_SIZE, split_len, qk_scale,
                  G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 UPCAST: tl.constexpr, PDL: tl.constexpr = False):
-    pdl_enter(PDL)
+                 UPCAST: tl.constexpr, PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False):
     b = tl.program_id(0)
     hk = tl.program_id(1)
     split = tl.program_id(2)
+    if PREFETCH:
+        # Under PDL, before waiting: pull this split's cached K/V lines into L2 while the previous
+        # kernel (QK-norm + RoPE, which writes only this step's slot) finishes. Lengths and page
+        # table are not written inside a step; a prefetch of the slot being written is harmless.
+        tl.extra.cuda.gdc_launch_dependents()
+        n_len = tl.load(len_ptr + b)
+        n_end = tl.minimum(split * split_len + split_len, n_len)
+        lines = tl.arange(0, D // 64) * 64  # 128 B per line of bf16
+        for n0 in range(split * split_len, n_end, BLOCK_N):
+            o_n = n0 + tl.arange(0, BLOCK_N)
+            pg = tl.load(pt_ptr + b * pt_stride + o_n // PAGE_SIZE, mask=o_n < n_end, other=0).to(tl.int64)
+            t_off = pg * sk_page + hk.to(tl.int64) * sk_head + (o_n % PAGE_SIZE) * sk_slot
+            prefetch_l2(k_ptr + t_off[:, None] + lines[None, :])
+            prefetch_l2(v_ptr + t_off[:, None] + lines[None, :])
+        tl.extra.cuda.gdc_wait()
+    else:
+        pdl_enter(PDL)
     seq_len = tl.load(len_ptr + b)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G
@@ -106,6 +122,10 @@ def _combine(o_part: Any, lse: Any, n_splits: int, out: Any, pdl: bool) -> None:
         DC=dc, BLOCK_S=block_s, PDL=True, num_warps=4, launch_pdl=True)
 
 
+def _prefetch_ok(d: int) -> bool:  # one 128-byte line per 64 bf16 of a row
+    return d >= 64 and d % 64 == 0
+
+
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
                          workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
                          pdl: bool = False) -> Any:
@@ -125,7 +145,7 @@ def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any,
         page_table.stride(0), o_part.stride(0), o_part.stride(2), o_part.stride(3), lse.stride(0), lse.stride(2),
         cache.page_size, split_len, d**-0.5 * LOG2E,
         G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
+        PREFETCH=pdl and _prefetch_ok(d), num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
     _combine(o_part, lse, splits, out, pdl)
     return out
