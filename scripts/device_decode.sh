@@ -50,7 +50,9 @@ print('launch', d.get('launch'))
 import glob
 for f in glob.glob('results/*/bench-decode-*-b1-c1024.profile.json'): print('A/B (same run)', json.load(open(f)).get('same_run_variants_ms_per_token'))
 for r in (d.get('profile') or [])[:14]: print('  prof %-60s %8.1f us %5.1f launches' % (r['kernel'][:60], r['us_per_step'], r['launches_per_step']))
-for name, t in (d.get('tune') or {}).items(): print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], round(c.get('us', -1), 2)) for c in t['candidates']])
+for name, t in (d.get('tune') or {}).items():
+  if 'candidates' not in t: print('  tune', name, t); continue
+  print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], round(c.get('us', -1), 2)) for c in t['candidates']])
 for p in d['points']: print(p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['transformers_ms'], p['ratio_vs_transformers'], p['skipped'])
 " 2>&1
 stage pack

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,10 +213,18 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
     w = random_weights(cfg, dtype=weight_dtype, device="cuda", seed=0)
     torch.cuda.synchronize()
     launch, tune_table, profile = LaunchConfigs(), {}, []
+    from floorline.model.tune import pdl_works
+
+    ok, why = pdl_works(w.device)
+    progress(f"programmatic dependent launch in a CUDA graph: {why}")
+    if not ok:
+        launch = replace(launch, pdl=False)
+    tune_table["pdl"] = {"works": ok, "detail": why}
     if tune:
         from floorline.model.tune import profile_step, tune_batch1
 
-        launch, tune_table = tune_batch1(w, progress)
+        launch, table = tune_batch1(w, progress, base=launch)
+        tune_table.update(table)
         if 1 in batches:
             progress("profile one batch-1 step, kernel by kernel")
             try:
@@ -294,8 +302,6 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:
     """Same-run A/B at batch 1: the step without PDL, and the 11-kernel unfused step (round 0's
     structure, with this run's tiles), ms per token each."""
-    from dataclasses import replace
-
     import torch
 
     out = {}

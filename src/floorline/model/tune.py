@@ -136,3 +136,41 @@ def profile_step(w: Any, launch: LaunchConfigs, batch: int, context: int, steps:
             rows.append({"kernel": ev.key[:80], "us_per_step": dev_us / steps, "launches_per_step": ev.count / steps})
     rows.sort(key=lambda r: -r["us_per_step"])
     return rows
+
+
+def pdl_works(device: Any) -> tuple[bool, str]:
+    """Programmatic dependent launch inside a captured CUDA graph, checked once on this device: two
+    chained PDL GEMVs (the second reads the first's output) replayed from a graph must equal the
+    same chain launched plainly. (False, why) when the device, driver or Triton cannot."""
+    import torch
+
+    if torch.cuda.get_device_capability(device)[0] < 9:
+        return False, "programmatic dependent launch needs sm_90+"
+    try:
+        g = torch.Generator(device=device)
+        g.manual_seed(0)
+        x = torch.randn(1, 512, device=device, generator=g)
+        w1 = torch.randn(512, 512, device=device, generator=g).to(torch.bfloat16)
+        w2 = torch.randn(256, 512, device=device, generator=g).to(torch.bfloat16)
+        gain = torch.rand(512, device=device, generator=g) + 0.5
+        mid, out = torch.empty(1, 512, device=device), torch.empty(1, 256, device=device)
+        cfg = GemvConfig(block_n=8, block_k=256)
+
+        def chain(pdl: bool) -> None:
+            gemv(x, w1, mid, None, cfg, norm=(gain, 1e-6), pdl=pdl)
+            gemv(mid, w2, out, None, cfg, pdl=pdl)
+
+        chain(False)
+        want = out.clone()
+        chain(True)  # compile outside capture
+        out.fill_(float("nan"))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            chain(True)
+        graph.replay()
+        torch.cuda.synchronize()
+        if not torch.allclose(out, want, rtol=1e-4, atol=1e-3):
+            return False, "PDL chain in a CUDA graph gave a different result"
+        return True, "ok"
+    except Exception as e:  # noqa: BLE001 - any failure means: run without PDL, and say why
+        return False, f"{type(e).__name__}: {str(e)[:200]}"
