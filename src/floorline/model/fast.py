@@ -26,7 +26,7 @@ from floorline.kernels.rmsnorm import add_rmsnorm
 from floorline.kernels.rope import qk_norm_rope
 from floorline.kernels.router_topk import router_topk, topk
 from floorline.kernels.sampling import greedy, greedy_workspace, sample
-from floorline.model.attention import decode_attention_f32
+from floorline.model.attention import decode_attention_f32, decode_attention_rope_f32
 from floorline.model.reference import rope_inv_freq
 from floorline.model.weights import ModelWeights
 
@@ -58,6 +58,8 @@ class LaunchConfigs:
     fused_b1: bool = True
     # programmatic dependent launch between our kernels (CUDA sm_90+ only; ignored elsewhere)
     pdl: bool = True
+    # fused batch-1 step: QK-norm + RoPE + KV append inside the attention kernel (one launch fewer)
+    attn_rope: bool = True
 
 
 class FastDecoder:
@@ -200,10 +202,11 @@ class FastDecoder:
         self._advance(B)
 
     def _step_b1(self, sampling: Sampling) -> None:
-        """Batch 1, 9 kernels per MoE layer instead of 11: each GEMV that consumes a normed row
+        """Batch 1, 8 kernels per MoE layer instead of 11: each GEMV that consumes a normed row
         (qkv, router, gate-up, LM head) reads the raw residual and applies RMSNorm * gain on the fly,
         and o-proj / expert-down add their rows (split-K slices, the k weighted experts) straight into
-        the residual with float32 atomics. Kernels launch with PDL where the device has it."""
+        the residual with float32 atomics; the attention kernel does QK-norm + RoPE + KV append
+        itself (LaunchConfigs.attn_rope). Kernels launch with PDL where the device has it."""
         cfg, w, L_, pdl = self.cfg, self.w, self.launch, self.pdl
         eps = cfg.rms_norm_eps
         res = self.residual[:1]
@@ -211,13 +214,19 @@ class FastDecoder:
         moe_i = 0
         for i, L in enumerate(w.layers):
             gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl)
-            qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
-                         eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
-                         cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1], pdl=pdl)
-            decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
-                                 max_len=self.max_len, out=self.attn32[:1].view(1, 1, -1, cfg.head_dim),
-                                 workspace=(self.attn_ws[0][:1], self.attn_ws[1][:1]), sm_count=self.sm_count,
-                                 cfg=L_.attention, pdl=pdl)
+            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), (self.attn_ws[0][:1], self.attn_ws[1][:1])
+            if L_.attn_rope:
+                decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
+                                          L.k_norm, eps, self.caches[i], self.page_table[:1], self.seq_lens[:1],
+                                          q_heads=cfg.num_attention_heads, max_len=self.max_len, out=attn_out,
+                                          workspace=ws, sm_count=self.sm_count, cfg=L_.attention, pdl=pdl)
+            else:
+                qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
+                             eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
+                             cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1], pdl=pdl)
+                decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
+                                     max_len=self.max_len, out=attn_out, workspace=ws, sm_count=self.sm_count,
+                                     cfg=L_.attention, pdl=pdl)
             gemv(self.attn32[:1], L.o.w, res, L.o.scale, L_.o, accumulate=True, pdl=pdl)
             if L.is_moe:
                 k = cfg.num_experts_per_tok
