@@ -118,3 +118,30 @@ def test_topk_over_given_logits(device):
     top = torch.topk(p, k)
     assert ids.cpu().tolist() == top.indices.int().tolist()
     assert err(wts, top.values / top.values.sum()) < 1e-6
+
+
+@pytest.mark.parametrize("E,k,renorm", [(100, 8, True), (128, 8, False), (6, 2, True)])
+def test_router_b1_one_launch(device, E, k, renorm):
+    """Normed router GEMV over several programs, top-k by the last one; twice (the ticket counter
+    must come back to zero), each time on fresh poisoned outputs."""
+    from floorline.kernels.router_topk import router_b1
+
+    H = 200
+    g = torch.Generator().manual_seed(E + k)
+    w = (torch.randn(E, H, generator=g) / H**0.5).to(torch.bfloat16)
+    gain = (1 + 0.3 * torch.randn(H, generator=g)).to(torch.bfloat16)
+    counter = torch.zeros(1, dtype=torch.int32, device=device)
+    for _ in range(2):
+        x = 3 * torch.randn(1, H, generator=g)
+        ids = torch.full((1, k), -1, dtype=torch.int32, device=device)
+        wts = torch.full((1, k), float("nan"), device=device)
+        logits = torch.full((1, E), float("nan"), device=device)
+        router_b1(x.to(device), w.to(device), k, renorm, ids, wts, logits, counter, norm=(gain.to(device), EPS),
+                  gemv_cfg=GemvConfig(block_n=4, block_k=64))
+        want_logits = rms(x, gain) @ w.double().T
+        p = torch.softmax(want_logits, -1)
+        top = torch.topk(p, k)
+        assert ids.cpu().tolist() == top.indices.int().tolist()
+        want_w = top.values / top.values.sum() if renorm else top.values
+        assert err(wts, want_w) < 1e-5
+        assert int(counter.item()) == 0

@@ -24,7 +24,7 @@ from floorline.kernels.kv_cache import allocate_kv_cache, kv_append
 from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
 from floorline.kernels.rmsnorm import add_rmsnorm
 from floorline.kernels.rope import qk_norm_rope
-from floorline.kernels.router_topk import router_topk, topk
+from floorline.kernels.router_topk import router_b1, router_topk, topk
 from floorline.kernels.sampling import greedy, greedy_workspace, sample
 from floorline.model.attention import decode_attention_f32, decode_attention_rope_f32
 from floorline.model.reference import rope_inv_freq
@@ -60,6 +60,8 @@ class LaunchConfigs:
     pdl: bool = True
     # fused batch-1 step: QK-norm + RoPE + KV append inside the attention kernel (one launch fewer)
     attn_rope: bool = True
+    # fused batch-1 step: router GEMV and top-k in one launch (the last program does the top-k)
+    router_one_launch: bool = True
 
 
 class FastDecoder:
@@ -112,6 +114,7 @@ class FastDecoder:
         self.attn32 = torch.zeros(B, cfg.q_size, dtype=f32, device=dev)
         self.o = torch.zeros(B, launch.o.split_k, H, dtype=f32, device=dev)  # split-K partials
         self.router_logits = torch.zeros(B, max(cfg.num_experts, 1), dtype=f32, device=dev)
+        self.router_ticket = torch.zeros(1, dtype=i32, device=dev)  # router_b1's counter (stays 0 between launches)
         self.ids = torch.zeros(B, k, dtype=i32, device=dev)
         self.route_w = torch.zeros(B, k, dtype=f32, device=dev)
         self.dense_ids = torch.zeros(B, dtype=i32, device=dev)
@@ -202,11 +205,12 @@ class FastDecoder:
         self._advance(B)
 
     def _step_b1(self, sampling: Sampling) -> None:
-        """Batch 1, 8 kernels per MoE layer instead of 11: each GEMV that consumes a normed row
+        """Batch 1, 7 kernels per MoE layer instead of 11: each GEMV that consumes a normed row
         (qkv, router, gate-up, LM head) reads the raw residual and applies RMSNorm * gain on the fly,
         and o-proj / expert-down add their rows (split-K slices, the k weighted experts) straight into
         the residual with float32 atomics; the attention kernel does QK-norm + RoPE + KV append
-        itself (LaunchConfigs.attn_rope). Kernels launch with PDL where the device has it."""
+        itself (LaunchConfigs.attn_rope); router GEMV and top-k are one launch (router_one_launch).
+        Kernels launch with PDL where the device has it."""
         cfg, w, L_, pdl = self.cfg, self.w, self.launch, self.pdl
         eps = cfg.rms_norm_eps
         res = self.residual[:1]
@@ -232,8 +236,12 @@ class FastDecoder:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:1], self.route_w[:1]
                 logits = self.router_logits[:1]
-                gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl)
-                topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
+                if L_.router_one_launch:
+                    router_b1(res, L.router, k, cfg.norm_topk_prob, ids, wts, logits, self.router_ticket,
+                              norm=(L.mlp_norm, eps), pdl=pdl, gemv_cfg=L_.router)
+                else:
+                    gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl)
+                    topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
                 if self.record is not None:
                     self.record.append(ids.clone())
                 if self.route_log is not None:

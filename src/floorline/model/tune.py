@@ -17,6 +17,7 @@ from typing import Any
 
 from floorline.kernels.gemv import GemvConfig, gemv
 from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
+from floorline.kernels.router_topk import router_b1
 from floorline.model.fast import LaunchConfigs
 
 
@@ -36,7 +37,7 @@ CANDIDATES = {
                 _c(1, 2048, 4, 4), _c(2, 2048, 8, 4), _c(4, 2048, 8, 4)),
     "down": (_c(16, 256), _c(8, 256, 4, 4), _c(8, 128, 4, 4, 3), _c(16, 128, 4, 3, 2), _c(8, 128, 4, 4, 2),
              _c(8, 128, 4, 3, 4), _c(4, 256, 4, 4, 2), _c(4, 1024, 4, 4), _c(8, 1024, 8, 4)),
-    "router": (_c(4, 1024, 4, 4), _c(4, 512, 4, 4), _c(8, 256), _c(2, 1024, 4, 4)),
+    "router": (_c(4, 1024, 4, 4), _c(4, 512, 4, 4), _c(8, 256), _c(2, 1024, 4, 4), _c(2, 2048, 4, 4)),
 }
 
 
@@ -79,7 +80,13 @@ def tune_batch1(w: Any, progress: Any = lambda m: None, base: LaunchConfigs = La
                                           accumulate=True, pdl=pdl, cfg=c),
         }
         if L.router is not None:
-            cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c, norm=(L.mlp_norm, eps), pdl=pdl)
+            ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+            ids, rw = torch.empty(1, k, dtype=torch.int32, device=dev), out(1, k)
+            if base.router_one_launch:
+                cases["router"] = lambda c: router_b1(x, L.router, k, cfg.norm_topk_prob, ids, rw, out(1, E), ticket,
+                                                      norm=(L.mlp_norm, eps), pdl=pdl, gemv_cfg=c)
+            else:
+                cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c, norm=(L.mlp_norm, eps), pdl=pdl)
     else:
         cases = _unfused_cases(w, L, x, xo, slot_e, act, wts, k, inter, E, out)
     chosen, table = {}, {}
