@@ -2,16 +2,17 @@
 # One device call for issue 6 (nvidia-h200): GPU tests, decode --check on the full 30B-A3B shape,
 # bench decode. Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_decode.sh [MODE]
 # MODE full (default): all of the above at batch 1/8/64. MODE b1: the batch-1 fused/PDL step only: GPU
-# tests of the decoder and its kernels, then bench decode batch 1 at 1K with tuning, the per-kernel
-# profile and the same-run A/B (no PDL; the unfused 11-kernel step); no decode --check (~330 s).
+# tests of the decoder and its kernels, decode --check at batch 1 (the fused step, full depth, 32
+# steps), then bench decode batch 1 at 1K with tuning, the per-kernel profile and the same-run A/B
+# (top-k / RoPE as their own kernels, no PDL, the unfused 11-kernel step). ~250 s.
 # Writes $OUT/{log.txt,pytest.txt,check.json,bench.json,results.tgz}. Each stage has its own time limit
 # and the script stays under LIMIT_S, so a hung stage still leaves the others' evidence behind.
 set -u
 MODE=${1:-full}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ "$MODE" = b1 ]; then
-  : "${BATCHES:=1}" "${CONTEXTS:=1k}" "${STEPS:=0}"
-  KTESTS=${KTESTS:-"tests/kernels/test_fused_b1.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_router_topk.py tests/kernels/test_rope.py tests/kernels/test_sampling.py tests/kernels/test_rmsnorm.py"}
+  : "${BATCHES:=1}" "${CONTEXTS:=1k}" "${STEPS:=32}" "${CHECK_BATCH:=1}"
+  KTESTS=${KTESTS:-"tests/kernels/test_fused_b1.py tests/model/test_attention_rope.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_router_topk.py tests/kernels/test_rope.py tests/kernels/test_sampling.py tests/kernels/test_rmsnorm.py"}
 fi
 LIMIT_S=${LIMIT_S:-420}
 export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
@@ -35,7 +36,7 @@ stage check
 if [ "${STEPS:-64}" = 0 ]; then
   echo "check skipped (mode $MODE)"
 else
-  timeout ${CHECK_S:-110} python3 -m floorline decode --check --model qwen3-30b-a3b --batch 2 --prompt-len 16 --steps ${STEPS:-64} \
+  timeout ${CHECK_S:-110} python3 -m floorline decode --check --model qwen3-30b-a3b --batch ${CHECK_BATCH:-2} --prompt-len 16 --steps ${STEPS:-64} \
     --dtype bf16 --device cuda --json > "$OUT/check.json"
   echo "check rc=$?"; grep -E '"(max_rel_l2|max_rel_l2_kv_matched|max_rel_l2_free_routing|greedy_match|greedy_match_free_routing|routing_differences|routing_decisions|max_tie_gap|passed|seconds)"' "$OUT/check.json"
 fi
