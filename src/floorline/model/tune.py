@@ -27,10 +27,10 @@ def _c(bn: int, bk: int, warps: int = 4, stages: int = 3, split: int = 1) -> Gem
 
 CANDIDATES = {
     "qkv": (_c(16, 256), _c(8, 512), _c(4, 1024, 4, 4), _c(8, 256, 4, 4), _c(32, 256, 8), _c(2, 2048, 4, 4),
-            _c(4, 2048, 8, 4)),
+            _c(4, 2048, 8, 4), _c(8, 2048, 8)),
     "o": (_c(8, 512, 4, 3, 2), _c(16, 256, 4, 3, 2), _c(8, 256, 4, 4, 4), _c(4, 1024, 4, 4), _c(4, 1024, 4, 4, 2),
-          _c(2, 2048, 4, 4, 2), _c(8, 512, 4, 4, 4)),
-    "lm_head": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(2, 2048, 4, 4)),
+          _c(2, 2048, 4, 4, 2), _c(8, 512, 4, 4, 4), _c(8, 2048, 8, 3, 2)),
+    "lm_head": (_c(4, 1024, 4, 4), _c(8, 512), _c(16, 256), _c(2, 2048, 4, 4), _c(8, 2048, 8)),
     # a plain register load is not software-pipelined, so a program has one K tile in flight: wide K
     # tiles (a whole 2048-wide row per step) put more bytes in flight per SM
     "gate_up": (_c(8, 512), _c(16, 256), _c(4, 512, 4, 4), _c(2, 1024, 4, 4), _c(4, 256, 4, 4), _c(2, 512, 4, 4),
