@@ -65,36 +65,43 @@ def tune_batch1(w: Any, progress: Any = lambda m: None, base: LaunchConfigs = La
     def out(*shape: int) -> Any:
         return torch.empty(*shape, device=dev)
 
+    # Each of a graph's 20 launches reads another layer's weights (as a decode step does): one layer's
+    # qkv (21 MB) would otherwise stay in the 50 MB L2 between launches and flatter the candidate.
+    Ls = [y for y in w.layers if y.is_moe] or list(w.layers)
     fused = base.fused_b1
     pdl = base.pdl and torch.cuda.get_device_capability(dev)[0] >= 9
     eps = cfg.rms_norm_eps
     res = torch.randn(1, H, device=dev, generator=g)
     if fused:
         cases = {
-            "qkv": lambda c: gemv(x, L.qkv.w, out(1, L.qkv.w.shape[0]), L.qkv.scale, c, norm=(L.attn_norm, eps), pdl=pdl),
-            "o": lambda c: gemv(xo, L.o.w, res, L.o.scale, c, accumulate=True, pdl=pdl),
-            "lm_head": lambda c: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c, norm=(w.norm, eps), pdl=pdl),
-            "gate_up": lambda c: moe_gemv_b1(x, L.gate_up.w, slot_e, out(k, inter), scale=L.gate_up.scale, swiglu=True,
-                                             norm=(L.mlp_norm, eps), pdl=pdl, cfg=c),
-            "down": lambda c: moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=wts,
-                                          accumulate=True, pdl=pdl, cfg=c),
+            "qkv": lambda c, i: gemv(x, Ls[i % len(Ls)].qkv.w, out(1, L.qkv.w.shape[0]), Ls[i % len(Ls)].qkv.scale, c,
+                                     norm=(L.attn_norm, eps), pdl=pdl),
+            "o": lambda c, i: gemv(xo, Ls[i % len(Ls)].o.w, res, Ls[i % len(Ls)].o.scale, c, accumulate=True, pdl=pdl),
+            "lm_head": lambda c, i: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c, norm=(w.norm, eps), pdl=pdl),
+            "gate_up": lambda c, i: moe_gemv_b1(x, Ls[i % len(Ls)].gate_up.w, slot_e, out(k, inter),
+                                                scale=Ls[i % len(Ls)].gate_up.scale, swiglu=True,
+                                                norm=(L.mlp_norm, eps), pdl=pdl, cfg=c),
+            "down": lambda c, i: moe_gemv_b1(act, Ls[i % len(Ls)].down.w, slot_e, res, scale=Ls[i % len(Ls)].down.scale,
+                                             slot_weights=wts, accumulate=True, pdl=pdl, cfg=c),
         }
         if L.router is not None:
             ticket = torch.zeros(1, dtype=torch.int32, device=dev)
             ids, rw = torch.empty(1, k, dtype=torch.int32, device=dev), out(1, k)
             if base.router_one_launch:
-                cases["router"] = lambda c: router_b1(x, L.router, k, cfg.norm_topk_prob, ids, rw, out(1, E), ticket,
-                                                      norm=(L.mlp_norm, eps), pdl=pdl, gemv_cfg=c)
+                cases["router"] = lambda c, i: router_b1(x, Ls[i % len(Ls)].router, k, cfg.norm_topk_prob, ids, rw,
+                                                         out(1, E), ticket, norm=(L.mlp_norm, eps), pdl=pdl, gemv_cfg=c)
             else:
-                cases["router"] = lambda c: gemv(x, L.router, out(1, E), None, c, norm=(L.mlp_norm, eps), pdl=pdl)
+                cases["router"] = lambda c, i: gemv(x, Ls[i % len(Ls)].router, out(1, E), None, c,
+                                                    norm=(L.mlp_norm, eps), pdl=pdl)
     else:
-        cases = _unfused_cases(w, L, x, xo, slot_e, act, wts, k, inter, E, out)
+        plain = _unfused_cases(w, L, x, xo, slot_e, act, wts, k, inter, E, out)
+        cases = {name: (lambda c, i, f=f: f(c)) for name, f in plain.items()}
     chosen, table = {}, {}
     for name, run in cases.items():
         best, best_us, rows = None, float("inf"), []
         for c in CANDIDATES[name]:
             try:
-                us = time_cuda(lambda i, c=c, run=run: run(c), TimingConfig(warmup=3, iters=10, graph=True, ops_per_graph=20, timeout_s=30)).median
+                us = time_cuda(lambda i, c=c, run=run: run(c, i), TimingConfig(warmup=3, iters=10, graph=True, ops_per_graph=20, timeout_s=30)).median
             except Exception as e:  # noqa: BLE001 - a candidate that fails to compile is skipped, and said so
                 rows.append({"config": c.__dict__, "error": f"{type(e).__name__}: {str(e)[:120]}"})
                 continue
