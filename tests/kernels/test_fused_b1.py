@@ -28,8 +28,9 @@ def err(got, want):
     return float((got.double().cpu() - want).norm() / want.norm())
 
 
+@pytest.mark.parametrize("one_shot", [False, True])  # True: the whole K in one tile (no K loop)
 @pytest.mark.parametrize("N,K,wdtype", [(37, 96, "bf16"), (300, 1000, "fp8")])
-def test_gemv_norm_folded(device, N, K, wdtype):
+def test_gemv_norm_folded(device, N, K, wdtype, one_shot):
     g = torch.Generator().manual_seed(N + K)
     x = 3 * torch.randn(1, K, generator=g)  # a residual is not unit-scale
     gain = (1 + 0.3 * torch.randn(K, generator=g)).to(torch.bfloat16)
@@ -40,7 +41,8 @@ def test_gemv_norm_folded(device, N, K, wdtype):
         w, scale = q.w, q.scale
     want = rms(x, gain) @ (w.double() * (scale.double()[:, None] if scale is not None else 1)).T
     out = torch.full((1, N), float("nan"), device=device)
-    gemv(x.to(device), w.to(device), out, None if scale is None else scale.to(device), GemvConfig(16, 64),
+    bk = 1 << (K - 1).bit_length() if one_shot else 64
+    gemv(x.to(device), w.to(device), out, None if scale is None else scale.to(device), GemvConfig(16, bk),
          norm=(gain.to(device), EPS))
     assert err(out, want) < TOL
 
@@ -80,13 +82,14 @@ def real(w, s):
     return w.double() * (s.double()[..., None] if s is not None else 1)
 
 
+@pytest.mark.parametrize("one_shot", [False, True])  # True: the whole K slice in one tile
 @pytest.mark.parametrize("k,E,H,inter,wdtype,split", [(8, 128, 96, 40, "bf16", 1), (2, 6, 130, 33, "fp8", 2)])
-def test_moe_b1_norm_swiglu_then_weighted_sum_into_residual(device, k, E, H, inter, wdtype, split):
+def test_moe_b1_norm_swiglu_then_weighted_sum_into_residual(device, k, E, H, inter, wdtype, split, one_shot):
     x, gain, gu, gus, dn, dns, ids, wts = setup(k, E, H, inter, wdtype, k + E)
     d = device
     act = torch.full((k, inter), float("nan"), device=d)
     moe_gemv_b1(x.to(d), gu.to(d), ids.to(d), act, scale=None if gus is None else gus.to(d), swiglu=True,
-                norm=(gain.to(d), EPS), cfg=GemvConfig(block_n=16, block_k=32))
+                norm=(gain.to(d), EPS), cfg=GemvConfig(block_n=16, block_k=256 if one_shot else 32))
     h = rms(x, gain)[0]
     gw, uw = real(gu, gus)[ids.long(), :inter], real(gu, gus)[ids.long(), inter:]
     gate, up = gw @ h, uw @ h  # [k, inter]
@@ -95,7 +98,7 @@ def test_moe_b1_norm_swiglu_then_weighted_sum_into_residual(device, k, E, H, int
     res0 = torch.randn(1, H)
     res = res0.clone().to(d)
     moe_gemv_b1(act, dn.to(d), ids.to(d), res, scale=None if dns is None else dns.to(d), slot_weights=wts.to(d),
-                accumulate=True, cfg=GemvConfig(block_n=16, block_k=16, split_k=split))
+                accumulate=True, cfg=GemvConfig(block_n=16, block_k=64 if one_shot else 16, split_k=split))
     rows = torch.einsum("knh,kh->kn", real(dn, dns)[ids.long()], act.double().cpu()) * wts.double()[:, None]
     want = res0.double() + rows.sum(0, keepdim=True)
     assert err(res, want) < TOL
@@ -120,8 +123,8 @@ def test_topk_over_given_logits(device):
     assert err(wts, top.values / top.values.sum()) < 1e-6
 
 
-@pytest.mark.parametrize("E,k,renorm", [(100, 8, True), (128, 8, False), (6, 2, True)])
-def test_router_b1_one_launch(device, E, k, renorm):
+@pytest.mark.parametrize("E,k,renorm,bk", [(100, 8, True, 64), (128, 8, False, 256), (6, 2, True, 64)])
+def test_router_b1_one_launch(device, E, k, renorm, bk):
     """Normed router GEMV over several programs, top-k by the last one; twice (the ticket counter
     must come back to zero), each time on fresh poisoned outputs."""
     from floorline.kernels.router_topk import router_b1
@@ -137,7 +140,7 @@ def test_router_b1_one_launch(device, E, k, renorm):
         wts = torch.full((1, k), float("nan"), device=device)
         logits = torch.full((1, E), float("nan"), device=device)
         router_b1(x.to(device), w.to(device), k, renorm, ids, wts, logits, counter, norm=(gain.to(device), EPS),
-                  gemv_cfg=GemvConfig(block_n=4, block_k=64))
+                  gemv_cfg=GemvConfig(block_n=4, block_k=bk))  # 256 >= H: one tile
         want_logits = rms(x, gain) @ w.double().T
         p = torch.softmax(want_logits, -1)
         top = torch.topk(p, k)

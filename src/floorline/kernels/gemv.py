@@ -71,7 +71,7 @@ def prefetch_l2(ptrs):
 def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s_x, s_w, s_out, s_split, eps,
                  HAS_SCALE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  UPCAST: tl.constexpr, NORM: tl.constexpr = False, ACCUM: tl.constexpr = False,
-                 PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False):
+                 PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False, ONE_SHOT: tl.constexpr = False):
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
     k_lo = tl.program_id(1) * K_SPLIT
@@ -87,18 +87,28 @@ def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s
     else:
         pdl_enter(PDL)
     if BLOCK_B == 1:
-        acc2 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        ss = tl.zeros([BLOCK_K], dtype=tl.float32)
-        for k0 in range(k_lo, k_hi, BLOCK_K):
-            k = k0 + tl.arange(0, BLOCK_K)
+        if ONE_SHOT:  # the K slice is one tile: every load issued at once, no [N, K] accumulator
+            k = k_lo + tl.arange(0, BLOCK_K)
             kmask = k < k_hi
             w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & kmask[None, :], other=0.0)
             x = tl.load(x_ptr + k, mask=kmask, other=0.0)
-            if NORM:  # x is the raw residual; the program spans all of K (split_k 1)
-                ss += x * x
+            ss = x * x
+            if NORM:
                 x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
-            acc2 += w.to(tl.float32) * x[None, :]
-        acc = tl.sum(acc2, axis=1)
+            acc = tl.sum(w.to(tl.float32) * x[None, :], axis=1)
+        else:
+            acc2 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+            ss = tl.zeros([BLOCK_K], dtype=tl.float32)
+            for k0 in range(k_lo, k_hi, BLOCK_K):
+                k = k0 + tl.arange(0, BLOCK_K)
+                kmask = k < k_hi
+                w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & kmask[None, :], other=0.0)
+                x = tl.load(x_ptr + k, mask=kmask, other=0.0)
+                if NORM:  # x is the raw residual; the program spans all of K (split_k 1)
+                    ss += x * x
+                    x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
+                acc2 += w.to(tl.float32) * x[None, :]
+            acc = tl.sum(acc2, axis=1)
         if NORM:
             acc = acc * tl.rsqrt(tl.sum(ss, axis=0) / K + eps)
         if HAS_SCALE:
@@ -170,6 +180,6 @@ def gemv(x: Any, w: Any, out: Any, scale: Any = None, cfg: GemvConfig = GemvConf
         norm[1] if norm is not None else 0.0,
         HAS_SCALE=scale is not None, BLOCK_B=bb, BLOCK_N=bn, BLOCK_K=bk, UPCAST=_INTERPRET,
         NORM=norm is not None, ACCUM=accumulate, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-        PREFETCH=pdl and prefetch and bb == 1 and bk >= 64, **pdl_kwargs(pdl),
+        PREFETCH=pdl and prefetch and bb == 1 and bk >= 64, ONE_SHOT=bb == 1 and k_split == bk, **pdl_kwargs(pdl),
     )
     return out

@@ -152,7 +152,7 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
                         N, K, K_SPLIT, INTER, ROW_DIV, OUT_DIV, s_x, s_we, s_wn, s_se, s_out, eps,
                         SPLIT: tl.constexpr, SWIGLU: tl.constexpr, HAS_SCALE: tl.constexpr,
                         HAS_WEIGHT: tl.constexpr, NORM: tl.constexpr, ACCUM: tl.constexpr, PDL: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SHOT: tl.constexpr = False):
     pdl_enter(PDL)
     p = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -164,28 +164,43 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
     xrow = x_ptr + (p // ROW_DIV) * s_x
     wg = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn
     wu = wg + INTER * s_wn
-    acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    ss = tl.zeros([BLOCK_K], dtype=tl.float32)
-    for k0 in range(k_lo, k_hi, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
+    if ONE_SHOT:  # the K slice is one tile: every load issued at once, no [N, K] accumulators
+        k = k_lo + tl.arange(0, BLOCK_K)
         kmask = k < k_hi
         m2 = nmask[:, None] & kmask[None, :]
         x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)
-        if NORM:  # x is the raw residual row; rsqrt(mean square) scales the dot products at the end
-            ss += x * x
+        ss = x * x
+        if NORM:
             x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
-        acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+        gs = tl.sum(tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :], axis=1)
+        us = gs
         if SWIGLU:
-            acc_u += tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+            us = tl.sum(tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :], axis=1)
+    else:
+        acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        ss = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            kmask = k < k_hi
+            m2 = nmask[:, None] & kmask[None, :]
+            x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)
+            if NORM:  # x is the raw residual row; rsqrt(mean square) scales the dot products at the end
+                ss += x * x
+                x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
+            acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+            if SWIGLU:
+                acc_u += tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+        gs = tl.sum(acc_g, axis=1)
+        us = tl.sum(acc_u, axis=1)
     r = 1.0
     if NORM:
         r = tl.rsqrt(tl.sum(ss, axis=0) / K + eps)
-    g = tl.sum(acc_g, axis=1) * r
+    g = gs * r
     if HAS_SCALE:
         g = g * tl.load(scale_ptr + e * s_se + n, mask=nmask, other=0.0)
     if SWIGLU:
-        u = tl.sum(acc_u, axis=1) * r
+        u = us * r
         if HAS_SCALE:
             u = u * tl.load(scale_ptr + e * s_se + INTER + n, mask=nmask, other=0.0)
         g = silu_mul(g, u)
@@ -227,7 +242,7 @@ def moe_gemv_b1(x: Any, w: Any, slot_experts: Any, out: Any, *, scale: Any = Non
         norm[0] if norm is not None else x, N, K, k_split, n_w // 2, S // R, S, x.stride(0), w.stride(0),
         w.stride(1), scale.stride(0) if scale is not None else 0, out.stride(0), norm[1] if norm is not None else 0.0,
         SPLIT=split, SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
-        NORM=norm is not None, ACCUM=accumulate, PDL=pdl, BLOCK_N=bn, BLOCK_K=bk,
+        NORM=norm is not None, ACCUM=accumulate, PDL=pdl, BLOCK_N=bn, BLOCK_K=bk, ONE_SHOT=k_split == bk,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
     )
     return out

@@ -135,9 +135,10 @@ def _rank_topk(acc, e, emask, ids_row, wts_row, K: tl.constexpr, RENORM: tl.cons
 @triton.jit
 def _router_b1_kernel(x_ptr, w_ptr, gain_ptr, logits_ptr, ids_ptr, wts_ptr, cnt_ptr, E, H, s_w, eps,
                       K: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
-                      BLOCK_K: tl.constexpr, NORM: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr):
+                      BLOCK_K: tl.constexpr, NORM: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr,
+                      ONE_SHOT: tl.constexpr = False):
     _gemv_kernel(x_ptr, w_ptr, x_ptr, logits_ptr, gain_ptr, 1, E, H, H, 0, s_w, 0, 0, eps,
-                 False, 1, BLOCK_N, BLOCK_K, False, NORM, False, PDL, PREFETCH)
+                 False, 1, BLOCK_N, BLOCK_K, False, NORM, False, PDL, PREFETCH, ONE_SHOT)
     # The last program to finish computes the top-k (ticket pattern of decode_attention_v2's fused
     # combine): barrier so every thread's logits are stored, a gpu-scope acq_rel ticket, .cg loads.
     tl.debug_barrier()
@@ -174,6 +175,6 @@ def router_b1(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, weig
         x, weight, norm[0] if norm is not None else x, logits, ids_out, weights_out, counter, E, H, weight.stride(0),
         norm[1] if norm is not None else 0.0, K=k, RENORM=renormalize, BLOCK_E=triton.next_power_of_2(E),
         BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, NORM=norm is not None, PDL=pdl,
-        PREFETCH=pdl and cfg.block_k >= 64, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        PREFETCH=pdl and cfg.block_k >= 64, ONE_SHOT=cfg.block_k >= H, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         **({"launch_pdl": True} if pdl else {}),
     )
