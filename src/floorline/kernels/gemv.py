@@ -63,7 +63,7 @@ def prefetch_l2(ptrs):
     """Ask L2 to fetch the lines at ptrs (a hint: no data comes back, nothing waits on it). A PDL
     kernel calls it for inputs no earlier kernel writes (weights) before it waits on its
     predecessor, so its weight stream starts while the previous kernel is still finishing."""
-    tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs],
+    tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs],
                               dtype=tl.int32, is_pure=False, pack=1)
 
 
