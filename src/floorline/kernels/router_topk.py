@@ -152,7 +152,7 @@ def _router_b1_kernel(x_ptr, w_ptr, gain_ptr, logits_ptr, ids_ptr, wts_ptr, cnt_
 
 
 def router_b1(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, weights_out: Any, logits: Any,
-              counter: Any, *, norm: tuple[Any, float] | None = None, pdl: bool = False,
+              counter: Any, *, norm: tuple[Any, float] | None = None, pdl: bool = False, prefetch: bool = True,
               gemv_cfg: Any = None) -> None:
     """The decoder's fused batch-1 router in one launch: logits = (rmsnorm(x) * gain if norm) @ W^T
     over many programs (kernels.gemv's batch-1 body), then the last program to finish does softmax,
@@ -175,6 +175,6 @@ def router_b1(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, weig
         x, weight, norm[0] if norm is not None else x, logits, ids_out, weights_out, counter, E, H, weight.stride(0),
         norm[1] if norm is not None else 0.0, K=k, RENORM=renormalize, BLOCK_E=triton.next_power_of_2(E),
         BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, NORM=norm is not None, PDL=pdl,
-        PREFETCH=pdl and cfg.block_k >= 64, ONE_SHOT=cfg.block_k >= H, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        PREFETCH=pdl and prefetch and cfg.block_k >= 64, ONE_SHOT=cfg.block_k >= H, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         **({"launch_pdl": True} if pdl else {}),
     )

@@ -182,22 +182,23 @@ def _prefetch_ok(d: int) -> bool:  # one 128-byte line per 64 bf16 of a row
 
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
                          workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
-                         pdl: bool = False) -> Any:
+                         pdl: bool = False, prefetch: bool = True) -> Any:
     """q: float32 [B, Hq, D]; cache: bf16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
     [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch.
-    pdl: programmatic dependent launch for both kernels (see floorline.kernels.gemv)."""
+    pdl: programmatic dependent launch for both kernels (see floorline.kernels.gemv); with it and
+    prefetch, each program pulls its split's K/V lines into L2 before waiting on the previous kernel."""
     B, hq, d = q.shape
     if q.stride(2) != 1:
         raise InputError("attention: q must have a contiguous head_dim")
-    _launch(q, q.stride(0), q.stride(1), hq, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg, pdl,
-            None)
+    _launch(q, q.stride(0), q.stride(1), hq, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg,
+            pdl and prefetch, pdl, None)
     return out
 
 
 def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_gain: Any, k_gain: Any,
                               eps: float, cache: KVCache, page_table: Any, seq_lens: Any, *, q_heads: int,
                               max_len: int, out: Any, workspace: tuple[Any, Any], sm_count: int,
-                              cfg: DecodeConfig = DecodeConfig(), pdl: bool = False) -> Any:
+                              cfg: DecodeConfig = DecodeConfig(), pdl: bool = False, prefetch: bool = True) -> Any:
     """QK-norm + RoPE + KV append + attention in one launch (then the split combine): qkv is the raw
     float32 qkv GEMV output [B, (q_heads + 2 kv_heads) * D]; positions int32 [B] (this step's slot,
     seq_lens - 1); inv_freq float64 [D/2]; q_gain/k_gain [D] or None (no QK-norm). Same math as
@@ -209,13 +210,14 @@ def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale
     if inv_freq.shape != (d // 2,) or inv_freq.dtype.itemsize != 8 or positions.shape[0] < B:
         raise InputError(f"rope: inv_freq must be float64 [{d // 2}] and positions [{B}]")
     rope = (positions, inv_freq, q_gain, k_gain, eps, cos_scale)
-    _launch(qkv, qkv.stride(0), d, q_heads, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg, pdl,
-            rope)
+    _launch(qkv, qkv.stride(0), d, q_heads, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg,
+            pdl and prefetch, pdl, rope)
     return out
 
 
 def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: Any, seq_lens: Any, max_len: int,
-            out: Any, workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig, pdl: bool, rope: Any) -> None:
+            out: Any, workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig, prefetch: bool, pdl: bool,
+            rope: Any) -> None:
     if cache.kv_dtype != "bf16" or cache.k.stride(3) != 1:
         raise InputError(f"attention: reads bf16 caches with a contiguous head_dim, got {cache.kv_dtype}")
     B, d, hk = q.shape[0], cache.head_dim, cache.kv_heads
@@ -233,7 +235,7 @@ def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: A
         cache.page_size, split_len, d**-0.5 * LOG2E,
         pos, inv_freq, qg if norm else q, kg if norm else q, hq, hk, eps, cos_scale,
         G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
-        PREFETCH=pdl and _prefetch_ok(d), ROPE=rope is not None, NORM=norm,
+        PREFETCH=prefetch and _prefetch_ok(d), ROPE=rope is not None, NORM=norm,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
     _combine(o_part, lse, splits, out, pdl)

@@ -62,6 +62,8 @@ class LaunchConfigs:
     attn_rope: bool = True
     # fused batch-1 step: router GEMV and top-k in one launch (the last program does the top-k)
     router_one_launch: bool = True
+    # under PDL: dense GEMVs and attention prefetch their weights / K-V lines into L2 before waiting
+    prefetch: bool = True
 
 
 class FastDecoder:
@@ -212,35 +214,37 @@ class FastDecoder:
         itself (LaunchConfigs.attn_rope); router GEMV and top-k are one launch (router_one_launch).
         Kernels launch with PDL where the device has it."""
         cfg, w, L_, pdl = self.cfg, self.w, self.launch, self.pdl
+        pf = L_.prefetch
         eps = cfg.rms_norm_eps
         res = self.residual[:1]
         res.copy_(w.embed.index_select(0, self.tokens[:1]))
         moe_i = 0
         for i, L in enumerate(w.layers):
-            gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl)
+            gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf)
             attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), (self.attn_ws[0][:1], self.attn_ws[1][:1])
             if L_.attn_rope:
                 decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
                                           L.k_norm, eps, self.caches[i], self.page_table[:1], self.seq_lens[:1],
                                           q_heads=cfg.num_attention_heads, max_len=self.max_len, out=attn_out,
-                                          workspace=ws, sm_count=self.sm_count, cfg=L_.attention, pdl=pdl)
+                                          workspace=ws, sm_count=self.sm_count, cfg=L_.attention, pdl=pdl,
+                                          prefetch=pf)
             else:
                 qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
                              eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
                              cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1], pdl=pdl)
                 decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
                                      max_len=self.max_len, out=attn_out, workspace=ws, sm_count=self.sm_count,
-                                     cfg=L_.attention, pdl=pdl)
-            gemv(self.attn32[:1], L.o.w, res, L.o.scale, L_.o, accumulate=True, pdl=pdl)
+                                     cfg=L_.attention, pdl=pdl, prefetch=pf)
+            gemv(self.attn32[:1], L.o.w, res, L.o.scale, L_.o, accumulate=True, pdl=pdl, prefetch=pf)
             if L.is_moe:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:1], self.route_w[:1]
                 logits = self.router_logits[:1]
                 if L_.router_one_launch:
                     router_b1(res, L.router, k, cfg.norm_topk_prob, ids, wts, logits, self.router_ticket,
-                              norm=(L.mlp_norm, eps), pdl=pdl, gemv_cfg=L_.router)
+                              norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf, gemv_cfg=L_.router)
                 else:
-                    gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl)
+                    gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf)
                     topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
                 if self.record is not None:
                     self.record.append(ids.clone())
@@ -255,7 +259,7 @@ class FastDecoder:
                         pdl=pdl, cfg=L_.gate_up)
             moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
                         pdl=pdl, cfg=L_.down)
-        gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl)
+        gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl, prefetch=pf)
         if sampling.greedy:
             greedy(self.logits[:1], self.next_tokens[:1], (self.greedy_ws[0][:1], self.greedy_ws[1][:1]), pdl=pdl)
         else:
