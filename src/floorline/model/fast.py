@@ -8,6 +8,12 @@ and after the last layer: add_rmsnorm -> LM-head gemv -> greedy or top-p token. 
 advances positions and writes the token into a device-side history, so generating a token costs the
 host exactly one call (graph.replay()). Prefill runs whole prompts through batched matmuls.
 Attention and KV append come from floorline.kernels.decode_attention / kv_cache.
+
+Batch 1 takes a shorter step (_step_b1, 7 launches per MoE layer, programmatic dependent launch
+between them): qkv gemv (RMSNorm folded in) -> attention with QK-norm + RoPE + KV append (+ combine)
+-> o gemv adding into the residual -> router gemv + top-k in one launch -> gate-up (RMSNorm folded
+in) -> down adding the weighted expert rows into the residual. Subclasses that need the residual
+sums elsewhere (tensor parallel) must run with LaunchConfigs(fused_b1=False) or their own step.
 """
 
 from __future__ import annotations
