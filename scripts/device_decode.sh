@@ -4,11 +4,13 @@
 # MODE full (default): all of the above at batch 1/8/64. MODE b1: the batch-1 fused/PDL step only: GPU
 # tests of the decoder and its kernels, decode --check at batch 1 (the fused step, full depth, 32
 # steps), then bench decode batch 1 at 1K with tuning, the per-kernel profile and the same-run A/B
-# (top-k / RoPE as their own kernels, no PDL, the unfused 11-kernel step). ~250 s.
+# (top-k / RoPE as their own kernels, PDL without L2 prefetch, no PDL, the unfused 11-kernel step),
+# which the bench writes into the b1-c1024 packet's profile.json. ~250 s.
 # Writes $OUT/{log.txt,pytest.txt,check.json,bench.json,results.tgz}. Each stage has its own time limit
 # and the script stays under LIMIT_S, so a hung stage still leaves the others' evidence behind.
 set -u
 MODE=${1:-full}
+case "$MODE" in full|b1) ;; *) echo "device_decode.sh: mode must be full or b1, got $MODE"; exit 2 ;; esac
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ "$MODE" = b1 ]; then
   : "${BATCHES:=1}" "${CONTEXTS:=1k}" "${STEPS:=32}" "${CHECK_BATCH:=1}"
@@ -30,7 +32,7 @@ timeout ${PYTEST_S:-100} python3 -m pytest -q -p no:cacheprovider -m gpu -x -rs 
 echo "pytest rc=$?"; tail -5 "$OUT/pytest.txt"
 # the kernel tests are not gpu-marked (they run everywhere); run them on the GPU too
 KTESTS=${KTESTS:-"tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_sampling.py"}
-timeout ${KTEST_S:-60} python3 -m pytest -q -p no:cacheprovider -x $KTESTS >> "$OUT/pytest.txt" 2>&1
+timeout ${KTEST_S:-80} python3 -m pytest -q -p no:cacheprovider -x $KTESTS >> "$OUT/pytest.txt" 2>&1
 echo "kernel tests on GPU rc=$?"; tail -3 "$OUT/pytest.txt"
 stage check
 if [ "${STEPS:-64}" = 0 ]; then
