@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from floorline.errors import InputError
-from floorline.kernels.gemv import _INTERPRET, GemvConfig, block_b, pdl_enter, split_hi_lo
+from floorline.kernels.gemv import _INTERPRET, GemvConfig, block_b, pdl_enter, prefetch_l2, split_hi_lo
 from floorline.kernels.swiglu import silu_mul
 
 
@@ -152,15 +152,33 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
                         N, K, K_SPLIT, INTER, ROW_DIV, OUT_DIV, s_x, s_we, s_wn, s_se, s_out, eps,
                         SPLIT: tl.constexpr, SWIGLU: tl.constexpr, HAS_SCALE: tl.constexpr,
                         HAS_WEIGHT: tl.constexpr, NORM: tl.constexpr, ACCUM: tl.constexpr, PDL: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SHOT: tl.constexpr = False):
-    pdl_enter(PDL)
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SHOT: tl.constexpr = False,
+                        WAIT_FIRST: tl.constexpr = False, PREFETCH: tl.constexpr = False):
     p = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
     sp = tl.program_id(2)
     k_lo = sp * K_SPLIT
     k_hi = tl.minimum(k_lo + K_SPLIT, K)
-    e = tl.load(slot_e_ptr + p).to(tl.int64)
+    if PREFETCH:
+        # The expert ids come from the router, two launches back; the launch in between (gate-up)
+        # ran with WAIT_FIRST, so this kernel cannot have launched before the router finished: the
+        # ids may be read before waiting (.cg: from L2, never a stale L1 line), and this program's
+        # weight rows pulled into L2 while gate-up still runs.
+        tl.extra.cuda.gdc_launch_dependents()
+        e = tl.load(slot_e_ptr + p, cache_modifier=".cg").to(tl.int64)
+        wrows = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            prefetch_l2(wrows + (k0 + tl.arange(0, BLOCK_K // 64) * 64)[None, :])
+        tl.extra.cuda.gdc_wait()
+    elif WAIT_FIRST:
+        # let the next kernel launch only once the previous one has finished (see PREFETCH)
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+        e = tl.load(slot_e_ptr + p).to(tl.int64)
+    else:
+        pdl_enter(PDL)
+        e = tl.load(slot_e_ptr + p).to(tl.int64)
     xrow = x_ptr + (p // ROW_DIV) * s_x
     wg = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn
     wu = wg + INTER * s_wn
@@ -214,11 +232,17 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
 
 def moe_gemv_b1(x: Any, w: Any, slot_experts: Any, out: Any, *, scale: Any = None, slot_weights: Any = None,
                 swiglu: bool = False, norm: tuple[Any, float] | None = None, accumulate: bool = False,
-                pdl: bool = False, cfg: GemvConfig = GemvConfig()) -> Any:
+                pdl: bool = False, wait_first: bool = False, prefetch_after_wait_first: bool = False,
+                cfg: GemvConfig = GemvConfig()) -> Any:
     """The batch-1 expert GEMV of the decoder's fused step (one token, k slots = its k experts).
     x: float32 [1, K] (norm given: the raw residual, normed by (gain [K], eps) on the fly) or [S, K]
     (one row per slot); out: [S, N], or with accumulate=True the float32 residual [1, N] that every
-    slot's (weighted) row is added into with atomics (the MoE combine; any split_k). pdl: see gemv."""
+    slot's (weighted) row is added into with atomics (the MoE combine; any split_k). pdl: see gemv.
+    Under pdl, wait_first=True lets the next kernel launch only after this one's wait (gate-up does
+    it), which is what makes prefetch_after_wait_first=True safe for that next kernel (down): it reads
+    the expert ids before its own wait and prefetches its weight rows into L2 while gate-up runs. Only
+    pass prefetch_after_wait_first when the previous launch ran with wait_first and the ids were
+    written before that launch."""
     S = slot_experts.numel()
     R, K = x.shape
     E, n_w, kw = w.shape
@@ -243,6 +267,7 @@ def moe_gemv_b1(x: Any, w: Any, slot_experts: Any, out: Any, *, scale: Any = Non
         w.stride(1), scale.stride(0) if scale is not None else 0, out.stride(0), norm[1] if norm is not None else 0.0,
         SPLIT=split, SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
         NORM=norm is not None, ACCUM=accumulate, PDL=pdl, BLOCK_N=bn, BLOCK_K=bk, ONE_SHOT=k_split == bk,
+        WAIT_FIRST=pdl and wait_first, PREFETCH=pdl and prefetch_after_wait_first and bk >= 64,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
     )
     return out

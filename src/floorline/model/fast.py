@@ -261,10 +261,13 @@ class FastDecoder:
             else:
                 k, slot_e, slot_w = 1, self.dense_ids[:1], None
             act = self.act[:k, : L.gate_up.w.shape[1] // 2]
+            # gate-up waits before it lets down launch, so down may read the ids (written by the router,
+            # which finished before gate-up's wait returned) before its own wait and prefetch its
+            # expert rows while gate-up runs
             moe_gemv_b1(res, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, norm=(L.mlp_norm, eps),
-                        pdl=pdl, cfg=L_.gate_up)
+                        pdl=pdl, wait_first=pf, cfg=L_.gate_up)
             moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
-                        pdl=pdl, cfg=L_.down)
+                        pdl=pdl, prefetch_after_wait_first=pf, cfg=L_.down)
         gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl, prefetch=pf)
         if sampling.greedy:
             greedy(self.logits[:1], self.next_tokens[:1], (self.greedy_ws[0][:1], self.greedy_ws[1][:1]), pdl=pdl)
