@@ -61,4 +61,5 @@ def test_pdl_chain_in_a_graph():
 
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("programmatic dependent launch needs sm_90+")
+    assert pdl_works(torch.device("cuda"), prefetch=False) == (True, "ok")
     assert pdl_works(torch.device("cuda")) == (True, "ok")

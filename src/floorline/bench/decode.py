@@ -216,10 +216,13 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
     from floorline.model.tune import pdl_works
 
     ok, why = pdl_works(w.device)
-    progress(f"programmatic dependent launch in a CUDA graph: {why}")
-    if not ok:
-        launch = replace(launch, pdl=False)
+    progress(f"programmatic dependent launch (with L2 prefetch) in a CUDA graph: {why}")
     tune_table["pdl"] = {"works": ok, "detail": why}
+    if not ok:  # try PDL alone before giving it up
+        ok2, why2 = pdl_works(w.device, prefetch=False)
+        progress(f"programmatic dependent launch without prefetch: {why2}")
+        tune_table["pdl"]["without_prefetch"] = {"works": ok2, "detail": why2}
+        launch = replace(launch, prefetch=False) if ok2 else replace(launch, pdl=False, prefetch=False)
     if tune:
         from floorline.model.tune import profile_step, tune_batch1
 

@@ -156,10 +156,11 @@ def profile_step(w: Any, launch: LaunchConfigs, batch: int, context: int, steps:
     return rows
 
 
-def pdl_works(device: Any) -> tuple[bool, str]:
+def pdl_works(device: Any, prefetch: bool = True) -> tuple[bool, str]:
     """Programmatic dependent launch inside a captured CUDA graph, checked once on this device: two
-    chained PDL GEMVs (the second reads the first's output) replayed from a graph must equal the
-    same chain launched plainly. (False, why) when the device, driver or Triton cannot."""
+    chained PDL GEMVs (the second reads the first's output; with prefetch, both prefetch their weights
+    into L2 before waiting) replayed from a graph must equal the same chain launched plainly.
+    (False, why) when the device, driver or Triton cannot."""
     import torch
 
     if torch.cuda.get_device_capability(device)[0] < 9:
@@ -175,8 +176,8 @@ def pdl_works(device: Any) -> tuple[bool, str]:
         cfg = GemvConfig(block_n=8, block_k=256)
 
         def chain(pdl: bool) -> None:
-            gemv(x, w1, mid, None, cfg, norm=(gain, 1e-6), pdl=pdl)
-            gemv(mid, w2, out, None, cfg, pdl=pdl)
+            gemv(x, w1, mid, None, cfg, norm=(gain, 1e-6), pdl=pdl, prefetch=prefetch)
+            gemv(mid, w2, out, None, cfg, pdl=pdl, prefetch=prefetch)
 
         chain(False)
         want = out.clone()
@@ -190,5 +191,5 @@ def pdl_works(device: Any) -> tuple[bool, str]:
         if not torch.allclose(out, want, rtol=1e-4, atol=1e-3):
             return False, "PDL chain in a CUDA graph gave a different result"
         return True, "ok"
-    except Exception as e:  # noqa: BLE001 - any failure means: run without PDL, and say why
+    except Exception as e:  # noqa: BLE001 - any failure means: run without it, and say why
         return False, f"{type(e).__name__}: {str(e)[:200]}"
