@@ -70,14 +70,17 @@ def tune_batch1(w: Any, progress: Any = lambda m: None, base: LaunchConfigs = La
     Ls = [y for y in w.layers if y.is_moe] or list(w.layers)
     fused = base.fused_b1
     pdl = base.pdl and torch.cuda.get_device_capability(dev)[0] >= 9
+    pf = base.prefetch
     eps = cfg.rms_norm_eps
     res = torch.randn(1, H, device=dev, generator=g)
     if fused:
         cases = {
             "qkv": lambda c, i: gemv(x, Ls[i % len(Ls)].qkv.w, out(1, L.qkv.w.shape[0]), Ls[i % len(Ls)].qkv.scale, c,
-                                     norm=(L.attn_norm, eps), pdl=pdl),
-            "o": lambda c, i: gemv(xo, Ls[i % len(Ls)].o.w, res, Ls[i % len(Ls)].o.scale, c, accumulate=True, pdl=pdl),
-            "lm_head": lambda c, i: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c, norm=(w.norm, eps), pdl=pdl),
+                                     norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf),
+            "o": lambda c, i: gemv(xo, Ls[i % len(Ls)].o.w, res, Ls[i % len(Ls)].o.scale, c, accumulate=True, pdl=pdl,
+                                   prefetch=pf),
+            "lm_head": lambda c, i: gemv(x, w.lm_head, out(1, cfg.vocab_size), None, c, norm=(w.norm, eps), pdl=pdl,
+                                         prefetch=pf),
             "gate_up": lambda c, i: moe_gemv_b1(x, Ls[i % len(Ls)].gate_up.w, slot_e, out(k, inter),
                                                 scale=Ls[i % len(Ls)].gate_up.scale, swiglu=True,
                                                 norm=(L.mlp_norm, eps), pdl=pdl, cfg=c),
@@ -89,10 +92,11 @@ def tune_batch1(w: Any, progress: Any = lambda m: None, base: LaunchConfigs = La
             ids, rw = torch.empty(1, k, dtype=torch.int32, device=dev), out(1, k)
             if base.router_one_launch:
                 cases["router"] = lambda c, i: router_b1(x, Ls[i % len(Ls)].router, k, cfg.norm_topk_prob, ids, rw,
-                                                         out(1, E), ticket, norm=(L.mlp_norm, eps), pdl=pdl, gemv_cfg=c)
+                                                         out(1, E), ticket, norm=(L.mlp_norm, eps), pdl=pdl,
+                                                         prefetch=pf, gemv_cfg=c)
             else:
                 cases["router"] = lambda c, i: gemv(x, Ls[i % len(Ls)].router, out(1, E), None, c,
-                                                    norm=(L.mlp_norm, eps), pdl=pdl)
+                                                    norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf)
     else:
         plain = _unfused_cases(w, L, x, xo, slot_e, act, wts, k, inter, E, out)
         cases = {name: (lambda c, i, f=f: f(c)) for name, f in plain.items()}
