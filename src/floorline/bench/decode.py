@@ -231,7 +231,9 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         if 1 in batches:
             progress("profile one batch-1 step, kernel by kernel")
             try:
-                profile = profile_step(w, launch, 1, min(contexts))
+                # without PDL: a PDL kernel's measured duration would include the time its programs
+                # sit resident waiting on the previous kernel, and the per-kernel sums would overlap
+                profile = profile_step(w, replace(launch, pdl=False), 1, min(contexts))
             except Exception as e:  # noqa: BLE001 - the profile is a diagnostic; the bench goes on without it
                 progress(f"profile failed: {type(e).__name__}: {e}")
             gc.collect()
@@ -369,7 +371,8 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
         if profile:
             total = sum(r["us_per_step"] for r in profile)
             top = ", ".join(f"{r['kernel'].split('(')[0]} {r['us_per_step']:.0f} us" for r in profile[:6])
-            notes.append(f"eager-step kernel profile (device time, batch 1): {total:.0f} us in kernels per step; {top}")
+            notes.append(f"eager-step kernel profile (device time, batch 1, PDL off so kernels do not overlap): "
+                         f"{total:.0f} us in kernels per step; {top}")
     packet = new_packet(
         "bench.decode",
         params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,
