@@ -305,7 +305,8 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:
-    """Same-run A/B at batch 1: top-k as its own kernel, RoPE as its own kernel, PDL without prefetch, the step without PDL, and the 11-kernel unfused
+    """Same-run A/B at batch 1: top-k as its own kernel, RoPE as its own kernel, PDL without prefetch,
+    fewer attention splits (a cheaper combine), the step without PDL, and the 11-kernel unfused
     step (round 0's structure, with this run's tiles), ms per token each."""
     import torch
 
@@ -313,6 +314,8 @@ def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, 
     for name, variant in (("fused_b1, router top-k as its own kernel", replace(launch, router_one_launch=False)),
                           ("fused_b1, RoPE as its own kernel", replace(launch, attn_rope=False)),
                           ("fused_b1, PDL without L2 prefetch", replace(launch, prefetch=False)),
+                          ("fused_b1, attention splits >= 256 tokens",
+                           replace(launch, attention=replace(launch.attention, min_split_tokens=256))),
                           ("fused_b1, no PDL", replace(launch, pdl=False)),
                           ("unfused 11-kernel step, no PDL", replace(launch, fused_b1=False, pdl=False))):
         try:
