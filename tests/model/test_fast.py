@@ -50,3 +50,19 @@ def test_generate_fast_equals_reference_tokens():
     ref = generate(random_weights(cfg, dtype="bf16", seed=2).__class__(
         **{**random_weights(cfg, dtype="bf16", seed=2).__dict__, "dtype": "float64"}), [[5, 9, 11]], 4)
     assert fast.tokens == ref.tokens
+
+
+@pytest.mark.parametrize("fused,one_launch", [(True, True), (True, False), (False, False)])
+def test_batch1_fused_and_unfused_steps_match_float64(fused, one_launch):
+    """Batch 1 runs the fused step (RMSNorm inside the GEMVs, o-proj / experts added into the residual
+    with atomics, split-K slices included; RoPE inside attention and router + top-k in one launch unless
+    turned off) unless LaunchConfigs(fused_b1=False) asks for the 11-kernel one."""
+    from floorline.kernels.gemv import GemvConfig
+    from floorline.model.fast import LaunchConfigs
+
+    launch = LaunchConfigs(o=GemvConfig(block_n=16, block_k=64, split_k=3), down=GemvConfig(block_n=16, block_k=32, split_k=2),
+                           router=GemvConfig(block_n=4, block_k=64), fused_b1=fused, attn_rope=one_launch,
+                           router_one_launch=one_launch)
+    w = random_weights(builtin("tiny-moe"), dtype="bf16", seed=9)
+    r = check(w, [[3, 4, 5, 6, 7]], steps=3, launch=launch)
+    assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL and r.greedy_match

@@ -43,3 +43,23 @@ def test_transformers_on_shared_weights_matches_reference():
         theirs = model(tokens).logits[0, -1].double()
     ours = ReferenceModel(w).forward(tokens[0], ReferenceModel(w).new_cache())[-1]
     assert float((theirs - ours).norm() / ours.norm()) < 3e-2  # transformers runs bf16 activations
+
+
+@pytest.mark.parametrize("fused,pdl", [(True, False), (False, False)])
+def test_batch1_step_variants_match_float64(fused, pdl):
+    """The default batch-1 step (fused, PDL) runs in test_graph_decode_matches_float64; these are the
+    bench's same-run A/B variants."""
+    from floorline.model.fast import LaunchConfigs
+
+    w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=12)
+    r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=LaunchConfigs(fused_b1=fused, pdl=pdl))
+    assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match
+
+
+def test_pdl_chain_in_a_graph():
+    from floorline.model.tune import pdl_works
+
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs sm_90+")
+    assert pdl_works(torch.device("cuda"), prefetch=False) == (True, "ok")
+    assert pdl_works(torch.device("cuda")) == (True, "ok")

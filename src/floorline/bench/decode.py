@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,14 +143,27 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
     w = random_weights(cfg, dtype=weight_dtype, device="cuda", seed=0)
     torch.cuda.synchronize()
     launch, tune_table, profile = LaunchConfigs(), {}, []
+    from floorline.model.tune import pdl_works
+
+    ok, why = pdl_works(w.device)
+    progress(f"programmatic dependent launch (with L2 prefetch) in a CUDA graph: {why}")
+    tune_table["pdl"] = {"works": ok, "detail": why}
+    if not ok:  # try PDL alone before giving it up
+        ok2, why2 = pdl_works(w.device, prefetch=False)
+        progress(f"programmatic dependent launch without prefetch: {why2}")
+        tune_table["pdl"]["without_prefetch"] = {"works": ok2, "detail": why2}
+        launch = replace(launch, prefetch=False) if ok2 else replace(launch, pdl=False, prefetch=False)
     if tune:
         from floorline.model.tune import profile_step, tune_batch1
 
-        launch, tune_table = tune_batch1(w, progress)
+        launch, table = tune_batch1(w, progress, base=launch)
+        tune_table.update(table)
         if 1 in batches:
             progress("profile one batch-1 step, kernel by kernel")
             try:
-                profile = profile_step(w, launch, 1, min(contexts))
+                # without PDL: a PDL kernel's measured duration would include the time its programs
+                # sit resident waiting on the previous kernel, and the per-kernel sums would overlap
+                profile = profile_step(w, replace(launch, pdl=False), 1, min(contexts))
             except Exception as e:  # noqa: BLE001 - the profile is a diagnostic; the bench goes on without it
                 progress(f"profile failed: {type(e).__name__}: {e}")
             gc.collect()
@@ -164,7 +177,7 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             hf_error = "; ".join(f"{t['setting']}: {t.get('reason', t['status'])}" for t in hf_setting["tried"])
     elif baseline:
         hf_error = "transformers runs bf16 weights only; no FP8 baseline"
-    points = []
+    points, ab = [], {}
     wanted = [(b, c) for (b, c) in PRIORITY if b in batches and c in contexts]
     wanted += [(b, c) for b in batches for c in contexts if (b, c) not in wanted]
     for b, c in wanted:
@@ -199,16 +212,44 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             torch.cuda.empty_cache()
         elif hf is None:
             p.hf_reason = hf_error or "baseline not requested"
+        headline = b == 1 and c == min(contexts)
+        if tune and headline:
+            ab = step_variants(w, c, kv_dtype, launch, iters, progress)
         if out_dir is not None:
-            prof = profile if (b == 1 and c == min(contexts)) else []
             p.packet = write_point(w, p, weight_dtype, kv_dtype, ceiling_tbps, ceiling_src, launch, tune_table,
-                                   profile=prof, out_dir=out_dir)
+                                   profile=profile if headline else [], out_dir=out_dir, ab=ab if headline else None)
     return {"config": cfg, "ceiling_tbps": ceiling_tbps, "points": points, "launch": launch, "tune": tune_table,
-            "profile": profile, "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
+            "profile": profile, "ab": ab, "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
+
+
+def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:
+    """Same-run A/B at batch 1: top-k as its own kernel, RoPE as its own kernel, PDL without prefetch,
+    fewer attention splits (a cheaper combine), the step without PDL, and the 11-kernel unfused
+    step (round 0's structure, with this run's tiles), ms per token each."""
+    import torch
+
+    out = {}
+    for name, variant in (("fused_b1, router top-k as its own kernel", replace(launch, router_one_launch=False)),
+                          ("fused_b1, RoPE as its own kernel", replace(launch, attn_rope=False)),
+                          ("fused_b1, PDL without L2 prefetch", replace(launch, prefetch=False)),
+                          ("fused_b1, attention splits >= 256 tokens",
+                           replace(launch, attention=replace(launch.attention, min_split_tokens=256))),
+                          ("fused_b1, no PDL", replace(launch, pdl=False)),
+                          ("unfused 11-kernel step, no PDL", replace(launch, fused_b1=False, pdl=False))):
+        try:
+            res, _ = measure_ours(w, 1, context, kv_dtype, variant, iters)
+            out[name] = res.median / 1e3
+            progress(f"A/B batch 1 context {context}: {name}: {out[name]:.3f} ms/token")
+        except Exception as e:  # noqa: BLE001 - a diagnostic; the bench goes on without it
+            progress(f"A/B {name} failed: {type(e).__name__}: {str(e)[:200]}")
+        gc.collect()
+        torch.cuda.empty_cache()
+    return out
 
 
 def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: float, ceiling_src: str, launch: Any,
-                tune_table: dict, profile: list | None = None, out_dir: Path | None = None) -> Path:
+                tune_table: dict, profile: list | None = None, out_dir: Path | None = None,
+                ab: dict[str, float] | None = None) -> Path:
     import json
 
     from floorline.evidence.schema import Baseline, Floor
@@ -230,6 +271,10 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
         "one CUDA graph replay per token (the whole step: 48-layer decoder, LM head, greedy argmax)",
         f"HBM ceiling: {ceiling_src}",
     ]
+    step = "fused batch-1 step (RMSNorm in the GEMVs, atomic residual adds)" if p.batch == 1 and launch.fused_b1 else "11-kernel step"
+    notes.append(f"{step}; programmatic dependent launch {'on' if launch.pdl else 'off'}")
+    if ab:
+        notes.append("same-run variants, ms/token: " + ", ".join(f"{k} {v:.3f}" for k, v in ab.items()))
     if p.context > cfg.max_position_embeddings:
         notes.append(f"context {p.context} exceeds max_position_embeddings {cfg.max_position_embeddings} "
                      "(Qwen3 reaches 128K with YaRN); the bytes and the kernels are the same")
@@ -241,12 +286,14 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
     if profile or tune_table:
         directory.mkdir(parents=True, exist_ok=True)
         side = directory / f"{name}.profile.json"
-        side.write_text(json.dumps({"kernels_per_step": profile or [], "gemv_tuning": tune_table}, indent=1) + "\n")
+        side.write_text(json.dumps({"kernels_per_step": profile or [], "gemv_tuning": tune_table,
+                                    "same_run_variants_ms_per_token": ab or {}}, indent=1) + "\n")
         artifacts.append(artifact(side, directory))
         if profile:
             total = sum(r["us_per_step"] for r in profile)
             top = ", ".join(f"{r['kernel'].split('(')[0]} {r['us_per_step']:.0f} us" for r in profile[:6])
-            notes.append(f"eager-step kernel profile (device time, batch 1): {total:.0f} us in kernels per step; {top}")
+            notes.append(f"eager-step kernel profile (device time, batch 1, PDL off so kernels do not overlap): "
+                         f"{total:.0f} us in kernels per step; {top}")
     packet = new_packet(
         "bench.decode",
         params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from floorline.errors import InputError
-from floorline.kernels.gemv import _INTERPRET, GemvConfig, block_b, split_hi_lo
+from floorline.kernels.gemv import _INTERPRET, GemvConfig, block_b, pdl_enter, prefetch_l2, split_hi_lo
 from floorline.kernels.moe_grouped import DOWN, GATE_UP, moe_grouped
 from floorline.kernels.swiglu import silu_mul
 
@@ -149,5 +149,131 @@ def moe_gemv(x: Any, w: Any, slot_experts: Any, out: Any, *, tokens: int, scale:
         SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, S_P2=triton.next_power_of_2(S), UPCAST=_INTERPRET,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out
+
+
+@triton.jit
+def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr, gain_ptr,
+                        N, K, K_SPLIT, INTER, ROW_DIV, OUT_DIV, s_x, s_we, s_wn, s_se, s_out, eps,
+                        SPLIT: tl.constexpr, SWIGLU: tl.constexpr, HAS_SCALE: tl.constexpr,
+                        HAS_WEIGHT: tl.constexpr, NORM: tl.constexpr, ACCUM: tl.constexpr, PDL: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SHOT: tl.constexpr = False,
+                        WAIT_FIRST: tl.constexpr = False, PREFETCH: tl.constexpr = False):
+    p = tl.program_id(0)
+    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = n < N
+    sp = tl.program_id(2)
+    k_lo = sp * K_SPLIT
+    k_hi = tl.minimum(k_lo + K_SPLIT, K)
+    if PREFETCH:
+        # The expert ids come from the router, two launches back; the launch in between (gate-up)
+        # ran with WAIT_FIRST, so this kernel cannot have launched before the router finished: the
+        # ids may be read before waiting (.cg: from L2, never a stale L1 line), and this program's
+        # weight rows pulled into L2 while gate-up still runs.
+        tl.extra.cuda.gdc_launch_dependents()
+        e = tl.load(slot_e_ptr + p, cache_modifier=".cg").to(tl.int64)
+        wrows = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            prefetch_l2(wrows + (k0 + tl.arange(0, BLOCK_K // 64) * 64)[None, :])
+        tl.extra.cuda.gdc_wait()
+    elif WAIT_FIRST:
+        # let the next kernel launch only once the previous one has finished (see PREFETCH)
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+        e = tl.load(slot_e_ptr + p).to(tl.int64)
+    else:
+        pdl_enter(PDL)
+        e = tl.load(slot_e_ptr + p).to(tl.int64)
+    xrow = x_ptr + (p // ROW_DIV) * s_x
+    wg = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn
+    wu = wg + INTER * s_wn
+    if ONE_SHOT:  # the K slice is one tile: every load issued at once, no [N, K] accumulators
+        k = k_lo + tl.arange(0, BLOCK_K)
+        kmask = k < k_hi
+        m2 = nmask[:, None] & kmask[None, :]
+        x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)
+        ss = x * x
+        if NORM:
+            x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
+        gs = tl.sum(tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :], axis=1)
+        us = gs
+        if SWIGLU:
+            us = tl.sum(tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :], axis=1)
+    else:
+        acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        ss = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            kmask = k < k_hi
+            m2 = nmask[:, None] & kmask[None, :]
+            x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)
+            if NORM:  # x is the raw residual row; rsqrt(mean square) scales the dot products at the end
+                ss += x * x
+                x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
+            acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+            if SWIGLU:
+                acc_u += tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+        gs = tl.sum(acc_g, axis=1)
+        us = tl.sum(acc_u, axis=1)
+    r = 1.0
+    if NORM:
+        r = tl.rsqrt(tl.sum(ss, axis=0) / K + eps)
+    g = gs * r
+    if HAS_SCALE:
+        g = g * tl.load(scale_ptr + e * s_se + n, mask=nmask, other=0.0)
+    if SWIGLU:
+        u = us * r
+        if HAS_SCALE:
+            u = u * tl.load(scale_ptr + e * s_se + INTER + n, mask=nmask, other=0.0)
+        g = silu_mul(g, u)
+    if HAS_WEIGHT:
+        g = g * tl.load(slot_w_ptr + p)
+    if ACCUM:  # the MoE combine: every slot of a token adds into that token's residual row
+        tl.atomic_add(out_ptr + (p // OUT_DIV) * s_out + n, g, mask=nmask, sem="relaxed")
+    else:
+        tl.store(out_ptr + (p * SPLIT + sp) * s_out + n, g.to(out_ptr.dtype.element_ty), mask=nmask)
+
+
+def moe_gemv_b1(x: Any, w: Any, slot_experts: Any, out: Any, *, scale: Any = None, slot_weights: Any = None,
+                swiglu: bool = False, norm: tuple[Any, float] | None = None, accumulate: bool = False,
+                pdl: bool = False, wait_first: bool = False, prefetch_after_wait_first: bool = False,
+                cfg: GemvConfig = GemvConfig()) -> Any:
+    """The batch-1 expert GEMV of the decoder's fused step (one token, k slots = its k experts).
+    x: float32 [1, K] (norm given: the raw residual, normed by (gain [K], eps) on the fly) or [S, K]
+    (one row per slot); out: [S, N], or with accumulate=True the float32 residual [1, N] that every
+    slot's (weighted) row is added into with atomics (the MoE combine; any split_k). pdl: see gemv.
+    Under pdl, wait_first=True lets the next kernel launch only after this one's wait (gate-up does
+    it), which is what makes prefetch_after_wait_first=True safe for that next kernel (down): it reads
+    the expert ids before its own wait and prefetches its weight rows into L2 while gate-up runs. Only
+    pass prefetch_after_wait_first when the previous launch ran with wait_first and the ids were
+    written before that launch."""
+    S = slot_experts.numel()
+    R, K = x.shape
+    E, n_w, kw = w.shape
+    N = n_w // 2 if swiglu else n_w
+    if kw != K or w.stride(2) != 1 or x.stride(1) != 1 or R not in (1, S):
+        raise InputError(f"moe_gemv_b1: x [1 or {S}, {K}] and w [E, N, {K}] with contiguous rows, got {tuple(x.shape)}, {tuple(w.shape)}")
+    split = cfg.split_k
+    if split > 1 and (swiglu or not accumulate):
+        raise InputError("moe_gemv_b1: split_k needs a linear epilogue that accumulates (not swiglu)")
+    if norm is not None and (split != 1 or R != 1 or norm[0].shape != (K,)):
+        raise InputError(f"moe_gemv_b1: norm needs split_k 1, one x row and a gain of [{K}]")
+    want = (1, N) if accumulate else (S, N)
+    if out.shape != want or out.stride(1) != 1 or (accumulate and out.dtype.itemsize != 4):
+        raise InputError(f"moe_gemv_b1: out must be {list(want)}{' float32' if accumulate else ''}, got {tuple(out.shape)}")
+    if scale is not None and scale.shape != (E, n_w):
+        raise InputError(f"moe_gemv_b1: scale must be [{E}, {n_w}], got {tuple(scale.shape)}")
+    bn, bk = cfg.block_n, cfg.block_k
+    k_split = triton.cdiv(triton.cdiv(K, split), bk) * bk
+    _moe_gemv_b1_kernel[(S, triton.cdiv(N, bn), split)](
+        x, w, scale if scale is not None else x, slot_experts, slot_weights if slot_weights is not None else x, out,
+        norm[0] if norm is not None else x, N, K, k_split, n_w // 2, S // R, S, x.stride(0), w.stride(0),
+        w.stride(1), scale.stride(0) if scale is not None else 0, out.stride(0), norm[1] if norm is not None else 0.0,
+        SPLIT=split, SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
+        NORM=norm is not None, ACCUM=accumulate, PDL=pdl, BLOCK_N=bn, BLOCK_K=bk, ONE_SHOT=k_split == bk,
+        WAIT_FIRST=pdl and wait_first, PREFETCH=pdl and prefetch_after_wait_first and bk >= 64,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
     )
     return out

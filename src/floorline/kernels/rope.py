@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from floorline.errors import InputError
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs
 
 TWO_PI = 6.283185307179586
 
@@ -24,7 +25,9 @@ TWO_PI = 6.283185307179586
 def _qk_norm_rope_kernel(qkv_ptr, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, q_ptr, k_ptr, v_ptr,
                          seq_ptr, pt_ptr, kc_ptr, vc_ptr,
                          s_qkv, s_q, s_k, s_v, HQ, HK, eps, cos_scale, pt_stride, c_page, c_head, c_slot, PAGE_SIZE,
-                         D: tl.constexpr, HALF: tl.constexpr, NORM: tl.constexpr, TO_CACHE: tl.constexpr):
+                         D: tl.constexpr, HALF: tl.constexpr, NORM: tl.constexpr, TO_CACHE: tl.constexpr,
+                         PDL: tl.constexpr = False):
+    pdl_enter(PDL)
     tok = tl.program_id(0)
     h = tl.program_id(1)  # 0..HQ-1: q heads, HQ..HQ+HK-1: k heads, then v heads
     i = tl.arange(0, HALF)
@@ -74,12 +77,12 @@ def _qk_norm_rope_kernel(qkv_ptr, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, q_ptr, 
 
 def qk_norm_rope(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_gain: Any, k_gain: Any,
                  eps: float, q_out: Any, k_out: Any, v_out: Any, q_heads: int, kv_heads: int,
-                 cache: Any = None, page_table: Any = None, seq_ids: Any = None) -> None:
+                 cache: Any = None, page_table: Any = None, seq_ids: Any = None, pdl: bool = False) -> None:
     """qkv: [T, (q_heads + 2 kv_heads) * d]; positions: int [T]; inv_freq: float64 [d/2];
     q_out: [T, q_heads, d]; k_out, v_out: [T, kv_heads, d], or None with a bf16 `cache` (a
     floorline.kernels.kv_cache.KVCache) plus page_table int32 [B, pages] and seq_ids int32 [T]:
     then token t's k and v go to sequence seq_ids[t]'s slot positions[t]. q_gain/k_gain None skips
-    the norm."""
+    the norm. pdl: programmatic dependent launch (see kernels.gemv)."""
     T = qkv.shape[0]
     d = q_out.shape[-1]
     if qkv.shape[1] != (q_heads + 2 * kv_heads) * d or qkv.stride(1) != 1:
@@ -109,5 +112,5 @@ def qk_norm_rope(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_ga
         qkv.stride(0), q_out.stride(0), k_out.stride(0), v_out.stride(0), q_heads, kv_heads, eps, cos_scale,
         page_table.stride(0) if to_cache else 0, kc.stride(0) if to_cache else 0, kc.stride(1) if to_cache else 0,
         kc.stride(2) if to_cache else 0, cache.page_size if to_cache else 1,
-        D=d, HALF=d // 2, NORM=norm, TO_CACHE=to_cache, num_warps=1,
+        D=d, HALF=d // 2, NORM=norm, TO_CACHE=to_cache, num_warps=1, **pdl_kwargs(pdl),
     )

@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from floorline.errors import InputError
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs
 
 GREEDY_BLOCK = 4096
 _SEARCH_STEPS = 24
@@ -24,7 +25,8 @@ _SEARCH_FLOOR = -40.0  # log-probabilities below max - 40 carry < 1e-17 of the m
 
 
 @triton.jit
-def _argmax_partial_kernel(logits_ptr, val_ptr, idx_ptr, V, s_row, NB, BLOCK: tl.constexpr):
+def _argmax_partial_kernel(logits_ptr, val_ptr, idx_ptr, V, s_row, NB, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
+    pdl_enter(PDL)
     row = tl.program_id(0)
     blk = tl.program_id(1)
     offs = blk * BLOCK + tl.arange(0, BLOCK)
@@ -36,7 +38,8 @@ def _argmax_partial_kernel(logits_ptr, val_ptr, idx_ptr, V, s_row, NB, BLOCK: tl
 
 
 @triton.jit
-def _argmax_final_kernel(val_ptr, idx_ptr, out_ptr, NB, BLOCK: tl.constexpr):
+def _argmax_final_kernel(val_ptr, idx_ptr, out_ptr, NB, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
+    pdl_enter(PDL)
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     v = tl.load(val_ptr + row * NB + offs, mask=offs < NB, other=float("-inf"))
@@ -53,15 +56,16 @@ def greedy_workspace(batch: int, vocab: int, device: Any) -> tuple[Any, Any]:
             torch.empty(batch, nb, dtype=torch.int32, device=device))
 
 
-def greedy(logits: Any, out: Any, workspace: tuple[Any, Any] | None = None) -> Any:
-    """logits: float32 [B, V]; out: int [B] <- argmax per row."""
+def greedy(logits: Any, out: Any, workspace: tuple[Any, Any] | None = None, pdl: bool = False) -> Any:
+    """logits: float32 [B, V]; out: int [B] <- argmax per row. pdl: see kernels.gemv."""
     B, V = logits.shape
     if logits.stride(1) != 1 or out.shape != (B,):
         raise InputError(f"greedy: logits [B, V] row-contiguous and out [{B}], got {tuple(out.shape)}")
     vals, idx = workspace or greedy_workspace(B, V, logits.device)
     nb = triton.cdiv(V, GREEDY_BLOCK)
-    _argmax_partial_kernel[(B, nb)](logits, vals, idx, V, logits.stride(0), nb, BLOCK=GREEDY_BLOCK, num_warps=8)
-    _argmax_final_kernel[(B,)](vals, idx, out, nb, BLOCK=max(16, triton.next_power_of_2(nb)))
+    _argmax_partial_kernel[(B, nb)](logits, vals, idx, V, logits.stride(0), nb, BLOCK=GREEDY_BLOCK, num_warps=8,
+                                    **pdl_kwargs(pdl))
+    _argmax_final_kernel[(B,)](vals, idx, out, nb, BLOCK=max(16, triton.next_power_of_2(nb)), **pdl_kwargs(pdl))
     return out
 
 

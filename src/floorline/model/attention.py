@@ -16,8 +16,10 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from floorline.kernels.attention_combine import combine_splits
+from floorline.errors import InputError
+from floorline.kernels.attention_combine import D_CHUNK, _combine_kernel, combine_splits
 from floorline.kernels.decode_attention import DecodeConfig, split_plan
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs, prefetch_l2
 from floorline.kernels.kv_cache import KVCache
 
 LOG2E = 1.4426950408889634
@@ -34,31 +36,84 @@ def _hi_lo(x, UPCAST: tl.constexpr, HALF: tl.constexpr):
 
 
 @triton.jit
+def _norm_rope(x, xp, g, gp, sign, c, s, eps, D: tl.constexpr, NORM: tl.constexpr):
+    """Rows of x [M, D] (xp: each row's rotate-half partner, x[(d + D/2) % D]): per-row RMSNorm * gain,
+    then y = x cos + sign * partner sin (sign -1 in the first half): Qwen3's QK-norm + RoPE."""
+    if NORM:
+        r = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)[:, None]
+        x = x * r * g[None, :]
+        xp = xp * r * gp[None, :]
+    return x * c[None, :] + sign[None, :] * xp * s[None, :]
+
+
+@triton.jit
 def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
                  sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h,
-                 PAGE_SIZE, split_len, qk_scale,
+                 PAGE_SIZE, split_len, qk_scale, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, HQ, HK, eps, cos_scale,
                  G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 UPCAST: tl.constexpr):
+                 UPCAST: tl.constexpr, PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False,
+                 ROPE: tl.constexpr = False, NORM: tl.constexpr = False):
+    # ROPE: q_ptr is the raw qkv GEMV output [B, (HQ + 2 HK) * D]; this kernel does the QK-norm +
+    # RoPE itself (q for its G heads; in the split that holds this step's position, the new k and v,
+    # which it also stores into the cache) - one launch per layer fewer than qk_norm_rope + attention.
     b = tl.program_id(0)
     hk = tl.program_id(1)
     split = tl.program_id(2)
+    if PREFETCH:
+        # Under PDL, before waiting: pull this split's cached K/V lines into L2 while the previous
+        # kernel (QK-norm + RoPE, which writes only this step's slot) finishes. Lengths and page
+        # table are not written inside a step; a prefetch of the slot being written is harmless.
+        tl.extra.cuda.gdc_launch_dependents()
+        n_len = tl.load(len_ptr + b)
+        n_end = tl.minimum(split * split_len + split_len, n_len)
+        lines = tl.arange(0, D // 64) * 64  # 128 B per line of bf16
+        for n0 in range(split * split_len, n_end, BLOCK_N):
+            o_n = n0 + tl.arange(0, BLOCK_N)
+            pg = tl.load(pt_ptr + b * pt_stride + o_n // PAGE_SIZE, mask=o_n < n_end, other=0).to(tl.int64)
+            t_off = pg * sk_page + hk.to(tl.int64) * sk_head + (o_n % PAGE_SIZE) * sk_slot
+            prefetch_l2(k_ptr + t_off[:, None] + lines[None, :])
+            prefetch_l2(v_ptr + t_off[:, None] + lines[None, :])
+        tl.extra.cuda.gdc_wait()
+    else:
+        pdl_enter(PDL)
     seq_len = tl.load(len_ptr + b)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G
     h_row = hk * G + rows
     d = tl.arange(0, D)
-    q = tl.load(q_ptr + b * sq_b + h_row[:, None] * sq_h + d[None, :], mask=row_ok[:, None], other=0.0)
-    q_hi, q_lo = _hi_lo(q.to(tl.float32), UPCAST, k_ptr.dtype.element_ty)
     start = split * split_len
     end = tl.minimum(start + split_len, seq_len)
+    if ROPE:
+        dp = (d + D // 2) % D
+        sign = tl.where(d < D // 2, -1.0, 1.0)
+        pos = tl.load(pos_ptr + b)
+        ang = pos.to(tl.float64) * tl.load(inv_freq_ptr + d % (D // 2))  # float64, reduced mod 2 pi
+        ang = (ang - tl.floor(ang / 6.283185307179586) * 6.283185307179586).to(tl.float32)
+        c = tl.cos(ang) * cos_scale
+        sn = tl.sin(ang) * cos_scale
+        qrow = q_ptr + b * sq_b + h_row[:, None] * D
+        qg, qgp, kg, kgp = c, c, c, c
+        if NORM:
+            qg = tl.load(qg_ptr + d).to(tl.float32)
+            qgp = tl.load(qg_ptr + dp).to(tl.float32)
+            kg = tl.load(kg_ptr + d).to(tl.float32)
+            kgp = tl.load(kg_ptr + dp).to(tl.float32)
+        q = _norm_rope(tl.load(qrow + d[None, :], mask=row_ok[:, None], other=0.0),
+                       tl.load(qrow + dp[None, :], mask=row_ok[:, None], other=0.0), qg, qgp, sign, c, sn, eps, D, NORM)
+        end_cache = tl.minimum(end, pos)  # the new token comes from registers below, not from the cache
+    else:
+        q = tl.load(q_ptr + b * sq_b + h_row[:, None] * sq_h + d[None, :], mask=row_ok[:, None], other=0.0)
+        end_cache = end
+    q = q.to(tl.float32)
+    q_hi, q_lo = _hi_lo(q, UPCAST, k_ptr.dtype.element_ty)
     acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     pt_row = pt_ptr + b * pt_stride
     head_off = hk.to(tl.int64) * sk_head
-    for n0 in range(start, end, BLOCK_N):
+    for n0 in range(start, end_cache, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < end
+        n_ok = offs_n < end_cache
         page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
         tok = page * sk_page + head_off + (offs_n % PAGE_SIZE) * sk_slot
         k = tl.load(k_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0).to(q_hi.dtype)
@@ -74,6 +129,23 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
         m_i = m_new
         p_hi, p_lo = _hi_lo(p, UPCAST, k_ptr.dtype.element_ty)
         acc = acc * alpha[:, None] + tl.dot(p_hi, v) + tl.dot(p_lo, v)
+    if ROPE:
+        if (pos >= start) & (pos < end):  # this split holds the new token: k, v from the qkv row
+            krow = q_ptr + b * sq_b + (HQ + hk) * D
+            kn = _norm_rope(tl.load(krow + d)[None, :], tl.load(krow + dp)[None, :], kg, kgp, sign, c, sn, eps, D, NORM)
+            kb = kn.to(k_ptr.dtype.element_ty)  # the value the cache holds, and the one attended to
+            vb = tl.load(q_ptr + b * sq_b + (HQ + HK + hk) * D + d).to(v_ptr.dtype.element_ty)
+            page = tl.load(pt_ptr + b * pt_stride + pos // PAGE_SIZE).to(tl.int64)
+            slot = page * sk_page + hk.to(tl.int64) * sk_head + (pos % PAGE_SIZE) * sk_slot
+            tl.store(k_ptr + slot + d[None, :], kb)
+            tl.store(v_ptr + slot + d, vb)
+            s_new = tl.sum(q * kb.to(tl.float32), axis=1) * qk_scale
+            m_new = tl.maximum(m_i, s_new)
+            alpha = tl.exp2(m_i - m_new)
+            p_new = tl.exp2(s_new - m_new)
+            l_i = l_i * alpha + p_new
+            m_i = m_new
+            acc = acc * alpha[:, None] + p_new[:, None] * vb.to(tl.float32)[None, :]
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))
     tl.store(o_ptr + b * so_b + h_row[:, None] * so_h + split * so_s + d[None, :], acc / l_safe[:, None],
@@ -81,24 +153,91 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
     tl.store(lse_ptr + b * sl_b + h_row * sl_h + split, lse, mask=row_ok)
 
 
+@triton.jit
+def _combine_pdl_kernel(o_ptr, lse_ptr, out_ptr, n_splits, HQ, T,
+                        so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h, sout_b, sout_t, sout_h,
+                        DC: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr):
+    # floorline.kernels.attention_combine's kernel body, entered through the PDL handshake
+    pdl_enter(PDL)
+    _combine_kernel(o_ptr, lse_ptr, out_ptr, n_splits, HQ, T, so_b, so_t, so_h, so_s, sl_b, sl_t, sl_h,
+                    sout_b, sout_t, sout_h, DC, BLOCK_S)
+
+
+def _combine(o_part: Any, lse: Any, n_splits: int, out: Any, pdl: bool) -> None:
+    if not pdl:
+        combine_splits(o_part, lse, n_splits, out)
+        return
+    b, t, hq, _, d = o_part.shape
+    block_s = max(2, triton.next_power_of_2(n_splits))
+    dc = min(D_CHUNK, d, max(8, 4096 // block_s))  # as combine_splits
+    _combine_pdl_kernel[(b * t * hq, d // dc)](
+        o_part, lse, out, n_splits, hq, t,
+        o_part.stride(0), o_part.stride(1), o_part.stride(2), o_part.stride(3),
+        lse.stride(0), lse.stride(1), lse.stride(2), out.stride(0), out.stride(1), out.stride(2),
+        DC=dc, BLOCK_S=block_s, PDL=True, num_warps=4, launch_pdl=True)
+
+
+def _prefetch_ok(d: int) -> bool:  # one 128-byte line per 64 bf16 of a row
+    return d >= 64 and d % 64 == 0
+
+
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
-                         workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig()) -> Any:
+                         workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
+                         pdl: bool = False, prefetch: bool = True) -> Any:
     """q: float32 [B, Hq, D]; cache: bf16 or fp16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
-    [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch."""
+    [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch.
+    pdl: programmatic dependent launch for both kernels (see floorline.kernels.gemv); with it and
+    prefetch, each program pulls its split's K/V lines into L2 before waiting on the previous kernel."""
     assert cache.kv_dtype in ("bf16", "fp16"), "decode_attention_f32 reads bf16/fp16 caches"
     B, hq, d = q.shape
-    hk = cache.kv_heads
+    if q.stride(2) != 1:
+        raise InputError("attention: q must have a contiguous head_dim")
+    _launch(q, q.stride(0), q.stride(1), hq, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg,
+            pdl and prefetch, pdl, None)
+    return out
+
+
+def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_gain: Any, k_gain: Any,
+                              eps: float, cache: KVCache, page_table: Any, seq_lens: Any, *, q_heads: int,
+                              max_len: int, out: Any, workspace: tuple[Any, Any], sm_count: int,
+                              cfg: DecodeConfig = DecodeConfig(), pdl: bool = False, prefetch: bool = True) -> Any:
+    """QK-norm + RoPE + KV append + attention in one launch (then the split combine): qkv is the raw
+    float32 qkv GEMV output [B, (q_heads + 2 kv_heads) * D]; positions int32 [B] (this step's slot,
+    seq_lens - 1); inv_freq float64 [D/2]; q_gain/k_gain [D] or None (no QK-norm). Same math as
+    kernels.rope.qk_norm_rope followed by decode_attention_f32; the new k/v land in the cache too."""
+    B = qkv.shape[0]
+    d = cache.head_dim
+    if qkv.shape[1] != (q_heads + 2 * cache.kv_heads) * d or qkv.stride(1) != 1:
+        raise InputError(f"qkv: must be [B, {(q_heads + 2 * cache.kv_heads) * d}] row-contiguous, got {tuple(qkv.shape)}")
+    if inv_freq.shape != (d // 2,) or inv_freq.dtype.itemsize != 8 or positions.shape[0] < B:
+        raise InputError(f"rope: inv_freq must be float64 [{d // 2}] and positions [{B}]")
+    rope = (positions, inv_freq, q_gain, k_gain, eps, cos_scale)
+    _launch(qkv, qkv.stride(0), d, q_heads, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg,
+            pdl and prefetch, pdl, rope)
+    return out
+
+
+def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: Any, seq_lens: Any, max_len: int,
+            out: Any, workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig, prefetch: bool, pdl: bool,
+            rope: Any) -> None:
+    if cache.kv_dtype not in ("bf16", "fp16") or cache.k.stride(3) != 1:
+        raise InputError(f"attention: reads bf16/fp16 caches with a contiguous head_dim, got {cache.kv_dtype}")
+    B, d, hk = q.shape[0], cache.head_dim, cache.kv_heads
     g = hq // hk
     splits, split_len = split_plan(B, hk, max_len, cfg, sm_count)
     o_part, lse = workspace
-    assert o_part.shape[3] >= splits and q.stride(2) == 1 and cache.k.stride(3) == 1
+    if o_part.shape[3] < splits:
+        raise InputError(f"attention: workspace holds {o_part.shape[3]} splits, the launch needs {splits}")
+    pos, inv_freq, qg, kg, eps, cos_scale = rope if rope is not None else (seq_lens, q, q, q, 0.0, 1.0)
+    norm = rope is not None and qg is not None
     _attn_kernel[(B, hk, splits)](
         q, cache.k, cache.v, page_table, seq_lens, o_part, lse,
-        q.stride(0), q.stride(1), cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
+        sq_b, sq_h, cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
         page_table.stride(0), o_part.stride(0), o_part.stride(2), o_part.stride(3), lse.stride(0), lse.stride(2),
         cache.page_size, split_len, d**-0.5 * LOG2E,
+        pos, inv_freq, qg if norm else q, kg if norm else q, hq, hk, eps, cos_scale,
         G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        PREFETCH=prefetch and _prefetch_ok(d), ROPE=rope is not None, NORM=norm,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
-    combine_splits(o_part, lse, splits, out)
-    return out
+    _combine(o_part, lse, splits, out, pdl)

@@ -8,6 +8,12 @@ and after the last layer: add_rmsnorm -> LM-head gemv -> greedy or top-p token. 
 advances positions and writes the token into a device-side history, so generating a token costs the
 host exactly one call (graph.replay()). Prefill runs whole prompts through batched matmuls.
 Attention and KV append come from floorline.kernels.decode_attention / kv_cache.
+
+Batch 1 takes a shorter step (_step_b1, 7 launches per MoE layer, programmatic dependent launch
+between them): qkv gemv (RMSNorm folded in) -> attention with QK-norm + RoPE + KV append (+ combine)
+-> o gemv adding into the residual -> router gemv + top-k in one launch -> gate-up (RMSNorm folded
+in) -> down adding the weighted expert rows into the residual. Subclasses that need the residual
+sums elsewhere (tensor parallel) must run with LaunchConfigs(fused_b1=False) or their own step.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ from floorline.errors import InputError
 from floorline.kernels.decode_attention import DecodeConfig, decode_attention, decode_workspace, split_plan
 from floorline.kernels.gemv import GemvConfig, gemv
 from floorline.kernels.kv_cache import allocate_kv_cache, kv_append
-from floorline.kernels.moe_gemv import moe_gemv
+from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
 from floorline.kernels.rmsnorm import add_rmsnorm
 from floorline.kernels.rope import qk_norm_rope
-from floorline.kernels.router_topk import router_topk
+from floorline.kernels.router_topk import router_b1, router_topk, topk
 from floorline.kernels.sampling import greedy, greedy_workspace, sample
-from floorline.model.attention import decode_attention_f32
+from floorline.model.attention import decode_attention_f32, decode_attention_rope_f32
 from floorline.model.reference import rope_inv_freq
 from floorline.model.weights import ModelWeights
 
@@ -53,6 +59,17 @@ class LaunchConfigs:
     lm_head: GemvConfig = GemvConfig(block_n=32, block_k=256)
     router: GemvConfig = GemvConfig(block_n=4, block_k=1024)
     attention: DecodeConfig = DecodeConfig()
+    # batch 1: RMSNorm folded into the next GEMV, o-proj and expert outputs added into the residual
+    # with atomics (no add_rmsnorm kernels); see FastDecoder._step_b1
+    fused_b1: bool = True
+    # programmatic dependent launch between our kernels (CUDA sm_90+ only; ignored elsewhere)
+    pdl: bool = True
+    # fused batch-1 step: QK-norm + RoPE + KV append inside the attention kernel (one launch fewer)
+    attn_rope: bool = True
+    # fused batch-1 step: router GEMV and top-k in one launch (the last program does the top-k)
+    router_one_launch: bool = True
+    # under PDL: dense GEMVs and attention prefetch their weights / K-V lines into L2 before waiting
+    prefetch: bool = True
 
 
 class FastDecoder:
@@ -99,11 +116,13 @@ class FastDecoder:
             raise InputError(f"attention: must be precise or bf16, got {attention!r}")
         self.precise_attention = attention == "precise" and kv_dtype in ("bf16", "fp16")
         self.sm_count = _sm_count(dev)
+        self.pdl = launch.pdl and dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] >= 9
         self.q32 = torch.zeros(B, cfg.num_attention_heads, cfg.head_dim, dtype=f32, device=dev)
         self.attn = torch.zeros(B, 1, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
         self.attn32 = torch.zeros(B, cfg.q_size, dtype=f32, device=dev)
         self.o = torch.zeros(B, launch.o.split_k, H, dtype=f32, device=dev)  # split-K partials
         self.router_logits = torch.zeros(B, max(cfg.num_experts, 1), dtype=f32, device=dev)
+        self.router_ticket = torch.zeros(1, dtype=i32, device=dev)  # router_b1's counter (stays 0 between launches)
         self.ids = torch.zeros(B, k, dtype=i32, device=dev)
         self.route_w = torch.zeros(B, k, dtype=f32, device=dev)
         self.dense_ids = torch.zeros(B, dtype=i32, device=dev)
@@ -128,6 +147,9 @@ class FastDecoder:
 
     # ---- one decode step (the body the graph captures) -------------------------------------------
     def _step(self, B: int, sampling: Sampling) -> None:
+        if B == 1 and self.launch.fused_b1 and self.precise_attention:
+            self._step_b1(sampling)
+            return
         cfg, w, L_ = self.cfg, self.w, self.launch
         eps = cfg.rms_norm_eps
         res, h = self.residual[:B], self.h[:B]
@@ -188,7 +210,74 @@ class FastDecoder:
         else:
             sample(self.logits[:B], self.next_tokens[:B], self.seed, sampling.temperature, sampling.top_p)
             self.seed.add_(1)
-        # advance: the next step reads these
+        self._advance(B)
+
+    def _step_b1(self, sampling: Sampling) -> None:
+        """Batch 1, 7 kernels per MoE layer instead of 11: each GEMV that consumes a normed row
+        (qkv, router, gate-up, LM head) reads the raw residual and applies RMSNorm * gain on the fly,
+        and o-proj / expert-down add their rows (split-K slices, the k weighted experts) straight into
+        the residual with float32 atomics; the attention kernel does QK-norm + RoPE + KV append
+        itself (LaunchConfigs.attn_rope); router GEMV and top-k are one launch (router_one_launch).
+        Kernels launch with PDL where the device has it."""
+        cfg, w, L_, pdl = self.cfg, self.w, self.launch, self.pdl
+        pf = L_.prefetch
+        eps = cfg.rms_norm_eps
+        res = self.residual[:1]
+        res.copy_(w.embed.index_select(0, self.tokens[:1]))
+        moe_i = 0
+        for i, L in enumerate(w.layers):
+            gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf)
+            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), (self.attn_ws[0][:1], self.attn_ws[1][:1])
+            if L_.attn_rope:
+                decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
+                                          L.k_norm, eps, self.caches[i], self.page_table[:1], self.seq_lens[:1],
+                                          q_heads=cfg.num_attention_heads, max_len=self.max_len, out=attn_out,
+                                          workspace=ws, sm_count=self.sm_count, cfg=L_.attention, pdl=pdl,
+                                          prefetch=pf)
+            else:
+                qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
+                             eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
+                             cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1], pdl=pdl)
+                decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
+                                     max_len=self.max_len, out=attn_out, workspace=ws, sm_count=self.sm_count,
+                                     cfg=L_.attention, pdl=pdl, prefetch=pf)
+            gemv(self.attn32[:1], L.o.w, res, L.o.scale, L_.o, accumulate=True, pdl=pdl, prefetch=pf)
+            if L.is_moe:
+                k = cfg.num_experts_per_tok
+                ids, wts = self.ids[:1], self.route_w[:1]
+                logits = self.router_logits[:1]
+                if L_.router_one_launch:
+                    router_b1(res, L.router, k, cfg.norm_topk_prob, ids, wts, logits, self.router_ticket,
+                              norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf, gemv_cfg=L_.router)
+                else:
+                    gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf)
+                    topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
+                if self.record is not None:
+                    self.record.append(ids.clone())
+                if self.route_log is not None:
+                    self.route_log[moe_i, :1].copy_(ids)
+                moe_i += 1
+                slot_e, slot_w = ids.view(-1), wts.view(-1)
+            else:
+                k, slot_e, slot_w = 1, self.dense_ids[:1], None
+            act = self.act[:k, : L.gate_up.w.shape[1] // 2]
+            # gate-up waits before it lets down launch, so down may read the ids (written by the router,
+            # which finished before gate-up's wait returned) before its own wait and prefetch its
+            # expert rows while gate-up runs
+            moe_gemv_b1(res, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, norm=(L.mlp_norm, eps),
+                        pdl=pdl, wait_first=pf, cfg=L_.gate_up)
+            moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
+                        pdl=pdl, prefetch_after_wait_first=pf, cfg=L_.down)
+        gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl, prefetch=pf)
+        if sampling.greedy:
+            greedy(self.logits[:1], self.next_tokens[:1], (self.greedy_ws[0][:1], self.greedy_ws[1][:1]), pdl=pdl)
+        else:
+            sample(self.logits[:1], self.next_tokens[:1], self.seed, sampling.temperature, sampling.top_p)
+            self.seed.add_(1)
+        self._advance(1)
+
+    def _advance(self, B: int) -> None:
+        """The next step reads these: token, position, length, history."""
         self.tokens[:B].copy_(self.next_tokens[:B])
         self.positions[:B].add_(1)
         self.seq_lens[:B].add_(1)

@@ -1,0 +1,90 @@
+"""decode_attention_rope_f32 (QK-norm + RoPE + KV append inside the attention kernel) against the
+two-launch path it replaces (kernels.rope.qk_norm_rope writing the cache, then decode_attention_f32)
+and against float64: many splits, the new token in a middle split, sequences of their own lengths,
+shuffled pages, poisoned outputs and poisoned cache slots for this step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from floorline.kernels.decode_attention import DecodeConfig, decode_workspace, split_plan
+from floorline.kernels.kv_cache import allocate_kv_cache
+from floorline.kernels.rope import qk_norm_rope
+from floorline.model.attention import decode_attention_f32, decode_attention_rope_f32
+
+HQ, HK, D, PAGE = 8, 2, 64, 16
+EPS = 1e-6
+
+
+def rms_rope(x, gain, pos, inv_freq):
+    x = x.double()
+    x = x / torch.sqrt((x * x).mean(-1, keepdim=True) + EPS) * gain.double()
+    ang = pos * inv_freq
+    c, s = torch.cos(ang), torch.sin(ang)
+    x1, x2 = x[..., : D // 2], x[..., D // 2 :]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1)
+
+
+@pytest.mark.parametrize("lengths", [[37, 5, 90]])
+def test_rope_in_attention_matches_two_launches_and_float64(device, lengths):
+    g = torch.Generator().manual_seed(4)
+    B, max_len = len(lengths), 128
+    pages_per_seq = max_len // PAGE
+    perm = torch.randperm(B * pages_per_seq, generator=g).to(torch.int32).view(B, pages_per_seq)
+    caches = [allocate_kv_cache(B * pages_per_seq, HK, PAGE, D, "bf16", device) for _ in range(2)]
+    ctx_k = torch.randn(B * pages_per_seq, HK, PAGE, D, generator=g).to(torch.bfloat16)
+    ctx_v = torch.randn(B * pages_per_seq, HK, PAGE, D, generator=g).to(torch.bfloat16)
+    for c in caches:
+        c.k.copy_(ctx_k)
+        c.v.copy_(ctx_v)
+    pos = torch.tensor([n - 1 for n in lengths], dtype=torch.int32)
+    for c in caches:  # poison this step's slots: each path must write them before reading
+        for b, p in enumerate(pos.tolist()):
+            pg = perm[b, p // PAGE]
+            c.k[pg, :, p % PAGE] = float("nan")
+            c.v[pg, :, p % PAGE] = float("nan")
+    qkv = 4 * torch.randn(B, (HQ + 2 * HK) * D, generator=g)
+    qg, kg = 1 + 0.2 * torch.randn(D, generator=g), 1 + 0.2 * torch.randn(D, generator=g)
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+    cfg = DecodeConfig(block_n=16, num_splits=4)
+    splits, _ = split_plan(B, HK, max_len, cfg, 4)
+    assert splits == 4  # 32-token splits: every new token sits in a split with others before and after it
+    seq_lens = (pos + 1).to(device)
+    dev = {k: v.to(device) for k, v in dict(qkv=qkv, qg=qg, kg=kg, inv_freq=inv_freq, pos=pos, perm=perm).items()}
+    outs = []
+    for i, c in enumerate(caches):
+        out = torch.full((B, 1, HQ, D), float("nan"), device=device)
+        ws = decode_workspace(B, 1, HQ, D, splits, device)
+        if i == 0:
+            decode_attention_rope_f32(dev["qkv"], dev["pos"], dev["inv_freq"], 1.0, dev["qg"], dev["kg"], EPS, c,
+                                      dev["perm"], seq_lens, q_heads=HQ, max_len=max_len, out=out, workspace=ws,
+                                      sm_count=4, cfg=cfg)
+        else:
+            q32 = torch.empty(B, HQ, D, device=device)
+            qk_norm_rope(dev["qkv"], dev["pos"], dev["inv_freq"], 1.0, dev["qg"], dev["kg"], EPS, q32, None, None,
+                         HQ, HK, cache=c, page_table=dev["perm"], seq_ids=torch.arange(B, dtype=torch.int32, device=device))
+            decode_attention_f32(q32, c, dev["perm"], seq_lens, max_len=max_len, out=out, workspace=ws, sm_count=4,
+                                 cfg=cfg)
+        outs.append(out.cpu())
+    # both wrote the same new k/v into the cache, up to one bf16 rounding where the fp32 values differ
+    # in their last bits (the two kernels sum the norm and contract the rotation differently)
+    for a, b in ((caches[0].k, caches[1].k), (caches[0].v, caches[1].v)):
+        a, b = a.cpu().double(), b.cpu().double()
+        assert not torch.isnan(a).any() and float((a - b).abs().max()) <= 2**-7 * float(b.abs().max())
+    assert not torch.isnan(outs[0]).any()
+    assert float((outs[0] - outs[1]).norm() / outs[1].norm()) < 1e-5
+    # float64 over the cache as written (K/V-matched): only the attention arithmetic differs
+    k_all, v_all = caches[0].k.cpu().double(), caches[0].v.cpu().double()
+    want = torch.empty(B, HQ, D, dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        qh = rms_rope(qkv[b, : HQ * D].view(HQ, D), qg, float(pos[b]), inv_freq)
+        slots = [(perm[b, t // PAGE], t % PAGE) for t in range(n)]
+        for h in range(HQ):
+            kh = torch.stack([k_all[pg, h // (HQ // HK), s] for pg, s in slots])
+            vh = torch.stack([v_all[pg, h // (HQ // HK), s] for pg, s in slots])
+            w = torch.softmax(kh @ qh[h] / math.sqrt(D), 0)
+            want[b, h] = w @ vh
+    assert float((outs[0][:, 0].double() - want).norm() / want.norm()) < 1e-5
