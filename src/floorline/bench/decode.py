@@ -111,7 +111,7 @@ def ms_timing(res: Any) -> Any:
 def run(model: str, layers: int | None, experts: int | None, batches: tuple[int, ...], contexts: tuple[int, ...],
         weight_dtype: str, kv_dtype: str, iters: int, baseline: bool, out_dir: Path | None, tune: bool,
         ceiling_tbps: float | None = None, deadline_s: float | None = None,
-        progress: Any = lambda m: None) -> dict[str, Any]:
+        progress: Any = lambda m: None, baseline_settings: tuple[str, ...] | None = None) -> dict[str, Any]:
     import time
 
     import torch
@@ -172,7 +172,13 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
     if baseline and weight_dtype == "bf16":
         from floorline.bench.decode_hf import choose_baseline
 
-        hf, hf_setting = choose_baseline(w, progress)  # transformers' fastest setting that works, every try recorded
+        from floorline.bench.decode_hf import BY_NAME, SETTINGS
+
+        # transformers' fastest setting that works, every try recorded; a run may name the settings to
+        # try (each compiled attempt costs ~70 s of compile), and the packet lists the ones left out
+        settings = SETTINGS if not baseline_settings else tuple(BY_NAME[n] for n in baseline_settings)
+        hf, hf_setting = choose_baseline(w, progress, settings=settings)
+        hf_setting["not_tried"] = [s.name for s in SETTINGS if s not in settings]
         if hf is None:
             hf_error = "; ".join(f"{t['setting']}: {t.get('reason', t['status'])}" for t in hf_setting["tried"])
     elif baseline:
@@ -213,8 +219,10 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         elif hf is None:
             p.hf_reason = hf_error or "baseline not requested"
         headline = b == 1 and c == min(contexts)
-        if tune and headline:
+        if tune and headline and (deadline_s is None or time.monotonic() - t_start < deadline_s):
             ab = step_variants(w, c, kv_dtype, launch, iters, progress)
+        elif tune and headline:
+            progress("same-run A/B skipped: the time budget of this run is spent")
         if out_dir is not None:
             p.packet = write_point(w, p, weight_dtype, kv_dtype, ceiling_tbps, ceiling_src, launch, tune_table,
                                    profile=profile if headline else [], out_dir=out_dir, ab=ab if headline else None)
@@ -298,7 +306,7 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
         "bench.decode",
         params={"model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "batch": p.batch,
                 "context": p.context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "tp": 1,
-                "tokens_per_s": p.batch * 1e3 / p.ms, "launch": {k: v.__dict__ for k, v in launch.__dict__.items()}},
+                "tokens_per_s": p.batch * 1e3 / p.ms, "launch": launch.as_dict()},
         timing=ours,
         floor=Floor(model="bytes per step (weights incl. distinct experts hit + KV read) / same-run HBM read ceiling",
                     bytes=p.floor_bytes, ceiling=ceiling, ceiling_unit="TB/s", value=p.floor_ms,

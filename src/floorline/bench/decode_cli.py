@@ -34,6 +34,9 @@ def register(bench_app: typer.Typer) -> None:
         tp_mode: str = typer.Option("thread", "--tp-mode", help="with --tp > 1: thread (one host thread) or process"),
         iters: int = typer.Option(30, "--iters", help="timed decode steps per point"),
         baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="transformers on the same weights"),
+        baseline_settings: str = typer.Option(None, "--baseline-settings",
+                                              help="comma-separated transformers settings to try (default: all, "
+                                                   "fastest expected first)"),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="pick GEMV tiles on this device first"),
         time_budget: float = typer.Option(None, "--time-budget", help="seconds; later points are skipped after it"),
         results: Path = typer.Option(None, "--results", help="packet directory (default results/<device>/)"),
@@ -48,6 +51,15 @@ def register(bench_app: typer.Typer) -> None:
             raise InputError(f"--tp: must be >= 1, got {tp}")
         if iters < 3:
             raise InputError(f"--iters: must be >= 3, got {iters}")
+        names = None
+        if baseline_settings:
+            from floorline.bench.decode_hf import BY_NAME
+
+            names = tuple(n.strip() for n in baseline_settings.split(",") if n.strip())
+            bad = [n for n in names if n not in BY_NAME]
+            if bad or not names:
+                raise InputError(f"--baseline-settings: must be a comma-separated list of {', '.join(BY_NAME)}, "
+                                 f"got {baseline_settings!r}")
         out_dir = None
         if not no_evidence:
             from floorline.gpu.probe import device_slug
@@ -61,14 +73,14 @@ def register(bench_app: typer.Typer) -> None:
             return
         res = bench.run(model, layers, experts, _ints(batch, "batch"), _ints(context, "context"), weight_dtype,
                         kv_dtype, iters, baseline, out_dir, tune, deadline_s=time_budget,
-                        progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
+                        progress=lambda m: err_console.print(f"[dim]{m}[/dim]"), baseline_settings=names)
         cfg = res["config"]
         if as_json:
             print_json({
                 "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts,
                 "cut_down": list(cfg.cut_down), "hbm_read_ceiling_tbps": res["ceiling_tbps"],
                 "baseline": res["baseline_setting"] or res["baseline_error"],
-                "launch": {k: v.__dict__ for k, v in res["launch"].__dict__.items()},
+                "launch": res["launch"].as_dict(),
                 "tune": res["tune"], "profile": res["profile"],
                 "points": [{"batch": p.batch, "context": p.context, "ms_per_token": p.ms,
                             "tokens_per_s": p.batch * 1e3 / p.ms if p.ms else None, "floor_ms": p.floor_ms,

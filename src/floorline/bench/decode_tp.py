@@ -313,7 +313,7 @@ def write_tp_point(cfg: Any, tp: int, p: TpPoint, weight_dtype: str, kv_dtype: s
                 "mode": mode, "tokens_per_s": p.batch * 1e3 / p.ms, "allreduces_per_token": n_ar,
                 "floor_per_gpu_bytes": p.floor_bytes, "ideal_split_bytes": p.ideal_bytes,
                 "ideal_split_fraction": p.ideal_bytes / (ceiling * 1e12) * 1e3 / p.ms, "wall_ms_per_token": p.wall_ms,
-                "experts_hit": p.experts_hit[:8], "launch": {k: v.__dict__ for k, v in launch.__dict__.items()},
+                "experts_hit": p.experts_hit[:8], "launch": launch.as_dict(),
                 "gemv_tuning": {k: v for k, v in tune_table.items()} if tune_table else {}},
         timing=ms_timing(p.timing),
         floor=Floor(model="bytes one GPU reads per step (its shard: weights incl. distinct experts hit, replicated "

@@ -33,7 +33,7 @@ def run_tp_cli(model: str, layers: int | None, experts: int | None, tp: int, bat
         print_json({
             "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts, "tp": tp, "mode": mode,
             "cut_down": list(cfg.cut_down), "hbm_read_ceiling_tbps": res["ceiling_tbps"],
-            "launch": {k: v.__dict__ for k, v in res["launch"].__dict__.items()}, "tune": res["tune"],
+            "launch": res["launch"].as_dict(), "tune": res["tune"],
             "points": [_point(p, res["ceiling_tbps"]) for p in res["points"]],
         })
         return

@@ -18,7 +18,7 @@ sums elsewhere (tensor parallel) must run with LaunchConfigs(fused_b1=False) or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -70,6 +70,10 @@ class LaunchConfigs:
     router_one_launch: bool = True
     # under PDL: dense GEMVs and attention prefetch their weights / K-V lines into L2 before waiting
     prefetch: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form for evidence packets (nested configs become dicts, flags stay bools)."""
+        return asdict(self)
 
 
 class FastDecoder:
