@@ -2,13 +2,13 @@
 # One device call on nvidia-h200 when the session has little device time: the whole `pytest -m gpu`
 # suite (every GPU-marked test; the multi-GPU ones skip on one GPU), the decoder's Triton kernel tests
 # on the GPU, then `bench decode` at batch 1, 1K (the fused step) with transformers' fastest
-# setting only, as long as the time limit allows.
+# setting only, then the kernelenv GPU tests, as long as the time limit allows.
 # Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_gpu_suite.sh
-# Writes $OUT/{log.txt,pytest_gpu.txt,pytest_kernels.txt,bench.json,results.tgz}. Each stage has its own
+# Writes $OUT/{log.txt,pytest_gpu.txt,pytest_kernels.txt,bench.json,results.tgz,pytest_kernelenv.txt}. Each stage has its own
 # limit and the script stays under LIMIT_S, so a stage that hangs leaves the others' evidence behind.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-LIMIT_S=${LIMIT_S:-370}
+LIMIT_S=${LIMIT_S:-400}
 export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
@@ -20,12 +20,12 @@ nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=c
 python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
 stage pytest-gpu
 XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n 8 --dist loadfile"  # Triton compiles are CPU-bound
-timeout ${PYTEST_S:-150} python3 -m pytest -q -p no:cacheprovider -m gpu $XD -rs tests \
+timeout ${PYTEST_S:-130} python3 -m pytest -q -p no:cacheprovider -m gpu $XD -rs tests --ignore=tests/kernelenv \
   > "$OUT/pytest_gpu.txt" 2>&1
 echo "pytest -m gpu rc=$?"; tail -4 "$OUT/pytest_gpu.txt"
 stage pytest-kernels
 # the decoder's kernel tests are not gpu-marked (they run everywhere, through the interpreter on a CPU)
-timeout ${KTEST_S:-60} python3 -m pytest -q -p no:cacheprovider $XD \
+timeout ${KTEST_S:-50} python3 -m pytest -q -p no:cacheprovider $XD \
   tests/kernels/test_fused_b1.py tests/model/test_attention_rope.py tests/kernels/test_gemv.py \
   tests/kernels/test_moe_gemv.py tests/kernels/test_moe_grouped.py tests/kernels/test_router_topk.py \
   tests/kernels/test_rope.py tests/kernels/test_sampling.py tests/kernels/test_rmsnorm.py \
@@ -35,11 +35,17 @@ stage bench
 B=$(( $(left) - 10 ))
 if [ "$B" -lt 90 ]; then echo "bench skipped: only ${B}s left"; pack; exit 0; fi
 timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch 1 --context 1k --iters 30 \
-  --baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped} --time-budget $(( B - 45 )) --json > "$OUT/bench.json"
+  --baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped} --time-budget $(( B - 25 )) --json > "$OUT/bench.json"
 echo "bench rc=$?"; python3 -c "
 import json; d=json.load(open('$OUT/bench.json'))
 print('ceiling', d['hbm_read_ceiling_tbps'], 'baseline', d['baseline'])
 for p in d['points']: print(p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['transformers_ms'], p['ratio_vs_transformers'], p['skipped'])
 " 2>&1
-stage pack
-pack; ls -la "$OUT"
+stage kernelenv
+pack
+K=$(( $(left) - 5 ))
+if [ "$K" -gt 20 ]; then
+  timeout $K python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/kernelenv > "$OUT/pytest_kernelenv.txt" 2>&1
+  echo "pytest -m gpu tests/kernelenv rc=$?"; tail -4 "$OUT/pytest_kernelenv.txt"
+fi
+ls -la "$OUT"
