@@ -26,26 +26,27 @@ stage env
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv
 python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
 stage pytest
-timeout ${PYTEST_S:-100} python3 -m pytest -q -p no:cacheprovider -m gpu -x -rs tests/model \
+timeout ${PYTEST_S:-100} python3 -m pytest -v -p no:cacheprovider -m gpu -rfEs tests/model \
   tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py \
   tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_sampling.py > "$OUT/pytest.txt" 2>&1
 echo "pytest rc=$?"; tail -5 "$OUT/pytest.txt"
 # the kernel tests are not gpu-marked (they run everywhere); run them on the GPU too
 KTESTS=${KTESTS:-"tests/kernels/test_rmsnorm.py tests/kernels/test_rope.py tests/kernels/test_swiglu.py tests/kernels/test_router_topk.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_sampling.py"}
-timeout ${KTEST_S:-80} python3 -m pytest -q -p no:cacheprovider -x $KTESTS >> "$OUT/pytest.txt" 2>&1
+timeout ${KTEST_S:-80} python3 -m pytest -v -rfE -p no:cacheprovider $KTESTS >> "$OUT/pytest.txt" 2>&1
 echo "kernel tests on GPU rc=$?"; tail -3 "$OUT/pytest.txt"
 stage check
 if [ "${STEPS:-64}" = 0 ]; then
   echo "check skipped (mode $MODE)"
 else
   timeout ${CHECK_S:-110} python3 -m floorline decode --check --model qwen3-30b-a3b --batch ${CHECK_BATCH:-2} --prompt-len 16 --steps ${STEPS:-64} \
-    --dtype bf16 --device cuda --json > "$OUT/check.json"
+    --dtype bf16 --kv-dtype ${CHECK_KV:-fp16} --device cuda --json > "$OUT/check.json"
   echo "check rc=$?"; grep -E '"(max_rel_l2|max_rel_l2_kv_matched|max_rel_l2_free_routing|greedy_match|greedy_match_free_routing|routing_differences|routing_decisions|max_tie_gap|passed|seconds)"' "$OUT/check.json"
 fi
 stage bench
 B=$(( $(left) - 25 ))
 timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch ${BATCHES:-1,8,64} --context ${CONTEXTS:-1k,32k,128k} \
-  --iters ${ITERS:-30} --time-budget $(( B - 45 )) --json > "$OUT/bench.json"
+  --iters ${ITERS:-30} --time-budget $(( B - 45 )) \
+  --baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped} --json > "$OUT/bench.json"
 echo "bench rc=$?"; python3 -c "
 import json; d=json.load(open('$OUT/bench.json'))
 print('ceiling', d['hbm_read_ceiling_tbps'], 'baseline', d['baseline'])
