@@ -145,7 +145,7 @@ def test_variant_timings_go_into_params_but_not_into_the_default_timing(tmp_path
     proc, link, by_mode = _synthetic()
     for s in proc["ours"]:
         s["ours"]["oneshot@replicated"] = {"graph": [2.5, 2.6], "eager": [19.0], "err": 0.4 if s["n"] < 4096 else 9.0}
-    proc["fused"]["split"], proc["fused"]["split_err"] = [3.1, 3.2], 0.5
+    proc["fused"]["light"], proc["fused"]["light_err"] = [3.1, 3.2], 0.5
     proc["fused"]["block"], proc["fused"]["block_err"] = [4.4, 4.5], 0.3
     proc["kernel"]["variant_attributes"] = {"oneshot@replicated": {"registers": 47}}
     cfg = B.BenchConfig(world=2, modes=("process",), sizes=(1024, 8192, 8 << 20), variants=B.VARIANTS)
@@ -157,9 +157,9 @@ def test_variant_timings_go_into_params_but_not_into_the_default_timing(tmp_path
     assert first.status == "passed" and not any("WRONG" in n for n in first.notes)
     assert second.status == "passed" and any("oneshot@replicated gave a WRONG sum" in n for n in second.notes)
     fu = second.params["fused_residual_rmsnorm"]
-    assert fu["split_over_plain"] == pytest.approx(3.15 / 3.0) and fu["split_err"] == 0.5
+    assert fu["light_over_plain"] == pytest.approx(3.15 / 3.0) and fu["light_err"] == 0.5
     assert fu["block_over_plain"] == pytest.approx(4.45 / 3.0) and fu["block_err"] == 0.3
-    assert fu["variant"].startswith("light")
+    assert fu["variant"].startswith("split")
     assert first.params["variant_kernel_attributes"]["oneshot@replicated"]["registers"] == 47
 
 

@@ -1,6 +1,6 @@
 """The kernel variants on real GPUs (thread mode, 2 GPUs): both epoch schemes (replicated, the default, and
-ticket), fixed block sizes, and the fused all-reduce + residual + RMSNorm kernels (light, the default, and
-split, each against block, the earlier default).
+ticket), fixed block sizes, and the fused all-reduce + residual + RMSNorm kernels (split, the default, and
+light, each against block, the earlier default).
 float64 references on fresh random data, odd sizes, outputs poisoned with NaN; grids that change from
 call to call, in and out of CUDA graphs; the two epoch schemes side by side in one process."""
 
@@ -160,6 +160,9 @@ def test_fused_variants_match_float64_and_the_block_fused(request, variant, epoc
 
     if dtype == "float32" and hidden > 4096:
         pytest.skip("split and light hold at most 1024 packets per row: fp32 rows up to 4096 elements")
+    if variant == "light" and hidden in (5120, 800):
+        pytest.skip("shapes added for the split kernel: bf16 5120 = 4 slices of 160 threads, 800 = 4 slices of "
+                    "32 threads with a last one of 4 packets")
     comms = request.getfixturevalue("rcomms" if epoch == "replicated" else "tcomms")
     td = getattr(torch, dtype)
     n = rows * hidden

@@ -32,15 +32,15 @@ FUSED_HIDDEN = 4096
 TOLERANCE = {"bfloat16": (2.0**-7, 1e-6), "float16": (2.0**-10, 1e-6), "float32": (2.0**-20, 1e-6)}
 NCCL_ENV_VARIANTS = ("NCCL_PROTO=LL", "NCCL_PROTO=LL128")
 # Kernel variants measured next to the defaults in the same run (the defaults stay what the automatic choice
-# and the packets' timing use; defaults since round A: replicated epochs, block threads by size; the light
-# fused kernel since session 3): "ticket" = one-shot and two-shot on a communicator with the run-3 configuration (ticket epochs,
+# and the packets' timing use; defaults since round A: replicated epochs, block threads by size, split fused
+# kernel): "ticket" = one-shot and two-shot on a communicator with the run-3 configuration (ticket epochs,
 # 512-thread blocks; keys "oneshot@ticket", "twoshot@ticket"); "replicated" / "replicated_t128" = replicated
-# epochs with blocks fixed at 512 / 128 threads; "fused_block" / "fused_split" =
-# all_reduce_residual_rmsnorm(variant="block" / "split") next to the default (light) fused kernel.
+# epochs with blocks fixed at 512 / 128 threads; "fused_block" / "fused_light" =
+# all_reduce_residual_rmsnorm(variant="block" / "light") next to the default (split) fused kernel.
 VARIANT_COMM = {"ticket": {"epoch": "ticket", "block_threads": 512},
                 "replicated": {"epoch": "replicated", "block_threads": 512},
                 "replicated_t128": {"epoch": "replicated", "block_threads": 128}}
-FUSED_VARIANTS = ("fused_block", "fused_split")
+FUSED_VARIANTS = ("fused_block", "fused_light")
 VARIANTS = (*VARIANT_COMM, *FUSED_VARIANTS)
 CANDIDATE_FILE = "crossover-candidate.toml"
 
@@ -544,7 +544,7 @@ def _kernel_info(comm: Any, cfg: BenchConfig, vcomms: dict[str, dict[int, Any]])
     for v in FUSED_VARIANTS:
         if v in cfg.variants:
             variants[v] = comm.kernel_attributes("fused" if v == "fused_block" else v, cfg.dtype)
-    info["fused_attributes"] = comm.kernel_attributes("fused_light", cfg.dtype)
+    info["fused_attributes"] = comm.kernel_attributes("fused_split", cfg.dtype)
     if variants:
         info["variant_attributes"] = variants
     return info
@@ -899,9 +899,9 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
                 "hidden": fu["hidden"], "tokens": fu["tokens"], "fused_us": _med(fu["fused"]),
                 "plain_all_reduce_us": _med(fu["plain"]), "unfused_torch_us": _med(fu["unfused"]),
                 "fused_over_plain": _med(fu["fused"]) / _med(fu["plain"]), "err": fu["err"],
-                "variant": "light (the default of all_reduce_residual_rmsnorm)",
+                "variant": "split (the default of all_reduce_residual_rmsnorm)",
                 "kernel_attributes": kern.get("fused_attributes")}
-            for k in ("block", "split"):
+            for k in ("block", "light"):
                 if fu.get(k):
                     params["fused_residual_rmsnorm"].update({
                         f"{k}_us": _med(fu[k]), f"{k}_over_plain": _med(fu[k]) / _med(fu["plain"]),
@@ -992,8 +992,8 @@ def _finish_mode(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, li
               f"nccl {f(r.nccl_us):>7} ({r.extra['nccl_name']}) symm {f(r.symm_us):>7} floor {r.floor_us:6.2f} "
               f"| {algs} | wrong {r.wrong}", file=sys.stderr)
     fu = res["fused"]
-    others = "".join(f" {k} {_med(fu[k]):.2f} us (err {fu[k + '_err']:.3f})" for k in ("block", "split") if fu.get(k))
-    print(f"[{mode}] fused (light) {_med(fu['fused']):.2f} us{others} plain {_med(fu['plain']):.2f} us unfused "
+    light = "".join(f" {k} {_med(fu[k]):.2f} us (err {fu[k + '_err']:.3f})" for k in ("block", "light") if fu.get(k))
+    print(f"[{mode}] fused (split) {_med(fu['fused']):.2f} us{light} plain {_med(fu['plain']):.2f} us unfused "
           f"{_med(fu['unfused']):.2f} us err {fu['err']:.3f}", file=sys.stderr)
     return rows
 

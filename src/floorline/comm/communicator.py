@@ -42,12 +42,10 @@ _OPS = {
     "fused_split": allreduce_fused_rmsnorm_split,
     "pingpong": allreduce_pingpong,
 }
-# fused all-reduce + residual + RMSNorm kernels: "light" (one block per row, one packet per thread, one
-# barrier), "block" (one block per row: the run-3 / round-0 default), "split" (a row over several blocks).
-# The default is the fastest measured on nvidia-h200-x2 (session 2, round A, hidden 4096 bf16, one token):
-# light 4.22 us, block 4.40, split 5.22 (results/nvidia-h200-x2/bench-allreduce-process-w2-8192.json).
+# fused all-reduce + residual + RMSNorm kernels: "split" (a row over several blocks; the default since
+# round A), "block" (one block per row: the run-3 / round-0 default), "light" (one block per row, one barrier)
 FUSED_VARIANTS = ("default", "split", "block", "light")
-FUSED_DEFAULT = "light"
+FUSED_DEFAULT = "split"
 _FUSED_OP = {"split": "fused_split", "block": "fused", "light": "fused_light"}
 # prepended to every all-reduce kernel's source for the replicated-epoch scheme (see allreduce_lamport)
 REPLICATED_DEFINES = f"#define FL_EPOCH_REPLICAS 1\n#define CTRL_BYTES {protocol.REPLICATED_CTRL_BYTES}\n"
@@ -257,10 +255,10 @@ class Communicator:
         x, residual: [tokens, hidden] (or [hidden]); weight: [hidden]; all the same dtype. `residual_out`
         may be `residual` itself (in-place update, as a decoder layer wants). hidden must be a multiple of
         8 (bf16/fp16) or 4 (fp32), at most 16384 (bf16/fp16) or 8192 (fp32).
-        variant: 'default' (= 'light' where a row fits one block at one packet per thread: hidden at most
-        8192 bf16/fp16 or 4096 fp32; wider rows 'block'), 'light', 'block' (one block per row, the earlier
-        default) or 'split' (each row spread over up to 4 blocks, see allreduce_fused_rmsnorm_split). out and
-        residual_out must not overlap x; residual_out may be residual itself, out must not be.
+        variant: 'default' (= 'split': each row spread over up to 4 blocks, see allreduce_fused_rmsnorm_split),
+        'block' (one block per row, the earlier default) or 'light' (one block per row, one packet per thread:
+        hidden at most 8192 bf16/fp16 or 4096 fp32). out and residual_out must not overlap x; residual_out
+        may be residual itself, out must not be.
         """
         import torch
 
@@ -289,8 +287,9 @@ class Communicator:
         if not self.layout.fits("oneshot", x.numel(), eb):
             raise InputError(f"x: {x.numel() * eb} bytes exceed the one-shot capacity of "
                              f"{self.layout.max_elems('oneshot', eb) * eb} bytes")
-        if variant == "default":  # light holds rows up to 1024 packets (one per thread); wider ones: block
-            variant = FUSED_DEFAULT if row_pk <= protocol.LIGHT_MAX_THREADS else "block"
+        if variant == "default":  # the split kernel holds rows up to 1024 packets; wider ones go one block per row
+            variant = FUSED_DEFAULT if row_pk <= protocol.FUSED_ITEMS * allreduce_fused_rmsnorm_split.THREADS_MAX \
+                else "block"
         if variant == "split" and (_overlaps(out, x) or _overlaps(out, residual) or _overlaps(residual_out, x)):
             raise InputError("out: must not overlap x or residual, and residual_out must not overlap x "
                              "(residual_out may be residual itself)")

@@ -168,11 +168,7 @@ def grid(npk: int, sm_count: int, threads: int = 512) -> tuple[int, int]:
     return blocks, threads
 
 
-LIGHT_MAX_THREADS = 1024  # the light fused kernel's __launch_bounds__: one packet per thread
-
-
-def fused_light_grid(rows: int, row_packets: int, sm_count: int, max_threads: int = LIGHT_MAX_THREADS
-                     ) -> tuple[int, int]:
+def fused_light_grid(rows: int, row_packets: int, sm_count: int, max_threads: int = 1024) -> tuple[int, int]:
     """(blocks, threads) for the light fused kernel: one packet per thread, so a row fits in one block."""
     if row_packets < 1 or row_packets > max_threads:
         raise ValueError(f"hidden: 1 to {max_threads} packets per row for the light variant, got {row_packets}")
