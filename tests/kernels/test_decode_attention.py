@@ -44,9 +44,11 @@ def dtype_variants(dtypes=("bf16", "fp8", "fp4")) -> list[tuple[str, str]]:
 
 
 def with_variant(cfg: DecodeConfig, variant: str) -> DecodeConfig:
-    if isinstance(variant, tuple):  # (variant, register cap): with_cap
-        return replace(cfg, **{**VARIANTS[variant[0]], "maxnreg": variant[1]})
-    return replace(cfg, **VARIANTS[variant])
+    name, extra = (variant[0], {"maxnreg": variant[1]}) if isinstance(variant, tuple) else (variant, {})
+    fields = {**VARIANTS[name], **extra}
+    if fields.get("fp8_mma"):  # an FP8 wgmma reduces over >= 32 tokens (P x V^T): small-block cases grow to 32
+        fields["block_n"] = max(cfg.block_n, 32)
+    return replace(cfg, **fields)
 
 
 def with_cap(variant: str, cap: int) -> tuple[str, int]:
@@ -228,6 +230,8 @@ def test_config_rejects_unknown_variants():
         DecodeConfig(fuse_combine=True)
     with pytest.raises(InputError, match="fp8_mma"):
         DecodeConfig(fp8_mma=True)
+    with pytest.raises(InputError, match="block_n"):
+        DecodeConfig(variant="v2", fp8_mma=True, block_n=16)
     with pytest.raises(InputError, match="maxnreg"):
         DecodeConfig(maxnreg=300)
     with pytest.raises(InputError, match="prefetch"):
@@ -276,14 +280,20 @@ def test_gpu_v2_builds_all_shapes(variant):
     """The v2 builds the bench tunes over (wgmma / FP8 tensor-core code the interpreter never runs),
     at the head_dims, group sizes, block shapes and page sizes that change their layouts."""
     dtypes = ("fp8",) if variant == "v2-fp8mma" else ("bf16", "fp8", "fp4")
+    failures = []  # every build is tried, so one run names all the shapes that fail, with the reason
     for kv_dtype in dtypes:
         for d in (64, 128, 256) if kv_dtype != "fp4" else (128,):
             for group in (1, 16):
                 for n, w in ((64, 4), (128, 8)):
                     # bf16 v2 at d=256, 128 tokens: 3 stages need 268 KB of shared memory (sm_90 has 227)
                     cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=2 if d * n > 16384 else 3)
-                    run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
-                             kv_dtype=kv_dtype, variant=variant)
+                    try:
+                        run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
+                                 kv_dtype=kv_dtype, variant=variant)
+                    except Exception as e:  # noqa: BLE001 - collected and reported below
+                        failures.append(f"{kv_dtype} d={d} group={group} block={n} warps={w} "
+                                        f"stages={cfg.num_stages}: {type(e).__name__}: {str(e)[:300]}")
+    assert not failures, "\n".join(failures)
     run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype=dtypes[0], variant=variant,
              cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=3))
 

@@ -76,6 +76,10 @@ class DecodeConfig:
             raise InputError("fuse_combine: only the v2 kernel fuses the combine")
         if self.fp8_mma and self.variant != "v2":
             raise InputError("fp8_mma: only the v2 kernel has the FP8 tensor-core path")
+        if self.fp8_mma and self.block_n < 32:
+            # P x V^T reduces over the block's tokens: an FP8 wgmma needs K >= 32 (the interpreter
+            # does not care, so CPU tests alone never saw this; nvidia-h200, session 4)
+            raise InputError(f"block_n: the FP8 tensor-core path (fp8_mma) needs >= 32 tokens per block, got {self.block_n}")
         if self.prefetch and self.variant != "v1":
             raise InputError("prefetch: only the v1 kernel has the register-prefetch loop")
         if self.maxnreg and not 24 <= self.maxnreg <= 255:
