@@ -250,6 +250,7 @@ def test_bad_shapes_are_input_errors(device):
 
 
 @pytest.mark.gpu
+@pytest.mark.xdist_group("host-memory")  # each case holds ~2 GB of float64 reference on the host: one xdist worker
 @pytest.mark.parametrize("kv_dtype,variant", [x for x in dtype_variants() if x != ("fp8", "v1-prefetch")])
 def test_gpu_odd_long_sequence(kv_dtype, variant):
     """1,000,003 tokens (not a multiple of any page or block) plus lengths 1 and 7, default launch shape."""
@@ -285,8 +286,10 @@ def test_gpu_v2_builds_all_shapes(variant):
         for d in (64, 128, 256) if kv_dtype != "fp4" else (128,):
             for group in (1, 16):
                 for n, w in ((64, 4), (128, 8)):
-                    # bf16 v2 at d=256, 128 tokens: 3 stages need 268 KB of shared memory (sm_90 has 227)
-                    cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=2 if d * n > 16384 else 3)
+                    # bf16 v2 at d=256, 128 tokens needs 274 KB of shared memory at 2 stages (sm_90 has
+                    # 227; Triton 3.6 on nvidia-h200), so that one build runs unpipelined
+                    stages = 3 if d * n <= 16384 else 1 if kv_dtype == "bf16" and d * n > 16384 else 2
+                    cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=stages)
                     try:
                         run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
                                  kv_dtype=kv_dtype, variant=variant)

@@ -3,12 +3,16 @@
 import json
 
 import pytest
-from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from floorline.machine.schema import KEYS
-from floorline.web.app import create_app
+pytest.importorskip("fastapi")  # the device image has no web stack; CI does
+pytest.importorskip("hypothesis")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from floorline.machine.schema import KEYS  # noqa: E402
+from floorline.web.app import create_app  # noqa: E402
 
 client = TestClient(create_app(), raise_server_exceptions=False)
 
