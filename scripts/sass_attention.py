@@ -22,57 +22,17 @@ from collections import Counter
 from pathlib import Path
 
 import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 
-from floorline.kernels.decode_attention import DecodeConfig, _decode_kernel
+from floorline.kernels.decode_attention import DecodeConfig
+from floorline.kernels.decode_attention_aot import BuildShape, compile_sm90
 from floorline.kernels.kv_cache import bytes_per_token_head
 
-TARGET = GPUTarget("cuda", 90, 32)
 BIN = Path(os.path.dirname(triton.__file__)) / "backends" / "nvidia" / "bin"
 D, G, PAGE = 128, 16, 64
-PTR = {"bf16": "*bf16", "fp8": "*fp8e4nv", "fp4": "*u8"}
-SCALE_PTR = {"bf16": "*bf16", "fp8": "*fp32", "fp4": "*u8"}
 
 
 def compile_decode(kv_dtype: str, cfg: DecodeConfig) -> object:
-    if cfg.variant == "v2":
-        from floorline.kernels.decode_attention_v2 import _decode_kernel_v2 as fn
-    else:
-        fn = _decode_kernel
-    names = fn.arg_names
-    sig: dict[str, str] = {}
-    const: dict[str, object] = {}
-    for n in names:
-        if n.endswith("_ptr"):
-            sig[n] = "*i32" if n in ("pt_ptr", "len_ptr", "cnt_ptr") else "*fp32"
-        elif n == "qk_scale":
-            sig[n] = "fp32"
-        else:
-            sig[n] = "i32"
-    sig["q_ptr"] = "*bf16"
-    sig["k_ptr"] = sig["v_ptr"] = PTR[kv_dtype]
-    sig["ks_ptr"] = sig["vs_ptr"] = SCALE_PTR[kv_dtype]
-    if "out_ptr" in names:
-        sig["out_ptr"] = "*bf16"
-    v_t = kv_dtype == "fp8"
-    const.update(PAGE_SIZE=PAGE, T=1, G=G, D=D, BLOCK_M=16, BLOCK_N=cfg.block_n, SCALAR_PAGE=True, V_T=v_t,
-                 KV_DTYPE=kv_dtype, UPCAST_BF16=False, FUSE_COMBINE=cfg.fuse_combine, BLOCK_S=64,
-                 FP8_MMA=cfg.fp8_mma, ALIGN_HINT=cfg.align_hint, PREFETCH=cfg.prefetch and kv_dtype != "fp4")
-    const = {k: v for k, v in const.items() if k in names}
-    if v_t and "sv_slot" in names:  # fp8 V is transposed: the token stride the JIT sees is 1
-        const["sv_slot"] = 1
-    for k in const:
-        sig[k] = "constexpr"
-    # the JIT marks pointers and multiple-of-16 integers tt.divisibility=16 at launch
-    not_div = {"sl_h", "sl_t", "sl_b", "window", "qk_scale", "sout_h"}
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
-             if sig[n] != "constexpr" and sig[n] != "fp32" and n not in not_div}
-    src = ASTSource(fn, sig, const, attrs)
-    opts = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
-    if cfg.maxnreg:
-        opts["maxnreg"] = cfg.maxnreg
-    return triton.compile(src, target=TARGET, options=opts)
+    return compile_sm90(BuildShape(kv_dtype, head_dim=D, group=G, page_size=PAGE), cfg)
 
 
 def sass_text(cubin: bytes) -> str:

@@ -275,30 +275,69 @@ def test_gpu_default_configs_all_shapes():
                          kv_dtype=kv_dtype)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["v2", "v2-fused", "v2-fp8mma"])
-def test_gpu_v2_builds_all_shapes(variant):
-    """The v2 builds the bench tunes over (wgmma / FP8 tensor-core code the interpreter never runs),
-    at the head_dims, group sizes, block shapes and page sizes that change their layouts."""
+def v2_sweep(variant: str) -> list[tuple[str, int, int, DecodeConfig]]:
+    """(kv_dtype, head_dim, group, config) of the v2 build sweep: the head_dims, group sizes and block
+    shapes that change the layouts of the builds the bench tunes (page 64)."""
     dtypes = ("fp8",) if variant == "v2-fp8mma" else ("bf16", "fp8", "fp4")
-    failures = []  # every build is tried, so one run names all the shapes that fail, with the reason
+    builds = []
     for kv_dtype in dtypes:
         for d in (64, 128, 256) if kv_dtype != "fp4" else (128,):
             for group in (1, 16):
                 for n, w in ((64, 4), (128, 8)):
                     # bf16 v2 at d=256, 128 tokens needs 274 KB of shared memory at 2 stages (sm_90 has
                     # 227; Triton 3.6 on nvidia-h200), so that one build runs unpipelined
-                    stages = 3 if d * n <= 16384 else 1 if kv_dtype == "bf16" and d * n > 16384 else 2
-                    cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=stages)
-                    try:
-                        run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
-                                 kv_dtype=kv_dtype, variant=variant)
-                    except Exception as e:  # noqa: BLE001 - collected and reported below
-                        failures.append(f"{kv_dtype} d={d} group={group} block={n} warps={w} "
-                                        f"stages={cfg.num_stages}: {type(e).__name__}: {str(e)[:300]}")
+                    stages = 3 if d * n <= 16384 else 1 if kv_dtype == "bf16" else 2
+                    builds.append((kv_dtype, d, group, DecodeConfig(block_n=n, num_warps=w, num_stages=stages)))
+    return builds
+
+
+# (d, group, block, warps, stages, register cap) of the fp8 -align builds: the bench's shape (d=128, group
+# 16) with every block shape the bench tunes; the other head_dims / group 1 with one shape each
+ALIGN_BUILDS = [(128, 16, 64, 4, 3, 0), (128, 16, 64, 4, 3, 128), (128, 16, 128, 8, 3, 128), (128, 16, 128, 4, 2, 168),
+                (128, 16, 128, 4, 3, 0), (128, 1, 64, 4, 3, 0), (64, 16, 64, 4, 3, 0), (256, 16, 64, 4, 3, 0)]
+# (d, group, block, warps) of the bf16 register-prefetch builds (one stage)
+PREFETCH_BUILDS = [(128, 16, 64, 4), (128, 16, 32, 4), (128, 16, 128, 8), (128, 16, 64, 8), (128, 1, 64, 4),
+                   (256, 16, 32, 4)]
+# every sweep also runs one page-16 case at d=128, group 8: (kv_dtype per family, config)
+PAGE16_CFG = {"v2": DecodeConfig(block_n=64, num_warps=4, num_stages=3),
+              "prefetch": DecodeConfig(block_n=64, num_warps=4, num_stages=1)}
+
+
+def gpu_builds() -> list[tuple[str, int, int, int, DecodeConfig]]:
+    """(kv_dtype, head_dim, group, page_size, config as launched) of every build the GPU build sweeps
+    compile: scripts/check_sm90_builds.py compiles them for sm_90 without a GPU."""
+    out = []
+    for variant in ("v2", "v2-fused", "v2-fp8mma"):
+        sweep = v2_sweep(variant)
+        out += [(dt, d, g, 64, with_variant(cfg, variant)) for dt, d, g, cfg in sweep]
+        out.append((sweep[0][0], 128, 8, 16, with_variant(PAGE16_CFG["v2"], variant)))
+    for variant in ("v1-align", "v2-fp8mma-align"):
+        out += [("fp8", d, g, 64, with_variant(DecodeConfig(block_n=n, num_warps=w, num_stages=st, maxnreg=cap),
+                                                with_cap(variant, cap))) for d, g, n, w, st, cap in ALIGN_BUILDS]
+        out.append(("fp8", 128, 8, 16, with_variant(PAGE16_CFG["v2"], variant)))
+    out += [("bf16", d, g, 64, with_variant(DecodeConfig(block_n=n, num_warps=w, num_stages=1), "v1-prefetch"))
+            for d, g, n, w in PREFETCH_BUILDS]
+    out.append(("bf16", 128, 8, 16, with_variant(PAGE16_CFG["prefetch"], "v1-prefetch")))
+    return out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["v2", "v2-fused", "v2-fp8mma"])
+def test_gpu_v2_builds_all_shapes(variant):
+    """The v2 builds the bench tunes over (wgmma / FP8 tensor-core code the interpreter never runs),
+    at the head_dims, group sizes, block shapes and page sizes that change their layouts."""
+    sweep = v2_sweep(variant)
+    failures = []  # every build is tried, so one run names all the shapes that fail, with the reason
+    for kv_dtype, d, group, cfg in sweep:
+        try:
+            run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg,
+                     kv_dtype=kv_dtype, variant=variant)
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            failures.append(f"{kv_dtype} d={d} group={group} block={cfg.block_n} warps={cfg.num_warps} "
+                            f"stages={cfg.num_stages}: {type(e).__name__}: {str(e)[:300]}")
     assert not failures, "\n".join(failures)
-    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype=dtypes[0], variant=variant,
-             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=3))
+    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype=sweep[0][0], variant=variant,
+             cfg=PAGE16_CFG["v2"])
 
 
 @pytest.mark.gpu
@@ -307,29 +346,22 @@ def test_gpu_align_builds_all_shapes(variant):
     """The fp8 builds with the alignment hint (16-byte cp.async of V^T on Triton 3.6) at every head_dim,
     group size and block shape the bench tunes, with and without the 128-register cap; page 16 (no hint
     applies) and page 64 with a partial last block (the masked, peeled block of the FP8 MMA path)."""
-    # (d, group, block, warps, stages, register cap): the bench's shape (d=128, group 16) with every
-    # block shape the bench tunes; the other head_dims / group 1 with one shape each (compiles cost time)
-    builds = [(128, 16, 64, 4, 3, 0), (128, 16, 64, 4, 3, 128), (128, 16, 128, 8, 3, 128), (128, 16, 128, 4, 2, 168),
-              (128, 16, 128, 4, 3, 0), (128, 1, 64, 4, 3, 0), (64, 16, 64, 4, 3, 0), (256, 16, 64, 4, 3, 0)]
-    for d, group, n, w, s, cap in builds:
+    for d, group, n, w, s, cap in ALIGN_BUILDS:
         cfg = DecodeConfig(block_n=n, num_warps=w, num_stages=s, maxnreg=cap)
         run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, cfg=cfg, kv_dtype="fp8",
                  variant=with_cap(variant, cap))
     run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, kv_dtype="fp8", variant=variant,
-             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=3))
+             cfg=PAGE16_CFG["v2"])
 
 
 @pytest.mark.gpu
 def test_gpu_prefetch_builds_all_shapes():
     """The bf16 register-prefetch builds the bench tunes (block x warps, one stage), other head_dims and
     group 1, a partial last block, and page 16 (prefetch does not apply: the pipelined loop runs)."""
-    builds = [(128, 16, 64, 4), (128, 16, 32, 4), (128, 16, 128, 8), (128, 16, 64, 8), (128, 1, 64, 4),
-              (256, 16, 32, 4)]
-    for d, group, n, w in builds:
+    for d, group, n, w in PREFETCH_BUILDS:
         run_case("cuda", [3001, 1, 7], hq=2 * group, hk=2, d=d, page_size=64, variant="v1-prefetch",
                  cfg=DecodeConfig(block_n=n, num_warps=w, num_stages=1))
-    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, variant="v1-prefetch",
-             cfg=DecodeConfig(block_n=64, num_warps=4, num_stages=1))
+    run_case("cuda", [999, 5], hq=16, hk=2, d=128, page_size=16, variant="v1-prefetch", cfg=PAGE16_CFG["prefetch"])
 
 
 @pytest.mark.gpu

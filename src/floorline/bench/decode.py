@@ -173,9 +173,7 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             torch.cuda.empty_cache()
     hf, hf_setting, hf_error = None, {}, None
     if baseline and weight_dtype == "bf16":
-        from floorline.bench.decode_hf import choose_baseline
-
-        from floorline.bench.decode_hf import BY_NAME, SETTINGS
+        from floorline.bench.decode_hf import BY_NAME, SETTINGS, choose_baseline
 
         # transformers' fastest setting that works, every try recorded; a run may name the settings to
         # try (each compiled attempt costs ~70 s of compile), and the packet lists the ones left out
