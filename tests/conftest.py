@@ -17,6 +17,11 @@ except ImportError:  # pragma: no cover
 
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if os.environ.get("FLOORLINE_SM90_RECORD") and os.environ.get("TRITON_INTERPRET") == "1":
+    # every interpreted launch of the run, for scripts/check_sm90_launches.py (floorline.gpu.sm90_launches)
+    from floorline.gpu.sm90_launches import install_recorder
+
+    install_recorder(os.environ["FLOORLINE_SM90_RECORD"])
 
 
 def pytest_collection_modifyitems(config, items):
