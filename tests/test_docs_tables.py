@@ -1,5 +1,7 @@
-"""The docs' table renderer (floorline.evidence.doctables) on packets written to disk."""
+"""The docs' measured tables are generated from results/ (scripts/docs_tables.py); they must match."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,12 @@ from floorline.evidence.store import new_packet, write_packet
 from floorline.evidence.targets import Target
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_tables_match_results():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "docs_tables.py"), "--check"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, f"docs tables are stale: run python3 scripts/docs_tables.py\n{r.stderr}"
 
 
 def _timing(us: float) -> Timing:
