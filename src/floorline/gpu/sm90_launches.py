@@ -16,7 +16,7 @@ not recorded: it does not change the compiled kernel.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -123,21 +123,21 @@ def compile_sm90(rec: dict[str, Any]) -> Any:
 
 def check_launch(rec: dict[str, Any]) -> str | None:
     """None if the recorded launch compiles for sm_90 within its shared memory, else the one-line reason."""
+    return refusal(lambda: compile_sm90(rec))
+
+
+def refusal(build: Callable[[], Any]) -> str | None:
+    """Run an sm_90 compile; None if it compiles within sm_90's shared memory, else the one-line reason.
+    A compile that cannot start because the kernels are interpreted (TRITON_INTERPRET=1) raises."""
     try:
-        kernel = compile_sm90(rec)
-    except RuntimeError as e:
-        if "TRITON_INTERPRET" in str(e):
-            raise
-        return _reason(e)
+        kernel = build()
     except Exception as e:  # noqa: BLE001 - any compiler refusal is the answer
-        return _reason(e)
+        if isinstance(e, RuntimeError) and "TRITON_INTERPRET" in str(e):
+            raise
+        while e.__cause__ is not None:  # a CompilationError wraps the frontend's own reason
+            e = e.__cause__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        return f"{type(e).__name__}: {(lines[-1] if lines else '')[:200]}"
     if kernel.metadata.shared > SM90_SHARED_BYTES:
         return f"shared memory {kernel.metadata.shared} B > {SM90_SHARED_BYTES} B (sm_90 per block)"
     return None
-
-
-def _reason(e: BaseException) -> str:
-    while e.__cause__ is not None:  # a CompilationError wraps the frontend's own reason
-        e = e.__cause__
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {(lines[-1] if lines else '')[:200]}"

@@ -18,11 +18,10 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from floorline.gpu.sm90_launches import SM90_SHARED_BYTES, refusal  # noqa: F401 - the limit is part of this API
 from floorline.kernels.decode_attention import DecodeConfig, _decode_kernel
 
 SM90 = GPUTarget("cuda", 90, 32)
-# cudaDevAttrMaxSharedMemoryPerBlockOptin on H100/H200: the "Hardware limit" Triton reports at launch
-SM90_SHARED_BYTES = 232448
 _PTR = {"bf16": "*bf16", "fp8": "*fp8e4nv", "fp4": "*u8"}
 _SCALE_PTR = {"bf16": "*bf16", "fp8": "*fp32", "fp4": "*u8"}
 # launch arguments that are not multiples of 16 in general (the JIT marks the others divisible by 16;
@@ -92,19 +91,4 @@ def compile_sm90(shape: BuildShape, cfg: DecodeConfig) -> object:
 
 def check_build(shape: BuildShape, cfg: DecodeConfig) -> str | None:
     """None if (shape, cfg) compiles for sm_90 and fits its shared memory, else the one-line reason."""
-    try:
-        kernel = compile_sm90(shape, cfg)
-    except RuntimeError as e:
-        if "TRITON_INTERPRET" in str(e):
-            raise
-        return f"RuntimeError: {str(e)[:200]}"
-    except Exception as e:  # noqa: BLE001 - any compiler refusal is the answer, with its type
-        root = e
-        while root.__cause__ is not None:  # a CompilationError wraps the frontend's own reason
-            root = root.__cause__
-        lines = [ln.strip() for ln in str(root).splitlines() if ln.strip()]
-        return f"{type(root).__name__}: {(lines[-1] if lines else '')[:200]}"
-    shared = kernel.metadata.shared
-    if shared > SM90_SHARED_BYTES:
-        return f"shared memory {shared} B > {SM90_SHARED_BYTES} B (sm_90 per block)"
-    return None
+    return refusal(lambda: compile_sm90(shape, cfg))
