@@ -36,6 +36,10 @@ class GemvConfig:
     num_warps: int = 4
     num_stages: int = 3
     split_k: int = 1  # > 1: partial sums [B, split_k, N] that the consumer adds (see gemv())
+    # batch-1 expert GEMV (kernels.moe_gemv.moe_gemv_b1) K loop: load tile i+1 into registers before
+    # tile i's multiply-adds. Triton does not software-pipeline plain register loads, so without it
+    # a program has one tile in flight; this doubles the bytes each program keeps in flight.
+    double_buffer: bool = False
 
 
 @triton.jit

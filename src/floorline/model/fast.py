@@ -75,6 +75,28 @@ class LaunchConfigs:
         """Plain JSON-able form for evidence packets (nested configs become dicts, flags stay bools)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LaunchConfigs:
+        """Inverse of as_dict (a packet's params.launch): reuse a tuned launch without re-tuning.
+        Keys this version does not know are refused; keys it added since keep their defaults."""
+        nested = {"qkv": GemvConfig, "o": GemvConfig, "gate_up": GemvConfig, "down": GemvConfig,
+                  "lm_head": GemvConfig, "router": GemvConfig, "attention": DecodeConfig}
+        known = set(cls.__dataclass_fields__)
+        bad = sorted(set(d) - known)
+        if bad:
+            raise InputError(f"launch: unknown field {bad[0]!r} (known: {', '.join(sorted(known))})")
+        kw: dict[str, Any] = {}
+        for k, v in d.items():
+            if k in nested:
+                sub = nested[k]
+                extra = sorted(set(v) - set(sub.__dataclass_fields__))
+                if extra:
+                    raise InputError(f"launch.{k}: unknown field {extra[0]!r}")
+                kw[k] = sub(**v)
+            else:
+                kw[k] = v
+        return cls(**kw)
+
 
 class FastDecoder:
     """Decode for up to max_batch sequences of up to max_len tokens each, on weights' device."""

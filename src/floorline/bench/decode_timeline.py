@@ -1,0 +1,183 @@
+"""Where a batch-1 decode step's time goes as it really runs: inside its CUDA graph, PDL on.
+
+The bench's per-kernel profile runs eager steps with PDL off, so each kernel there pays its own
+launch and DRAM ramp. Under PDL a kernel's programs become resident while the previous kernel still
+runs, so its recorded duration includes time spent waiting: durations overlap and do not add up.
+What does add up is each kernel's *increment*: how much later the step's last finished kernel ends
+once this kernel has finished (end_i - max(end_j, j < i)). The increments of one step sum to the
+step's span, and the span's gap to the graph replay time is the graph's own launch cost.
+
+Kernels come from torch.profiler (CUPTI), which records every kernel node of a replayed graph.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from floorline.errors import InputError
+
+
+def kernel_events(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    """Kernel events of a chrome trace (torch.profiler export), sorted by start: name, ts, dur (us)."""
+    ev = [e for e in trace.get("traceEvents", []) if e.get("cat") == "kernel" and "dur" in e]
+    ev.sort(key=lambda e: (float(e["ts"]), float(e["dur"])))
+    return [{"name": e["name"], "ts": float(e["ts"]), "dur": float(e["dur"])} for e in ev]
+
+
+def split_steps(events: list[dict[str, Any]], steps: int) -> list[list[dict[str, Any]]]:
+    """The kernels of `steps` identical replays, one list per replay."""
+    if steps < 1 or len(events) % steps:
+        raise InputError(f"timeline: {len(events)} kernels do not split into {steps} identical steps")
+    n = len(events) // steps
+    out = [events[i * n:(i + 1) * n] for i in range(steps)]
+    names = [e["name"] for e in out[0]]
+    for s in out[1:]:
+        if [e["name"] for e in s] != names:
+            raise InputError("timeline: the replays ran different kernel sequences")
+    return out
+
+
+def increments(step: list[dict[str, Any]]) -> list[float]:
+    """Per kernel, how much it pushes the step's finish line out (us); the sum is the step's span."""
+    out, finish = [], step[0]["ts"]
+    for e in step:
+        end = e["ts"] + e["dur"]
+        out.append(max(0.0, end - finish))
+        finish = max(finish, end)
+    return out
+
+
+def summarize(steps: list[list[dict[str, Any]]], short: int = 40, anchor: str = "_attn_kernel") -> dict[str, Any]:
+    """Per kernel name: launches per step, median-over-steps of summed increments and durations; the
+    span; and one middle MoE layer's kernels in order (start, duration, increment relative to it)."""
+    per_step = []
+    for s in steps:
+        inc = increments(s)
+        agg: dict[str, dict[str, float]] = {}
+        for e, d in zip(s, inc):
+            a = agg.setdefault(e["name"][:short], {"launches": 0, "increment_us": 0.0, "duration_us": 0.0})
+            a["launches"] += 1
+            a["increment_us"] += d
+            a["duration_us"] += e["dur"]
+        per_step.append((s[-1]["ts"] + s[-1]["dur"] - s[0]["ts"], agg, inc))
+    names = list(per_step[0][1])
+    kernels = [{"kernel": n, "launches_per_step": per_step[0][1][n]["launches"],
+                "increment_us": statistics.median(p[1][n]["increment_us"] for p in per_step),
+                "duration_us": statistics.median(p[1][n]["duration_us"] for p in per_step)} for n in names]
+    kernels.sort(key=lambda r: -r["increment_us"])
+    mid = steps[len(steps) // 2]
+    inc = per_step[len(steps) // 2][2]
+    # a middle layer: from the kernel before one attention launch (the qkv GEMV) to the one before the next
+    idx = [i for i, e in enumerate(mid) if e["name"].startswith(anchor)]
+    layer = []
+    if len(idx) >= 3 and idx[0] >= 1:
+        j = len(idx) // 2
+        a, b = idx[j] - 1, idx[j + 1] - 1
+        t0 = mid[a]["ts"]
+        layer = [{"kernel": e["name"][:short], "start_us": e["ts"] - t0, "duration_us": e["dur"], "increment_us": d}
+                 for e, d in zip(mid[a:b], inc[a:b])]
+    return {"span_us": statistics.median(p[0] for p in per_step), "kernels": kernels, "one_layer": layer}
+
+
+def launch_variants(base: Any) -> dict[str, Any]:
+    """Named LaunchConfigs variants a timeline run can compare (names are what --variants takes)."""
+    att = base.attention
+    return {
+        "tuned": base,
+        "no-pdl": replace(base, pdl=False),
+        "no-prefetch": replace(base, prefetch=False),
+        "topk-own-kernel": replace(base, router_one_launch=False),
+        "rope-own-kernel": replace(base, attn_rope=False),
+        "attn-fused-combine": replace(base, attention=replace(att, fuse_combine=True)),
+        "attn-splits-256": replace(base, attention=replace(att, min_split_tokens=256)),
+        "attn-splits-256-fused": replace(base, attention=replace(att, min_split_tokens=256, fuse_combine=True)),
+        "attn-1-split-fused": replace(base, attention=replace(att, num_splits=1, fuse_combine=True)),
+    }
+
+
+def timeline(w: Any, launch: Any, context: int, replays: int = 5, iters: int = 50) -> dict[str, Any]:
+    """One batch-1 decode step's graph at `context` tokens: replay time (CUDA events) and the kernel
+    timeline of `replays` profiled replays."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from floorline.gpu.timing import TimingConfig, time_cuda
+    from floorline.model.fast import FastDecoder, Sampling
+
+    dec = FastDecoder(w, max_batch=1, max_len=context + iters + replays + 32, launch=launch)
+    dec.set_context([context])
+    graph = dec._capture(1, Sampling())
+    res = time_cuda(lambda i: graph.replay(), TimingConfig(warmup=5, iters=iters, timeout_s=120))
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            graph.replay()
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "trace.json"
+        prof.export_chrome_trace(str(p))
+        trace = json.loads(p.read_text())
+    del graph
+    dec.graphs.clear()
+    out = summarize(split_steps(kernel_events(trace), replays))
+    out["replay_us"] = res.median
+    out["launches_per_step"] = sum(k["launches_per_step"] for k in out["kernels"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m floorline.bench.decode_timeline --launch-from PACKET.json [--variants a,b] --out FILE"""
+    import argparse
+    import gc
+
+    import torch
+
+    from floorline.model.config import builtin
+    from floorline.model.fast import LaunchConfigs
+    from floorline.model.weights import random_weights
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", default="qwen3-30b-a3b")
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument("--launch-from", help="a bench.decode packet whose params.launch to start from (else tune)")
+    ap.add_argument("--variants", default="tuned")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    cfg = builtin(a.model).cut(a.layers, None)
+    w = random_weights(cfg, dtype="bf16", device="cuda", seed=0)
+    if a.launch_from:
+        base = LaunchConfigs.from_dict(json.loads(Path(a.launch_from).read_text())["params"]["launch"])
+    else:
+        from floorline.model.tune import tune_batch1
+
+        base, _ = tune_batch1(w, print)
+    known = launch_variants(base)
+    result: dict[str, Any] = {"model": cfg.name, "layers": cfg.num_hidden_layers, "context": a.context,
+                              "base_launch": base.as_dict(), "variants": {}}
+    for name in a.variants.split(","):
+        if name not in known:
+            raise InputError(f"--variants: {name!r} is not one of {', '.join(known)}")
+        try:
+            r = timeline(w, known[name], a.context)
+        except Exception as e:  # noqa: BLE001 - one failing variant must not lose the others
+            r = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        result["variants"][name] = r
+        if "error" in r:
+            print(f"{name}: {r['error']}")
+        else:
+            print(f"{name}: replay {r['replay_us']:.1f} us, span {r['span_us']:.1f} us, {r['launches_per_step']} kernels")
+            for k in r["kernels"][:8]:
+                print(f"  {k['kernel']:<40} {k['launches_per_step']:4d}x  inc {k['increment_us']:8.1f}  dur {k['duration_us']:8.1f}")
+        Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

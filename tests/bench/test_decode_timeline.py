@@ -1,0 +1,72 @@
+"""The decode timeline's arithmetic on synthetic traces (the GPU run is in scripts/device_*), and the
+launch round trip it uses to reuse a packet's tuned configuration."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from floorline.bench.decode_timeline import increments, kernel_events, split_steps, summarize
+from floorline.errors import InputError
+from floorline.model.fast import LaunchConfigs
+
+
+def _trace(steps, layer, layers, rng):
+    """Chrome-trace kernel events: `steps` replays of `layers` layers of (name, dur, overlap) kernels;
+    a negative overlap starts the kernel before the previous one ends (PDL), a positive one leaves a gap."""
+    ev, t = [], 1000.0
+    for _ in range(steps):
+        for _ in range(layers):
+            for name, dur, gap in layer:
+                t += gap
+                ev.append({"cat": "kernel", "name": name, "ts": t, "dur": dur})
+                t += dur
+        t += 50 + rng.random()
+    rng.shuffle(ev)
+    ev.append({"cat": "cpu_op", "name": "replay", "ts": 0.0, "dur": 5.0})  # not a kernel
+    return {"traceEvents": ev}
+
+
+def test_increments_sum_to_span_and_attribute_overlap():
+    layer = [("_gemv_kernel", 7.0, 0.5), ("_attn_kernel", 9.0, -3.0), ("_combine_kernel", 1.5, 0.25),
+             ("_moe_gemv_b1_kernel", 16.0, -1.0)]
+    steps = split_steps(kernel_events(_trace(3, layer, 5, random.Random(1))), 3)
+    s = steps[1]
+    inc = increments(s)
+    span = s[-1]["ts"] + s[-1]["dur"] - s[0]["ts"]
+    assert sum(inc) == pytest.approx(span)
+    # attention starts 3 us before qkv ends: it adds 9 - 3 = 6 us, and its 9 us duration stays visible
+    assert inc[1] == pytest.approx(6.0) and s[1]["dur"] == 9.0
+    assert inc[2] == pytest.approx(1.75)  # a gap counts against the kernel after it
+    out = summarize(steps)
+    by = {k["kernel"]: k for k in out["kernels"]}
+    assert by["_moe_gemv_b1_kernel"]["launches_per_step"] == 5
+    assert by["_attn_kernel"]["increment_us"] == pytest.approx(5 * 6.0)
+    assert by["_attn_kernel"]["duration_us"] == pytest.approx(5 * 9.0)
+    assert out["span_us"] == pytest.approx(sum(k["increment_us"] for k in out["kernels"]))
+    assert [k["kernel"] for k in out["one_layer"]] == [n for n, _, _ in layer]
+    assert out["one_layer"][0]["start_us"] == 0.0
+
+
+def test_split_steps_refuses_uneven_or_different_replays():
+    ev = kernel_events(_trace(2, [("a", 1.0, 0.0), ("b", 2.0, 0.0)], 3, random.Random(2)))
+    with pytest.raises(InputError, match="split"):
+        split_steps(ev[:-1], 2)
+    ev[0]["name"] = "c"
+    with pytest.raises(InputError, match="different"):
+        split_steps(ev, 2)
+
+
+def test_launch_round_trip_and_unknown_field():
+    base = LaunchConfigs()
+    assert LaunchConfigs.from_dict(base.as_dict()) == base
+    d = base.as_dict()
+    d["router"]["split_k"] = 4
+    d["attention"]["min_split_tokens"] = 256
+    got = LaunchConfigs.from_dict(d)
+    assert got.router.split_k == 4 and got.attention.min_split_tokens == 256
+    with pytest.raises(InputError, match="'warp'"):
+        LaunchConfigs.from_dict({**base.as_dict(), "warp": 1})
+    with pytest.raises(InputError, match="launch.qkv"):
+        LaunchConfigs.from_dict({**base.as_dict(), "qkv": {"block_n": 4, "tile": 2}})
