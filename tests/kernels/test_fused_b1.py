@@ -123,14 +123,30 @@ def test_topk_over_given_logits(device):
     assert err(wts, top.values / top.values.sum()) < 1e-6
 
 
-@pytest.mark.parametrize("E,k,renorm,bk", [(100, 8, True, 64), (128, 8, False, 256), (6, 2, True, 64)])
-def test_router_b1_one_launch(device, E, k, renorm, bk):
+# split: partial logits per K slice, summed by the last program. H = 200 is no multiple of any K
+# slice, so the last slice is partial; at (100, split 3, bk 64) and (6, split 3, bk 128) the slices
+# are 128 wide and the third starts past H (empty); bk 256 at split 1, 128 at split 2 and 64 at
+# split 4 are one tile per slice (ONE_SHOT).
+@pytest.mark.parametrize("E,k,renorm,bn,bk,split", [
+    (100, 8, True, 4, 64, 1), (128, 8, False, 4, 256, 1), (6, 2, True, 4, 64, 1),
+    (100, 8, True, 4, 64, 2), (100, 8, False, 2, 64, 3), (100, 8, True, 4, 128, 2), (128, 8, False, 4, 64, 4),
+    (6, 2, True, 4, 64, 4), (6, 2, False, 4, 128, 3), (6, 1, True, 2, 32, 2),
+])
+def test_router_b1_one_launch(device, E, k, renorm, bn, bk, split):
     """Normed router GEMV over several programs, top-k by the last one; twice (the ticket counter
-    must come back to zero), each time on fresh poisoned outputs."""
+    must come back to zero), each time on fresh poisoned outputs and scratch."""
+    check_router_b1(device, E, k, renorm, bn, bk, split, norm=True)
+
+
+def test_router_b1_split_without_norm(device):  # the scratch's sum-of-squares column stays NaN, unread
+    check_router_b1(device, 100, 8, True, 4, 64, 3, norm=False)
+
+
+def check_router_b1(device, E, k, renorm, bn, bk, split, norm):
     from floorline.kernels.router_topk import router_b1
 
     H = 200
-    g = torch.Generator().manual_seed(E + k)
+    g = torch.Generator().manual_seed(E + k + split - 1)
     w = (torch.randn(E, H, generator=g) / H**0.5).to(torch.bfloat16)
     gain = (1 + 0.3 * torch.randn(H, generator=g)).to(torch.bfloat16)
     counter = torch.zeros(1, dtype=torch.int32, device=device)
@@ -138,13 +154,48 @@ def test_router_b1_one_launch(device, E, k, renorm, bk):
         x = 3 * torch.randn(1, H, generator=g)
         ids = torch.full((1, k), -1, dtype=torch.int32, device=device)
         wts = torch.full((1, k), float("nan"), device=device)
-        logits = torch.full((1, E), float("nan"), device=device)
-        router_b1(x.to(device), w.to(device), k, renorm, ids, wts, logits, counter, norm=(gain.to(device), EPS),
-                  gemv_cfg=GemvConfig(block_n=4, block_k=bk))  # 256 >= H: one tile
-        want_logits = rms(x, gain) @ w.double().T
+        logits = torch.full((1, E) if split == 1 else (split, E + 1), float("nan"), device=device)
+        router_b1(x.to(device), w.to(device), k, renorm, ids, wts, logits, counter,
+                  norm=(gain.to(device), EPS) if norm else None,
+                  gemv_cfg=GemvConfig(block_n=bn, block_k=bk, split_k=split))
+        want_logits = (rms(x, gain) if norm else x.double()) @ w.double().T
         p = torch.softmax(want_logits, -1)
         top = torch.topk(p, k)
         assert ids.cpu().tolist() == top.indices.int().tolist()
         want_w = top.values / top.values.sum() if renorm else top.values
         assert err(wts, want_w) < 1e-5
         assert int(counter.item()) == 0
+
+
+@pytest.mark.parametrize("split", [1, 3])
+def test_router_b1_ties_go_to_the_lower_index(device, split):
+    """Two pairs of equal rows give exactly equal logits at the top: each pair in index order."""
+    from floorline.kernels.router_topk import router_b1
+
+    E, H, k = 100, 200, 4
+    g = torch.Generator().manual_seed(11)
+    x = 3 * torch.randn(1, H, generator=g)
+    gain = (1 + 0.3 * torch.randn(H, generator=g)).to(torch.bfloat16)
+    w = torch.randn(E, H, generator=g) / H**0.5
+    w[[9, 4]] = 0.2 * torch.sign(x[0] * gain.float())
+    w[[30, 17]] = 0.1 * torch.sign(x[0] * gain.float())
+    w = w.to(torch.bfloat16)
+    ids = torch.full((1, k), -1, dtype=torch.int32, device=device)
+    wts = torch.full((1, k), float("nan"), device=device)
+    logits = torch.full((1, E) if split == 1 else (split, E + 1), float("nan"), device=device)
+    router_b1(x.to(device), w.to(device), k, True, ids, wts, logits, torch.zeros(1, dtype=torch.int32, device=device),
+              norm=(gain.to(device), EPS), gemv_cfg=GemvConfig(block_n=4, block_k=64, split_k=split))
+    assert ids.cpu().tolist() == [[4, 9, 17, 30]]
+    p = torch.softmax(rms(x, gain) @ w.double().T, -1)[0, [4, 9, 17, 30]]
+    assert err(wts, p / p.sum()) < 1e-5
+
+
+@pytest.mark.parametrize("split,shape", [(2, (1, 100)), (2, (2, 100)), (1, (1, 101)), (3, (2, 101))])
+def test_router_b1_rejects_wrong_scratch(split, shape):
+    from floorline.kernels.router_topk import router_b1
+
+    E, H, k = 100, 64, 8
+    with pytest.raises(InputError, match=r"logits float32 \[" + ("1, 100" if split == 1 else f"{split}, 101")):
+        router_b1(torch.zeros(1, H), torch.zeros(E, H, dtype=torch.bfloat16), k, True,
+                  torch.empty(1, k, dtype=torch.int32), torch.empty(1, k), torch.empty(*shape),
+                  torch.zeros(1, dtype=torch.int32), gemv_cfg=GemvConfig(block_n=4, block_k=64, split_k=split))

@@ -233,19 +233,27 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:
-    """Same-run A/B at batch 1: top-k as its own kernel, RoPE as its own kernel, PDL without prefetch,
-    fewer attention splits (a cheaper combine), the step without PDL, and the 11-kernel unfused
-    step (round 0's structure, with this run's tiles), ms per token each."""
+    """Same-run A/B at batch 1, each the tuned launch with one thing taken back, ms per token: the
+    router as session 4 ran it (2 x 2048, 4 warps, no split-K), the router's top-k as its own kernel,
+    the expert GEMVs without double buffering, the attention's split merge inside the kernel, no PDL."""
     import torch
 
+    from floorline.kernels.gemv import GemvConfig
+
     out = {}
-    for name, variant in (("fused_b1, router top-k as its own kernel", replace(launch, router_one_launch=False)),
-                          ("fused_b1, RoPE as its own kernel", replace(launch, attn_rope=False)),
-                          ("fused_b1, PDL without L2 prefetch", replace(launch, prefetch=False)),
-                          ("fused_b1, attention splits >= 256 tokens",
-                           replace(launch, attention=replace(launch.attention, min_split_tokens=256))),
-                          ("fused_b1, no PDL", replace(launch, pdl=False)),
-                          ("unfused 11-kernel step, no PDL", replace(launch, fused_b1=False, pdl=False))):
+    att = launch.attention
+    single = (replace(launch.gate_up, double_buffer=False), replace(launch.down, double_buffer=False))
+    for name, variant in (
+            ("fused_b1, router 2 x 2048, 4 warps, split-K 1",
+             replace(launch, router=GemvConfig(block_n=2, block_k=2048, num_warps=4, num_stages=4))),
+            ("fused_b1, router top-k as its own kernel",
+             replace(launch, router_one_launch=False, router=replace(launch.router, split_k=1))),
+            ("fused_b1, expert GEMVs single-buffered", replace(launch, gate_up=single[0], down=single[1])),
+            ("fused_b1, attention split merge in-kernel",
+             replace(launch, attention=replace(att, variant="v2", fuse_combine=True))),
+            ("fused_b1, no PDL", replace(launch, pdl=False))):
+        if variant == launch:
+            continue  # the tuned launch already is this variant
         try:
             res, _ = measure_ours(w, 1, context, kv_dtype, variant, iters)
             out[name] = res.median / 1e3

@@ -86,17 +86,21 @@ def summarize(steps: list[list[dict[str, Any]]], short: int = 40, anchor: str = 
 
 def launch_variants(base: Any) -> dict[str, Any]:
     """Named LaunchConfigs variants a timeline run can compare (names are what --variants takes)."""
+    from floorline.kernels.gemv import GemvConfig
+
     att = base.attention
     return {
         "tuned": base,
         "no-pdl": replace(base, pdl=False),
         "no-prefetch": replace(base, prefetch=False),
-        "topk-own-kernel": replace(base, router_one_launch=False),
+        "topk-own-kernel": replace(base, router_one_launch=False, router=replace(base.router, split_k=1)),
+        "router-session4": replace(base, router=GemvConfig(block_n=2, block_k=2048, num_warps=4, num_stages=4)),
+        "single-buffered": replace(base, gate_up=replace(base.gate_up, double_buffer=False),
+                                   down=replace(base.down, double_buffer=False)),
         "rope-own-kernel": replace(base, attn_rope=False),
-        "attn-fused-combine": replace(base, attention=replace(att, fuse_combine=True)),
+        "attn-fused-combine": replace(base, attention=replace(att, variant="v2", fuse_combine=True)),
         "attn-splits-256": replace(base, attention=replace(att, min_split_tokens=256)),
-        "attn-splits-256-fused": replace(base, attention=replace(att, min_split_tokens=256, fuse_combine=True)),
-        "attn-1-split-fused": replace(base, attention=replace(att, num_splits=1, fuse_combine=True)),
+        "attn-1-split-fused": replace(base, attention=replace(att, variant="v2", num_splits=1, fuse_combine=True)),
     }
 
 

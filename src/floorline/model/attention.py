@@ -6,6 +6,13 @@ rounds the softmax weights and the output to bf16, about 5e-3 rel-L2 per call ag
 (measured, docs/notes/decode.md), which alone breaks the decoder's 1e-3 logits target. Here q and p
 enter the tensor cores as hi + lo bf16 pairs (K and V are exact in bf16), so the only rounding left
 is the cache's own storage. Same HBM traffic: every K/V byte is read once per (sequence, KV head).
+
+cfg.fuse_combine merges the splits in the last program of each (sequence, KV head), as
+decode_attention_v2 does, instead of a second launch. Not a clear win, hence off by default: on an
+H200 (batch 1, 32 q / 4 KV heads, D 128, PDL, attention + o-proj GEMV in a CUDA graph) it was ~0.7 us
+per layer slower at 1K context over 17 splits (the separate combine hides under PDL there), level at
+16, 2-3 us faster when most of a max_len-4096 plan's 64 splits lie past the sequence, and far slower
+at 32K (128 splits: one program reads 0.5 MB of partials).
 """
 
 from __future__ import annotations
@@ -47,12 +54,13 @@ def _norm_rope(x, xp, g, gp, sign, c, s, eps, D: tl.constexpr, NORM: tl.constexp
 
 
 @triton.jit
-def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
-                 sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h,
+def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, cnt_ptr,
+                 sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h, sout_b, sout_h,
                  PAGE_SIZE, split_len, qk_scale, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, HQ, HK, eps, cos_scale,
                  G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  UPCAST: tl.constexpr, PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-                 ROPE: tl.constexpr = False, NORM: tl.constexpr = False):
+                 ROPE: tl.constexpr = False, NORM: tl.constexpr = False, FUSE: tl.constexpr = False,
+                 BLOCK_G: tl.constexpr = 2, BLOCK_S: tl.constexpr = 2):
     # ROPE: q_ptr is the raw qkv GEMV output [B, (HQ + 2 HK) * D]; this kernel does the QK-norm +
     # RoPE itself (q for its G heads; in the split that holds this step's position, the new k and v,
     # which it also stores into the cache) - one launch per layer fewer than qk_norm_rope + attention.
@@ -148,9 +156,70 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr,
             acc = acc * alpha[:, None] + p_new[:, None] * vb.to(tl.float32)[None, :]
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))
-    tl.store(o_ptr + b * so_b + h_row[:, None] * so_h + split * so_s + d[None, :], acc / l_safe[:, None],
-             mask=row_ok[:, None])
-    tl.store(lse_ptr + b * sl_b + h_row * sl_h + split, lse, mask=row_ok)
+    if FUSE:
+        # Splits that start at or past seq_len (the plan is fixed by max_len) hold no key: they
+        # neither write partials nor take a ticket, and the merge reads only the live ones. Split 0
+        # counts as live even at length 0, so some program always writes the (zero) output.
+        n_live = tl.maximum(tl.cdiv(seq_len, split_len), 1)
+        if n_live == 1:  # nothing to merge, and the counter stays 0
+            if split == 0:
+                tl.store(out_ptr + b * sout_b + h_row[:, None] * sout_h + d[None, :], acc / l_safe[:, None],
+                         mask=row_ok[:, None])
+        elif split < n_live:
+            tl.store(o_ptr + b * so_b + h_row[:, None] * so_h + split * so_s + d[None, :], acc / l_safe[:, None],
+                     mask=row_ok[:, None])
+            tl.store(lse_ptr + b * sl_b + h_row * sl_h + split, lse, mask=row_ok)
+            # Every thread's partial stores are issued (barrier) before the one gpu-scope release
+            # that publishes them with the ticket; the last ticket's acquire pairs with all of them.
+            tl.debug_barrier()
+            cnt = cnt_ptr + b * HK + hk
+            ticket = tl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+            if ticket == n_live - 1:
+                _merge_splits(o_ptr, lse_ptr, out_ptr, b, hk, n_live, so_b, so_h, so_s, sl_b, sl_h, sout_b, sout_h,
+                              G, D, BLOCK_G, BLOCK_S)
+                # back to 0 for the next launch (a CUDA graph replays without a memset); every
+                # program of this launch has taken its ticket already
+                tl.atomic_xchg(cnt, 0, sem="relaxed", scope="gpu")
+    else:
+        tl.store(o_ptr + b * so_b + h_row[:, None] * so_h + split * so_s + d[None, :], acc / l_safe[:, None],
+                 mask=row_ok[:, None])
+        tl.store(lse_ptr + b * sl_b + h_row * sl_h + split, lse, mask=row_ok)
+
+
+@triton.jit
+def _merge_splits(o_ptr, lse_ptr, out_ptr, b, hk, n_live, so_b, so_h, so_s, sl_b, sl_h, sout_b, sout_h,
+                  G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr):
+    """attention_combine's merge for the G query heads of KV head hk, over splits [0, n_live). One
+    program reads every partial here, so its cost is L2 round trips: each moves a [G, splits, DC]
+    tile of up to 16384 floats (H200, 17 splits: two chunks of 64 channels cost ~0.9 us less per
+    layer than four of 32, and still spill nothing), rows are the G heads, not the dot's 16-row
+    BLOCK_M, and the first chunk is requested together with the lse, not after it. Loads go through
+    L2 (.cg): other programs' partials are not coherent in this SM's L1."""
+    DC: tl.constexpr = max(1, min(D, 16384 // (BLOCK_G * BLOCK_S)))
+    g = tl.arange(0, BLOCK_G)
+    g_ok = g < G
+    h = hk * G + g
+    s = tl.arange(0, BLOCK_S)
+    ok = g_ok[:, None] & (s[None, :] < n_live)
+    lse = tl.load(lse_ptr + b * sl_b + h[:, None] * sl_h + s[None, :], mask=ok, other=float("-inf"),
+                  cache_modifier=".cg")  # [G, S]
+    # Masked by liveness alone, not by weight > 0 as attention_combine does, so that no load waits
+    # on the lse: every live split wrote a finite partial this launch (0 where it saw no key).
+    part = o_ptr + b * so_b + h[:, None, None] * so_h + s[None, :, None] * so_s  # [G, S, 1]
+    x = tl.load(part + tl.arange(0, DC)[None, None, :], mask=ok[:, :, None], other=0.0, cache_modifier=".cg")
+    m = tl.max(lse, axis=1)
+    m_safe = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp2(lse - m_safe[:, None])
+    total = tl.sum(w, axis=1)
+    total = tl.where(total > 0, total, 1.0)
+    dst = out_ptr + b * sout_b + h[:, None] * sout_h
+    o = tl.sum(x * w[:, :, None], axis=1) / total[:, None]
+    tl.store(dst + tl.arange(0, DC)[None, :], o.to(out_ptr.dtype.element_ty), mask=g_ok[:, None])
+    for c0 in range(DC, D, DC):
+        dc = c0 + tl.arange(0, DC)
+        x = tl.load(part + dc[None, None, :], mask=ok[:, :, None], other=0.0, cache_modifier=".cg")  # [G, S, DC]
+        o = tl.sum(x * w[:, :, None], axis=1) / total[:, None]
+        tl.store(dst + dc[None, :], o.to(out_ptr.dtype.element_ty), mask=g_ok[:, None])
 
 
 @triton.jit
@@ -182,10 +251,11 @@ def _prefetch_ok(d: int) -> bool:  # one 128-byte line per 64 bf16 of a row
 
 
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
-                         workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
+                         workspace: tuple[Any, ...], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
                          pdl: bool = False, prefetch: bool = True) -> Any:
     """q: float32 [B, Hq, D]; cache: bf16 or fp16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
-    [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits). max_len fixes the launch.
+    [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits), with fused=True (its third
+    tensor, the ticket counters) when cfg.fuse_combine: then one launch, no combine kernel. max_len fixes the launch.
     pdl: programmatic dependent launch for both kernels (see floorline.kernels.gemv); with it and
     prefetch, each program pulls its split's K/V lines into L2 before waiting on the previous kernel."""
     assert cache.kv_dtype in ("bf16", "fp16"), "decode_attention_f32 reads bf16/fp16 caches"
@@ -199,9 +269,10 @@ def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any,
 
 def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_gain: Any, k_gain: Any,
                               eps: float, cache: KVCache, page_table: Any, seq_lens: Any, *, q_heads: int,
-                              max_len: int, out: Any, workspace: tuple[Any, Any], sm_count: int,
+                              max_len: int, out: Any, workspace: tuple[Any, ...], sm_count: int,
                               cfg: DecodeConfig = DecodeConfig(), pdl: bool = False, prefetch: bool = True) -> Any:
-    """QK-norm + RoPE + KV append + attention in one launch (then the split combine): qkv is the raw
+    """QK-norm + RoPE + KV append + attention in one launch (then the split combine, unless
+    cfg.fuse_combine; workspace as for decode_attention_f32): qkv is the raw
     float32 qkv GEMV output [B, (q_heads + 2 kv_heads) * D]; positions int32 [B] (this step's slot,
     seq_lens - 1); inv_freq float64 [D/2]; q_gain/k_gain [D] or None (no QK-norm). Same math as
     kernels.rope.qk_norm_rope followed by decode_attention_f32; the new k/v land in the cache too."""
@@ -218,26 +289,39 @@ def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale
 
 
 def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: Any, seq_lens: Any, max_len: int,
-            out: Any, workspace: tuple[Any, Any], sm_count: int, cfg: DecodeConfig, prefetch: bool, pdl: bool,
+            out: Any, workspace: tuple[Any, ...], sm_count: int, cfg: DecodeConfig, prefetch: bool, pdl: bool,
             rope: Any) -> None:
     if cache.kv_dtype not in ("bf16", "fp16") or cache.k.stride(3) != 1:
         raise InputError(f"attention: reads bf16/fp16 caches with a contiguous head_dim, got {cache.kv_dtype}")
     B, d, hk = q.shape[0], cache.head_dim, cache.kv_heads
     g = hq // hk
     splits, split_len = split_plan(B, hk, max_len, cfg, sm_count)
-    o_part, lse = workspace
+    o_part, lse = workspace[0], workspace[1]
     if o_part.shape[3] < splits:
         raise InputError(f"attention: workspace holds {o_part.shape[3]} splits, the launch needs {splits}")
+    fuse = cfg.fuse_combine
+    if fuse:
+        counter = workspace[2] if len(workspace) > 2 else None
+        if counter is None or str(counter.dtype) != "torch.int32" or counter.numel() < B * hk:
+            raise InputError(f"attention: fuse_combine needs {B * hk} int32 ticket counters as the workspace's third "
+                             "tensor: decode_workspace(..., fused=True)")
+    else:
+        counter = seq_lens  # never touched when the combine is a second launch
     pos, inv_freq, qg, kg, eps, cos_scale = rope if rope is not None else (seq_lens, q, q, q, 0.0, 1.0)
     norm = rope is not None and qg is not None
     _attn_kernel[(B, hk, splits)](
-        q, cache.k, cache.v, page_table, seq_lens, o_part, lse,
+        q, cache.k, cache.v, page_table, seq_lens, o_part, lse, out, counter,
         sq_b, sq_h, cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
         page_table.stride(0), o_part.stride(0), o_part.stride(2), o_part.stride(3), lse.stride(0), lse.stride(2),
+        out.stride(0), out.stride(2),
         cache.page_size, split_len, d**-0.5 * LOG2E,
         pos, inv_freq, qg if norm else q, kg if norm else q, hq, hk, eps, cos_scale,
         G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
-        PREFETCH=prefetch and _prefetch_ok(d), ROPE=rope is not None, NORM=norm,
+        PREFETCH=prefetch and _prefetch_ok(d), ROPE=rope is not None, NORM=norm, FUSE=fuse,
+        # read by the fused merge only: constants otherwise, so the split count does not force a recompile
+        BLOCK_G=max(2, triton.next_power_of_2(g)) if fuse else 2,
+        BLOCK_S=max(2, triton.next_power_of_2(splits)) if fuse else 2,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
-    _combine(o_part, lse, splits, out, pdl)
+    if not fuse:
+        _combine(o_part, lse, splits, out, pdl)

@@ -18,7 +18,7 @@ sums elsewhere (tensor parallel) must run with LaunchConfigs(fused_b1=False) or 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -147,7 +147,10 @@ class FastDecoder:
         self.attn = torch.zeros(B, 1, cfg.num_attention_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
         self.attn32 = torch.zeros(B, cfg.q_size, dtype=f32, device=dev)
         self.o = torch.zeros(B, launch.o.split_k, H, dtype=f32, device=dev)  # split-K partials
-        self.router_logits = torch.zeros(B, max(cfg.num_experts, 1), dtype=f32, device=dev)
+        # [B, E] for batch > 1 and split-K 1; router_b1 at split-K S takes [S, E + 1] (per-split
+        # partial logits plus each split's sum of squares in column E)
+        self.router_logits = torch.zeros(max(B, launch.router.split_k), max(cfg.num_experts, 1) + 1, dtype=f32,
+                                         device=dev)
         self.router_ticket = torch.zeros(1, dtype=i32, device=dev)  # router_b1's counter (stays 0 between launches)
         self.ids = torch.zeros(B, k, dtype=i32, device=dev)
         self.route_w = torch.zeros(B, k, dtype=f32, device=dev)
@@ -162,7 +165,9 @@ class FastDecoder:
         self.step_index = torch.zeros(1, dtype=torch.int64, device=dev)
         self.history: torch.Tensor | None = None
         splits, _ = split_plan(B, cfg.num_key_value_heads, max_len, launch.attention, _sm_count(dev))
-        self.attn_ws = decode_workspace(B, 1, cfg.num_attention_heads, cfg.head_dim, splits, dev)
+        # fuse_combine (the precise attention's in-kernel split merge) adds the ticket counters
+        self.attn_ws = decode_workspace(B, 1, cfg.num_attention_heads, cfg.head_dim, splits, dev,
+                                        fused=launch.attention.fuse_combine)
         self.graphs: dict[tuple[int, Sampling], Any] = {}
         self.record: list[Any] | None = None  # eager steps append each MoE layer's expert ids here
         # route_log [moe layers, B, k]: when set before capture, the graph copies each MoE layer's
@@ -198,7 +203,7 @@ class FastDecoder:
             if self.precise_attention:
                 decode_attention_f32(self.q32[:B], self.caches[i], self.page_table[:B], self.seq_lens[:B],
                                      max_len=self.max_len, out=self.attn32[:B].view(B, 1, -1, cfg.head_dim),
-                                     workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B]), sm_count=self.sm_count,
+                                     workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B], *self.attn_ws[2:]), sm_count=self.sm_count,
                                      cfg=L_.attention)
             else:
                 decode_attention(self.q[:B].unsqueeze(1), self.caches[i], self.page_table[:B], self.seq_lens[:B],
@@ -211,7 +216,8 @@ class FastDecoder:
             if L.is_moe:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:B], self.route_w[:B]
-                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B], L_.router)
+                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B, :-1],
+                            replace(L_.router, split_k=1))
                 if self.record is not None:
                     self.record.append(ids.clone())
                 if self.route_log is not None:
@@ -253,7 +259,7 @@ class FastDecoder:
         moe_i = 0
         for i, L in enumerate(w.layers):
             gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf)
-            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), (self.attn_ws[0][:1], self.attn_ws[1][:1])
+            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), (self.attn_ws[0][:1], self.attn_ws[1][:1], *self.attn_ws[2:])
             if L_.attn_rope:
                 decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
                                           L.k_norm, eps, self.caches[i], self.page_table[:1], self.seq_lens[:1],
@@ -271,12 +277,15 @@ class FastDecoder:
             if L.is_moe:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:1], self.route_w[:1]
-                logits = self.router_logits[:1]
+                split = L_.router.split_k
                 if L_.router_one_launch:
+                    logits = self.router_logits[:split] if split > 1 else self.router_logits[:1, :-1]
                     router_b1(res, L.router, k, cfg.norm_topk_prob, ids, wts, logits, self.router_ticket,
                               norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf, gemv_cfg=L_.router)
                 else:
-                    gemv(res, L.router, logits, None, L_.router, norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf)
+                    logits = self.router_logits[:1, :-1]
+                    gemv(res, L.router, logits, None, replace(L_.router, split_k=1), norm=(L.mlp_norm, eps), pdl=pdl,
+                         prefetch=pf)
                     topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
                 if self.record is not None:
                     self.record.append(ids.clone())

@@ -97,7 +97,8 @@ class RankDecoder(FastDecoder):
             if L.is_moe:
                 k = cfg.num_experts_per_tok
                 ids, wts = self.ids[:B], self.route_w[:B]
-                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B], L_.router)
+                router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B, :-1],
+                            replace(L_.router, split_k=1))
                 if self.record is not None:
                     self.record.append(ids.clone())
                 if self.route_log is not None:

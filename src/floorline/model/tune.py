@@ -21,8 +21,8 @@ from floorline.kernels.router_topk import router_b1
 from floorline.model.fast import LaunchConfigs
 
 
-def _c(bn: int, bk: int, warps: int = 4, stages: int = 3, split: int = 1) -> GemvConfig:
-    return GemvConfig(block_n=bn, block_k=bk, num_warps=warps, num_stages=stages, split_k=split)
+def _c(bn: int, bk: int, warps: int = 4, stages: int = 3, split: int = 1, dbuf: bool = False) -> GemvConfig:
+    return GemvConfig(block_n=bn, block_k=bk, num_warps=warps, num_stages=stages, split_k=split, double_buffer=dbuf)
 
 
 CANDIDATES = {
@@ -34,10 +34,20 @@ CANDIDATES = {
     # a plain register load is not software-pipelined, so a program has one K tile in flight: wide K
     # tiles (a whole 2048-wide row per step) put more bytes in flight per SM
     "gate_up": (_c(8, 512), _c(16, 256), _c(4, 512, 4, 4), _c(2, 1024, 4, 4), _c(4, 256, 4, 4), _c(2, 512, 4, 4),
-                _c(1, 2048, 4, 4), _c(2, 2048, 8, 4), _c(4, 2048, 8, 4)),
+                _c(1, 2048, 4, 4), _c(2, 2048, 8, 4), _c(4, 2048, 8, 4),
+                # two K tiles in flight per program (GemvConfig.double_buffer); sm_90: 167 / 96 / 96
+                # registers, no spills, so 3+ programs still fit on an SM
+                _c(16, 256, 4, 3, 1, True), _c(8, 256, 4, 3, 1, True), _c(16, 128, 4, 3, 1, True),
+                _c(4, 512, 4, 3, 1, True)),
     "down": (_c(16, 256), _c(8, 256, 4, 4), _c(8, 128, 4, 4, 3), _c(16, 128, 4, 3, 2), _c(8, 128, 4, 4, 2),
-             _c(8, 128, 4, 3, 4), _c(4, 256, 4, 4, 2), _c(4, 1024, 4, 4), _c(8, 1024, 8, 4)),
-    "router": (_c(4, 1024, 4, 4), _c(4, 512, 4, 4), _c(8, 256), _c(2, 1024, 4, 4), _c(2, 2048, 4, 4)),
+             _c(8, 128, 4, 3, 4), _c(4, 256, 4, 4, 2), _c(4, 1024, 4, 4), _c(8, 1024, 8, 4),
+             _c(8, 256, 4, 3, 1, True), _c(16, 128, 4, 3, 1, True), _c(8, 128, 4, 3, 2, True)),
+    # split-K (at E 128, H 2048: one K tile per slice, 128-512 programs of 1-4 KB) only in the one-launch
+    # router_b1, which sums the slices itself; the GEMV-then-top-k router paths refuse it (error rows).
+    # One warp: the last program's top-k reductions then need no barriers (H200: 3.6 us against 5.8)
+    "router": (_c(4, 1024, 4, 4), _c(4, 512, 4, 4), _c(8, 256), _c(2, 1024, 4, 4), _c(2, 2048, 4, 4),
+               _c(4, 256, 1, 4, 8), _c(2, 256, 1, 4, 8), _c(2, 512, 1, 4, 4), _c(4, 512, 1, 4, 4),
+               _c(2, 1024, 1, 4, 2)),
 }
 
 
@@ -92,8 +102,9 @@ def tune_batch1(w: Any, progress: Any = lambda m: None, base: LaunchConfigs = La
             ids, rw = torch.empty(1, k, dtype=torch.int32, device=dev), out(1, k)
             if base.router_one_launch:
                 cases["router"] = lambda c, i: router_b1(x, Ls[i % len(Ls)].router, k, cfg.norm_topk_prob, ids, rw,
-                                                         out(1, E), ticket, norm=(L.mlp_norm, eps), pdl=pdl,
-                                                         prefetch=pf, gemv_cfg=c)
+                                                         out(1, E) if c.split_k == 1 else out(c.split_k, E + 1),
+                                                         ticket, norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf,
+                                                         gemv_cfg=c)
             else:
                 cases["router"] = lambda c, i: gemv(x, Ls[i % len(Ls)].router, out(1, E), None, c,
                                                     norm=(L.mlp_norm, eps), pdl=pdl, prefetch=pf)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One device call (nvidia-h200) for the batch-1 decode step's next round: the changed kernels' tests on
+# the GPU, `bench decode` batch 1 at 1K with tuning and the same-run A/B but without the transformers
+# baseline (packets go to $OUT/ab, not results/, so the committed packet with its baseline stays), then
+# the PDL-on graph timeline (floorline.bench.decode_timeline) of the tuned launch and its variants.
+# Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_b1_ab.sh
+# Writes $OUT/{log.txt,pytest.txt,bench.json,timeline.json} and $OUT/ab/ (packets + profile.json).
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+LIMIT_S=${LIMIT_S:-540}
+export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
+exec > >(tee -a "$OUT/log.txt") 2>&1
+t0=$(date +%s)
+left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }
+stage() { echo "=== $1 (t=$(( $(date +%s) - t0 ))s)"; }
+stage env
+nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv,noheader
+XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n ${WORKERS:-8} --dist loadgroup"
+stage pytest
+if [ "${SKIP_TESTS:-0}" = 1 ]; then echo "tests skipped"; else
+timeout ${PYTEST_S:-120} python3 -m pytest -q -p no:cacheprovider --timeout 100 $XD --tb=short -rfE \
+  ${KTESTS:-tests/kernels/test_fused_b1.py tests/kernels/test_moe_gemv_dbuf.py tests/model/test_attention_rope.py \
+  tests/model/test_attention_fused_combine.py tests/model/test_fast_gpu.py tests/model/test_fast.py} > "$OUT/pytest.txt" 2>&1
+echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$OUT/pytest.txt" | head -20; tail -1 "$OUT/pytest.txt"
+fi
+stage bench
+B=$(( $(left) - ${TIMELINE_S:-150} ))
+timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch 1 --context 1k --iters ${ITERS:-30} \
+  --no-baseline --results "$OUT/ab" --json > "$OUT/bench.json"
+echo "bench rc=$?"; python3 -c "
+import json, glob; d=json.load(open('$OUT/bench.json'))
+print('ceiling', d['hbm_read_ceiling_tbps']); print('launch', json.dumps(d.get('launch')))
+for f in glob.glob('$OUT/ab/*/bench-decode-*-b1-c1024.profile.json'):
+  for k, v in (json.load(open(f)).get('same_run_variants_ms_per_token') or {}).items(): print('  A/B %-50s %.3f ms' % (k, v))
+for r in (d.get('profile') or [])[:8]: print('  prof %-50s %8.1f us %5.1f launches' % (r['kernel'][:50], r['us_per_step'], r['launches_per_step']))
+for name, t in (d.get('tune') or {}).items():
+  if 'candidates' not in t: continue
+  print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], c['config'].get('double_buffer'), round(c.get('us', -1), 2)) for c in t['candidates']])
+for p in d['points']: print('point', p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['skipped'])
+" 2>&1
+stage timeline
+P=$(ls "$OUT"/ab/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
+T=$(( $(left) - 5 ))
+if [ -n "$P" ] && [ "$T" -gt 40 ]; then
+  timeout $T python3 -m floorline.bench.decode_timeline --launch-from "$P" --out "$OUT/timeline.json" \
+    --variants ${VARIANTS:-tuned,no-pdl,attn-fused-combine,attn-splits-256-fused,attn-1-split-fused}
+  echo "timeline rc=$?"
+else echo "timeline skipped (packet ${P:-none}, ${T}s left)"; fi
+stage done
