@@ -4,7 +4,8 @@
 # baseline (packets go to $OUT/ab, not results/, so the committed packet with its baseline stays), then
 # the PDL-on graph timeline (floorline.bench.decode_timeline) of the tuned launch and its variants.
 # Usage (device): source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_b1_ab.sh
-# Writes $OUT/{log.txt,pytest.txt,bench.json,timeline.json} and $OUT/ab/ (packets + profile.json).
+# Writes $OUT/{log.txt,pytest.txt,bench.json,timeline.json} and $OUT/ab/ (packets + profile.json);
+# with BASELINE=1 the packets go to results/ (and $OUT/results.tgz) with transformers in the same run.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 LIMIT_S=${LIMIT_S:-540}
@@ -25,25 +26,30 @@ echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$OUT/pytest.txt" | head -20; tai
 fi
 stage bench
 B=$(( $(left) - ${TIMELINE_S:-150} ))
+# BASELINE=1: the committed run: transformers' fastest setting in the same process, packets into results/
+if [ "${BASELINE:-0}" = 1 ]; then BL="--baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped}"; RD=results/nvidia-h200; RA=""
+else BL="--no-baseline"; RD="$OUT/ab"; RA="--results $RD"; fi
 timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch 1 --context 1k --iters ${ITERS:-30} \
-  --no-baseline --results "$OUT/ab" --json > "$OUT/bench.json"
+  $BL $RA --json > "$OUT/bench.json"
 echo "bench rc=$?"; python3 -c "
 import json, glob; d=json.load(open('$OUT/bench.json'))
 print('ceiling', d['hbm_read_ceiling_tbps']); print('launch', json.dumps(d.get('launch')))
-for f in glob.glob('$OUT/ab/*/bench-decode-*-b1-c1024.profile.json'):
+for f in glob.glob('$RD/*/bench-decode-*-b1-c1024.profile.json') + glob.glob('$RD/bench-decode-*-b1-c1024.profile.json'):
   for k, v in (json.load(open(f)).get('same_run_variants_ms_per_token') or {}).items(): print('  A/B %-50s %.3f ms' % (k, v))
 for r in (d.get('profile') or [])[:8]: print('  prof %-50s %8.1f us %5.1f launches' % (r['kernel'][:50], r['us_per_step'], r['launches_per_step']))
 for name, t in (d.get('tune') or {}).items():
   if 'candidates' not in t: continue
   print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], c['config'].get('double_buffer'), round(c.get('us', -1), 2)) for c in t['candidates']])
-for p in d['points']: print('point', p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p['skipped'])
+for p in d['points']: print('point', p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p.get('transformers_ms'), p.get('ratio_vs_transformers'), p['skipped'])
 " 2>&1
 stage timeline
-P=$(ls "$OUT"/ab/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
+P=$(ls "$RD"/bench-decode-*-b1-c1024.json "$RD"/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
 T=$(( $(left) - 5 ))
 if [ -n "$P" ] && [ "$T" -gt 40 ]; then
   timeout $T python3 -m floorline.bench.decode_timeline --launch-from "$P" --out "$OUT/timeline.json" \
     --variants ${VARIANTS:-tuned,no-pdl,attn-fused-combine,attn-splits-256-fused,attn-1-split-fused}
   echo "timeline rc=$?"
 else echo "timeline skipped (packet ${P:-none}, ${T}s left)"; fi
+stage pack
+[ "$RD" = results/nvidia-h200 ] && tar czf "$OUT/results.tgz" results/nvidia-h200 2>/dev/null
 stage done
