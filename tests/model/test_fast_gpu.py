@@ -63,3 +63,20 @@ def test_pdl_chain_in_a_graph():
         pytest.skip("programmatic dependent launch needs sm_90+")
     assert pdl_works(torch.device("cuda"), prefetch=False) == (True, "ok")
     assert pdl_works(torch.device("cuda")) == (True, "ok")
+
+
+@pytest.mark.parametrize("pdl_experts", [True, False])
+def test_batch1_session5_options_match_float64(pdl_experts):
+    """On the GPU, with PDL: the router split over K, double-buffered expert GEMVs (the defaults now),
+    the attention's in-kernel split merge, and the expert GEMVs launched with or without PDL."""
+    from dataclasses import replace
+
+    from floorline.kernels.decode_attention import DecodeConfig
+    from floorline.model.fast import LaunchConfigs
+
+    w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=13)
+    for launch in (LaunchConfigs(pdl_experts=pdl_experts),
+                   LaunchConfigs(pdl_experts=pdl_experts, attention=replace(DecodeConfig(), variant="v2",
+                                                                            fuse_combine=True))):
+        r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=launch)
+        assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match

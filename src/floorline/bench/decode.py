@@ -161,6 +161,8 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
 
         launch, table = tune_batch1(w, progress, base=launch)
         tune_table.update(table)
+        if 1 in batches and launch.pdl:
+            launch, tune_table["step"] = choose_step(w, launch, min(contexts), kv_dtype, iters, progress)
         if 1 in batches:
             progress("profile one batch-1 step, kernel by kernel")
             try:
@@ -223,6 +225,8 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         # the A/B re-captures the step ~6 times: run it only with that much of the budget left
         if tune and headline and (deadline_s is None or time.monotonic() - t_start < deadline_s - AB_RESERVE_S):
             ab = step_variants(w, c, kv_dtype, launch, iters, progress)
+            # the step-level choice's runs are same-run variants too
+            ab.update({f"step: {n}": ms for n, ms in (tune_table.get("step") or {}).get("ms_per_token", {}).items()})
         elif tune and headline:
             progress("same-run A/B skipped: the time budget of this run is spent")
         if out_dir is not None:
@@ -232,10 +236,34 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             "profile": profile, "ab": ab, "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
 
 
+STEP_CHOICES = ("PDL on every kernel", "PDL except the expert GEMVs", "no PDL")
+
+
+def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, progress: Any
+                ) -> tuple[Any, dict[str, Any]]:
+    """Which kernels launch with PDL, chosen on the whole batch-1 step (graph replay, ms per token):
+    PDL can cost a kernel as much as it saves (the next kernel's waiting programs sit beside it), and
+    only the whole step shows the net."""
+    import torch
+
+    variants = dict(zip(STEP_CHOICES, (replace(launch, pdl_experts=True), replace(launch, pdl_experts=False),
+                                       replace(launch, pdl=False)), strict=True))
+    ms = {}
+    for name, v in variants.items():
+        res, _ = measure_ours(w, 1, context, kv_dtype, v, iters)
+        ms[name] = res.median / 1e3
+        progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
+        gc.collect()
+        torch.cuda.empty_cache()
+    best = min(ms, key=ms.get)
+    return variants[best], {"chosen": best, "ms_per_token": ms, "context": context}
+
+
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:
     """Same-run A/B at batch 1, each the tuned launch with one thing taken back, ms per token: the
     router as session 4 ran it (2 x 2048, 4 warps, no split-K), the router's top-k as its own kernel,
-    the expert GEMVs without double buffering, the attention's split merge inside the kernel, no PDL."""
+    the expert GEMVs without double buffering, the attention's split merge inside the kernel (the PDL
+    choices were measured by choose_step)."""
     import torch
 
     from floorline.kernels.gemv import GemvConfig
@@ -251,7 +279,7 @@ def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, 
             ("fused_b1, expert GEMVs single-buffered", replace(launch, gate_up=single[0], down=single[1])),
             ("fused_b1, attention split merge in-kernel",
              replace(launch, attention=replace(att, variant="v2", fuse_combine=True))),
-            ("fused_b1, no PDL", replace(launch, pdl=False))):
+            ):
         if variant == launch:
             continue  # the tuned launch already is this variant
         try:

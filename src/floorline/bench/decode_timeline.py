@@ -59,7 +59,7 @@ def summarize(steps: list[list[dict[str, Any]]], short: int = 40, anchor: str = 
     for s in steps:
         inc = increments(s)
         agg: dict[str, dict[str, float]] = {}
-        for e, d in zip(s, inc):
+        for e, d in zip(s, inc, strict=True):
             a = agg.setdefault(e["name"][:short], {"launches": 0, "increment_us": 0.0, "duration_us": 0.0})
             a["launches"] += 1
             a["increment_us"] += d
@@ -80,7 +80,7 @@ def summarize(steps: list[list[dict[str, Any]]], short: int = 40, anchor: str = 
         a, b = idx[j] - 1, idx[j + 1] - 1
         t0 = mid[a]["ts"]
         layer = [{"kernel": e["name"][:short], "start_us": e["ts"] - t0, "duration_us": e["dur"], "increment_us": d}
-                 for e, d in zip(mid[a:b], inc[a:b])]
+                 for e, d in zip(mid[a:b], inc[a:b], strict=True)]
     return {"span_us": statistics.median(p[0] for p in per_step), "kernels": kernels, "one_layer": layer}
 
 
@@ -93,6 +93,8 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "tuned": base,
         "no-pdl": replace(base, pdl=False),
         "no-prefetch": replace(base, prefetch=False),
+        "pdl-experts": replace(base, pdl_experts=True),
+        "no-pdl-experts": replace(base, pdl_experts=False),
         "topk-own-kernel": replace(base, router_one_launch=False, router=replace(base.router, split_k=1)),
         "router-session4": replace(base, router=GemvConfig(block_n=2, block_k=2048, num_warps=4, num_stages=4)),
         "single-buffered": replace(base, gate_up=replace(base.gate_up, double_buffer=False),
@@ -126,7 +128,6 @@ def timeline(w: Any, launch: Any, context: int, replays: int = 5, iters: int = 5
         p = Path(d) / "trace.json"
         prof.export_chrome_trace(str(p))
         trace = json.loads(p.read_text())
-    del graph
     dec.graphs.clear()
     out = summarize(split_steps(kernel_events(trace), replays))
     out["replay_us"] = res.median

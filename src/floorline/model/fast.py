@@ -54,10 +54,12 @@ class LaunchConfigs:
 
     qkv: GemvConfig = GemvConfig(block_n=16, block_k=256)
     o: GemvConfig = GemvConfig(block_n=8, block_k=512)
-    gate_up: GemvConfig = GemvConfig(block_n=16, block_k=256)
-    down: GemvConfig = GemvConfig(block_n=16, block_k=256)
+    # expert GEMVs and router: the tuner's picks on an H200 in session 5 (results/nvidia-h200, bench
+    # decode b1 1K): two K tiles in flight per program; the router split over K in 4 slices, one warp
+    gate_up: GemvConfig = GemvConfig(block_n=16, block_k=256, double_buffer=True)
+    down: GemvConfig = GemvConfig(block_n=16, block_k=128, double_buffer=True)
     lm_head: GemvConfig = GemvConfig(block_n=32, block_k=256)
-    router: GemvConfig = GemvConfig(block_n=4, block_k=1024)
+    router: GemvConfig = GemvConfig(block_n=2, block_k=512, num_warps=1, num_stages=4, split_k=4)
     attention: DecodeConfig = DecodeConfig()
     # batch 1: RMSNorm folded into the next GEMV, o-proj and expert outputs added into the residual
     # with atomics (no add_rmsnorm kernels); see FastDecoder._step_b1
@@ -70,6 +72,11 @@ class LaunchConfigs:
     router_one_launch: bool = True
     # under PDL: dense GEMVs and attention prefetch their weights / K-V lines into L2 before waiting
     prefetch: bool = True
+    # PDL for the two expert GEMVs too; off, each launches only once the kernel before it has finished.
+    # The session 5 timeline on an H200 (docs/notes/decode.md) put the expert GEMVs at 1400 us of step
+    # time with every kernel under PDL and 1156 us with none, so the bench chooses this on the whole
+    # step (bench.decode.choose_step)
+    pdl_experts: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form for evidence packets (nested configs become dicts, flags stay bools)."""
@@ -299,10 +306,11 @@ class FastDecoder:
             # gate-up waits before it lets down launch, so down may read the ids (written by the router,
             # which finished before gate-up's wait returned) before its own wait and prefetch its
             # expert rows while gate-up runs
+            pe = pdl and L_.pdl_experts
             moe_gemv_b1(res, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, norm=(L.mlp_norm, eps),
-                        pdl=pdl, wait_first=pf, cfg=L_.gate_up)
+                        pdl=pe, wait_first=pf, cfg=L_.gate_up)
             moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
-                        pdl=pdl, prefetch_after_wait_first=pf, cfg=L_.down)
+                        pdl=pe, prefetch_after_wait_first=pf, cfg=L_.down)
         gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl, prefetch=pf)
         if sampling.greedy:
             greedy(self.logits[:1], self.next_tokens[:1], (self.greedy_ws[0][:1], self.greedy_ws[1][:1]), pdl=pdl)
