@@ -33,13 +33,15 @@ def repo_root() -> Path:
 
 @lru_cache(maxsize=1)
 def git_info() -> GitInfo:
+    # The environment wins where it is set: the device machine runs a copy of the working tree whose
+    # .git can be stale (sessions 4-5 recorded an older HEAD, "dirty", for runs of a clean newer tree),
+    # so the caller that knows the commit it shipped says so.
     root = repo_root()
-    commit = _run(["git", "rev-parse", "HEAD"], cwd=root) or os.environ.get("FLOORLINE_GIT_COMMIT")
+    commit = os.environ.get("FLOORLINE_GIT_COMMIT") or _run(["git", "rev-parse", "HEAD"], cwd=root)
+    if os.environ.get("FLOORLINE_GIT_DIRTY") is not None:
+        return GitInfo(commit=commit, dirty=os.environ["FLOORLINE_GIT_DIRTY"] == "1")
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
-    dirty = None if status is None else bool(status)
-    if dirty is None and os.environ.get("FLOORLINE_GIT_DIRTY") is not None:
-        dirty = os.environ["FLOORLINE_GIT_DIRTY"] == "1"
-    return GitInfo(commit=commit, dirty=dirty)
+    return GitInfo(commit=commit, dirty=None if status is None else bool(status))
 
 
 def _cpu_model() -> str | None:
