@@ -75,7 +75,7 @@ def test_batch1_session5_options_match_float64(pdl_experts):
     from floorline.model.fast import LaunchConfigs
 
     w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=13)
-    for launch in (LaunchConfigs(pdl_experts=pdl_experts),
+    for launch in (LaunchConfigs(pdl_experts=pdl_experts), LaunchConfigs(pdl_experts=pdl_experts, expert_down_prefetch=False),
                    LaunchConfigs(pdl_experts=pdl_experts, attention=replace(DecodeConfig(), variant="v2",
                                                                             fuse_combine=True))):
         r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=launch)

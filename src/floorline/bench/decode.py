@@ -236,8 +236,8 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             "profile": profile, "ab": ab, "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
 
 
-STEP_CHOICES = ("PDL on every kernel", "PDL except the expert GEMVs", "PDL except the expert GEMVs, no L2 prefetch",
-                "no PDL")
+STEP_CHOICES = ("PDL on every kernel", "PDL on every kernel, expert-down not prefetched", "PDL except the expert GEMVs",
+                "PDL except the expert GEMVs, no L2 prefetch", "no PDL")
 
 
 def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, progress: Any
@@ -250,7 +250,9 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # Session 5 (H200): every kernel under PDL 2.795 ms, all but the expert GEMVs 2.679, none 2.646. A
     # likely cause: a prefetch into L2 beside a 50 MB expert stream is evicted before it is read, so
     # those bytes cross HBM twice; the no-prefetch choice tests that.
-    variants = dict(zip(STEP_CHOICES, (replace(launch, pdl_experts=True), replace(launch, pdl_experts=False),
+    variants = dict(zip(STEP_CHOICES, (replace(launch, pdl_experts=True),
+                                       replace(launch, pdl_experts=True, expert_down_prefetch=False),
+                                       replace(launch, pdl_experts=False),
                                        replace(launch, pdl_experts=False, prefetch=False), replace(launch, pdl=False)),
                         strict=True))
     ms = {}

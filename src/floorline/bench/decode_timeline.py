@@ -95,6 +95,7 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "no-prefetch": replace(base, prefetch=False),
         "pdl-experts": replace(base, pdl_experts=True),
         "no-pdl-experts": replace(base, pdl_experts=False),
+        "pdl-all-no-down-prefetch": replace(base, pdl=True, pdl_experts=True, expert_down_prefetch=False),
         "topk-own-kernel": replace(base, router_one_launch=False, router=replace(base.router, split_k=1)),
         "router-session4": replace(base, router=GemvConfig(block_n=2, block_k=2048, num_warps=4, num_stages=4)),
         "single-buffered": replace(base, gate_up=replace(base.gate_up, double_buffer=False),

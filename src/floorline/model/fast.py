@@ -77,6 +77,11 @@ class LaunchConfigs:
     # time with every kernel under PDL and 1156 us with none, so the bench chooses this on the whole
     # step (bench.decode.choose_step)
     pdl_experts: bool = True
+    # under PDL: expert-down launches while gate-up streams and pulls its rows into L2 before waiting
+    # (gate-up then waits first, see _step_b1). In session 5's all-PDL timeline gate-up took 21.3 us
+    # per layer against 15-16 without PDL while down gained 0.6 us: the prefetch competes with, and
+    # is likely evicted by, gate-up's 50 MB stream. Off: both expert GEMVs use the plain PDL handshake.
+    expert_down_prefetch: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form for evidence packets (nested configs become dicts, flags stay bools)."""
@@ -306,11 +311,11 @@ class FastDecoder:
             # gate-up waits before it lets down launch, so down may read the ids (written by the router,
             # which finished before gate-up's wait returned) before its own wait and prefetch its
             # expert rows while gate-up runs
-            pe = pdl and L_.pdl_experts
+            pe, dpf = pdl and L_.pdl_experts, pf and L_.expert_down_prefetch
             moe_gemv_b1(res, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, norm=(L.mlp_norm, eps),
-                        pdl=pe, wait_first=pf, cfg=L_.gate_up)
+                        pdl=pe, wait_first=dpf, cfg=L_.gate_up)
             moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
-                        pdl=pe, prefetch_after_wait_first=pf, cfg=L_.down)
+                        pdl=pe, prefetch_after_wait_first=dpf, cfg=L_.down)
         gemv(res, w.lm_head, self.logits[:1], None, L_.lm_head, norm=(w.norm, eps), pdl=pdl, prefetch=pf)
         if sampling.greedy:
             greedy(self.logits[:1], self.next_tokens[:1], (self.greedy_ws[0][:1], self.greedy_ws[1][:1]), pdl=pdl)
