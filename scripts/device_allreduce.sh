@@ -24,7 +24,7 @@ set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 MODE=${1:-full}
 if [ "$MODE" = next ]; then LIMIT_S=${LIMIT_S:-235}; elif [ "$MODE" = round-a ]; then LIMIT_S=${LIMIT_S:-380}; else LIMIT_S=${LIMIT_S:-540}; fi
-export FLOORLINE_GIT_DIRTY=0 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
 left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }

@@ -41,7 +41,7 @@ if [ "$MODE" = final ]; then
   : "${ATTN8_ARGS:=--kv-dtype fp8 --context 1048576 --page-size 64 --page-size 0 --variant v1 --variant v1-align --variant v2-fp8mma-align}"
   : "${ATTN4_ARGS:=--kv-dtype fp4 --context 1048576 --page-size 64 --page-size 0 --variant v1 --variant v2}"
 fi
-export TRITON_CACHE_DIR=/tmp/triton-cache FLOORLINE_GIT_DIRTY=0
+export TRITON_CACHE_DIR=/tmp/triton-cache
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
 stage() { echo "=== $1 (t=$(( $(date +%s) - t0 ))s)"; }

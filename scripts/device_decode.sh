@@ -18,7 +18,7 @@ if [ "$MODE" = b1 ]; then
   KTESTS=${KTESTS:-"tests/kernels/test_fused_b1.py tests/model/test_attention_rope.py tests/kernels/test_gemv.py tests/kernels/test_moe_gemv.py tests/kernels/test_router_topk.py tests/kernels/test_rope.py tests/kernels/test_sampling.py tests/kernels/test_rmsnorm.py"}
 fi
 LIMIT_S=${LIMIT_S:-420}
-export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
 left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }

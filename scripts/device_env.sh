@@ -1,3 +1,6 @@
+# Provenance: the device's copy of .git can be stale, so pass what was shipped, computed here before
+# the call: FLOORLINE_GIT_COMMIT=$(git rev-parse HEAD) and FLOORLINE_GIT_DIRTY=0 only when
+# `git status --porcelain --untracked-files=no` is empty (else 1). Unset, packets fall back to git.
 # Source on the device machine (offline, image python3 with torch/triton): installs the carried wheels
 # from .whl/ into /tmp/site, puts src/ on the path, and keeps NVLink multicast off.
 # The install is redone whenever the set of carried wheels changes (a warm machine keeps /tmp/site:

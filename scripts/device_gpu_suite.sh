@@ -10,7 +10,7 @@
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 LIMIT_S=${LIMIT_S:-400}
-export FLOORLINE_GIT_DIRTY=0 PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
 left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }

@@ -38,7 +38,7 @@ def git_info() -> GitInfo:
     # so the caller that knows the commit it shipped says so.
     root = repo_root()
     commit = os.environ.get("FLOORLINE_GIT_COMMIT") or _run(["git", "rev-parse", "HEAD"], cwd=root)
-    if os.environ.get("FLOORLINE_GIT_DIRTY") is not None:
+    if os.environ.get("FLOORLINE_GIT_DIRTY"):
         return GitInfo(commit=commit, dirty=os.environ["FLOORLINE_GIT_DIRTY"] == "1")
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
     return GitInfo(commit=commit, dirty=None if status is None else bool(status))
