@@ -75,7 +75,12 @@ def test_batch1_session5_options_match_float64(pdl_experts):
     from floorline.model.fast import LaunchConfigs
 
     w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=13)
+    from floorline.kernels.gemv import GemvConfig
+
+    ef = dict(gate_up=GemvConfig(block_n=16, block_k=256, double_buffer=True, evict_first=True),
+              down=GemvConfig(block_n=16, block_k=128, double_buffer=True, evict_first=True))
     for launch in (LaunchConfigs(pdl_experts=pdl_experts), LaunchConfigs(pdl_experts=pdl_experts, expert_down_prefetch=False),
+                   LaunchConfigs(pdl_experts=pdl_experts, **ef),
                    LaunchConfigs(pdl_experts=pdl_experts, attention=replace(DecodeConfig(), variant="v2",
                                                                             fuse_combine=True))):
         r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=launch)

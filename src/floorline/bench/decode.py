@@ -236,7 +236,8 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             "profile": profile, "ab": ab, "out_dir": out_dir, "baseline_setting": hf_setting, "baseline_error": hf_error}
 
 
-STEP_CHOICES = ("PDL on every kernel", "PDL on every kernel, expert-down not prefetched", "PDL except the expert GEMVs",
+STEP_CHOICES = ("PDL on every kernel", "PDL on every kernel, expert-down not prefetched",
+                "PDL on every kernel, expert weights evict-first", "PDL except the expert GEMVs",
                 "PDL except the expert GEMVs, no L2 prefetch", "no PDL")
 
 
@@ -252,6 +253,8 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # those bytes cross HBM twice; the no-prefetch choice tests that.
     variants = dict(zip(STEP_CHOICES, (replace(launch, pdl_experts=True),
                                        replace(launch, pdl_experts=True, expert_down_prefetch=False),
+                                       replace(launch, pdl_experts=True, gate_up=replace(launch.gate_up, evict_first=True),
+                                               down=replace(launch.down, evict_first=True)),
                                        replace(launch, pdl_experts=False),
                                        replace(launch, pdl_experts=False, prefetch=False), replace(launch, pdl=False)),
                         strict=True))

@@ -96,6 +96,8 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "pdl-experts": replace(base, pdl_experts=True),
         "no-pdl-experts": replace(base, pdl_experts=False),
         "pdl-all-no-down-prefetch": replace(base, pdl=True, pdl_experts=True, expert_down_prefetch=False),
+        "pdl-all-evict-first": replace(base, pdl=True, pdl_experts=True, gate_up=replace(base.gate_up, evict_first=True),
+                                       down=replace(base.down, evict_first=True)),
         "topk-own-kernel": replace(base, router_one_launch=False, router=replace(base.router, split_k=1)),
         "router-session4": replace(base, router=GemvConfig(block_n=2, block_k=2048, num_warps=4, num_stages=4)),
         "single-buffered": replace(base, gate_up=replace(base.gate_up, double_buffer=False),

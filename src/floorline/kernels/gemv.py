@@ -40,6 +40,10 @@ class GemvConfig:
     # tile i's multiply-adds. Triton does not software-pipeline plain register loads, so without it
     # a program has one tile in flight; this doubles the bytes each program keeps in flight.
     double_buffer: bool = False
+    # batch-1 expert GEMV: weight loads marked evict_first. Each expert row is read once per step, so
+    # keeping it in L2 only pushes out lines that another kernel prefetched (session 5: expert-down's
+    # early prefetch beside gate-up's 50 MB stream seemed to be evicted before use).
+    evict_first: bool = False
 
 
 @triton.jit

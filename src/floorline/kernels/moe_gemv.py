@@ -160,7 +160,7 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
                         HAS_WEIGHT: tl.constexpr, NORM: tl.constexpr, ACCUM: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SHOT: tl.constexpr = False,
                         WAIT_FIRST: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-                        DBUF: tl.constexpr = False):
+                        DBUF: tl.constexpr = False, EVICT: tl.constexpr = ""):
     p = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
@@ -197,10 +197,10 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
         ss = x * x
         if NORM:
             x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
-        gs = tl.sum(tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :], axis=1)
+        gs = tl.sum(tl.load(wg + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT).to(tl.float32) * x[None, :], axis=1)
         us = gs
         if SWIGLU:
-            us = tl.sum(tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :], axis=1)
+            us = tl.sum(tl.load(wu + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT).to(tl.float32) * x[None, :], axis=1)
     else:
         acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
         acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
@@ -208,19 +208,19 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
         if DBUF:  # tile i+1's weights are issued before tile i's multiply-adds (GemvConfig.double_buffer)
             k = k_lo + tl.arange(0, BLOCK_K)
             m2 = nmask[:, None] & (k < k_hi)[None, :]
-            tg = tl.load(wg + k[None, :], mask=m2, other=0.0)
+            tg = tl.load(wg + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT)
             tu = tg
             if SWIGLU:
-                tu = tl.load(wu + k[None, :], mask=m2, other=0.0)
+                tu = tl.load(wu + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT)
             for k0 in range(k_lo, k_hi, BLOCK_K):
                 k = k0 + tl.arange(0, BLOCK_K)
                 kmask = k < k_hi
                 kn = k + BLOCK_K
                 mn = nmask[:, None] & (kn < k_hi)[None, :]
-                ng = tl.load(wg + kn[None, :], mask=mn, other=0.0)
+                ng = tl.load(wg + kn[None, :], mask=mn, other=0.0, eviction_policy=EVICT)
                 nu = ng
                 if SWIGLU:
-                    nu = tl.load(wu + kn[None, :], mask=mn, other=0.0)
+                    nu = tl.load(wu + kn[None, :], mask=mn, other=0.0, eviction_policy=EVICT)
                 x = tl.load(xrow + k, mask=kmask, other=0.0).to(tl.float32)
                 if NORM:
                     ss += x * x
@@ -239,9 +239,9 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
                 if NORM:  # x is the raw residual row; rsqrt(mean square) scales the dot products at the end
                     ss += x * x
                     x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
-                acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+                acc_g += tl.load(wg + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT).to(tl.float32) * x[None, :]
                 if SWIGLU:
-                    acc_u += tl.load(wu + k[None, :], mask=m2, other=0.0).to(tl.float32) * x[None, :]
+                    acc_u += tl.load(wu + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT).to(tl.float32) * x[None, :]
         gs = tl.sum(acc_g, axis=1)
         us = tl.sum(acc_u, axis=1)
     r = 1.0
@@ -301,7 +301,7 @@ def moe_gemv_b1(x: Any, w: Any, slot_experts: Any, out: Any, *, scale: Any = Non
         SPLIT=split, SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
         NORM=norm is not None, ACCUM=accumulate, PDL=pdl, BLOCK_N=bn, BLOCK_K=bk, ONE_SHOT=k_split == bk,
         WAIT_FIRST=pdl and wait_first, PREFETCH=pdl and prefetch_after_wait_first and bk >= 64,
-        DBUF=cfg.double_buffer and k_split > bk,
+        DBUF=cfg.double_buffer and k_split > bk, EVICT="evict_first" if cfg.evict_first else "",
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
     )
     return out
