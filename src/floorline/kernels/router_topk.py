@@ -120,7 +120,8 @@ def _packed_topk(acc, e, emask, ids_row, wts_row, K: tl.constexpr, KP: tl.conste
     index), with one reduction a round instead of two: each expert is one int64 key, the logit's
     bits made integer-ordered above the inverted index, so the max key is the top logit and, among
     equal logits, the lowest index. router_b1's tail is one program's serial path: on an H200 (E 128,
-    k 8) it took ~3 us ranking by an [E, E] comparison matrix, ~1.1 us this way at 1 warp, ~2 at 4."""
+    k 8; a session 5 microbenchmark, docs/notes/decode.md) it took ~3 us ranking by an [E, E]
+    comparison matrix, ~1.1 us this way at 1 warp, ~2 at 4."""
     logits = tl.where(emask, acc, float("-inf")) + 0.0  # -0.0 -> +0.0: the two tie, as floats do
     bits = logits.to(tl.int32, bitcast=True)
     key = ((bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(tl.int64) << 32) | (BLOCK_E - 1 - e).to(tl.int64)

@@ -9,7 +9,7 @@ is the cache's own storage. Same HBM traffic: every K/V byte is read once per (s
 
 cfg.fuse_combine merges the splits in the last program of each (sequence, KV head), as
 decode_attention_v2 does, instead of a second launch. Not a clear win, hence off by default: on an
-H200 (batch 1, 32 q / 4 KV heads, D 128, PDL, attention + o-proj GEMV in a CUDA graph) it was ~0.7 us
+H200 (a session 5 microbenchmark, docs/notes/decode.md) (batch 1, 32 q / 4 KV heads, D 128, PDL, attention + o-proj GEMV in a CUDA graph) it was ~0.7 us
 per layer slower at 1K context over 17 splits (the separate combine hides under PDL there), level at
 16, 2-3 us faster when most of a max_len-4096 plan's 64 splits lie past the sequence, and far slower
 at 32K (128 splits: one program reads 0.5 MB of partials).
