@@ -54,8 +54,8 @@ stage timeline
 P=$(ls "$RD"/bench-decode-*-b1-c1024.json "$RD"/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
 T=$(( $(left) - 5 ))
 if [ -n "$P" ] && [ "$T" -gt 40 ]; then
-  timeout $T python3 -m floorline.bench.decode_timeline --launch-from "$P" --out "$OUT/timeline.json" \
-    --variants ${VARIANTS:-tuned,no-pdl,attn-fused-combine,attn-splits-256-fused,attn-1-split-fused}
+  timeout $T python3 -m floorline bench decode-timeline --launch-from "$P" --out "$OUT/timeline.json" \
+    --variants ${VARIANTS:-tuned,no-pdl-experts,pdl-all-no-down-prefetch,pdl-all-evict-first,attn-splits-256}
   echo "timeline rc=$?"
 else echo "timeline skipped (packet ${P:-none}, ${T}s left)"; fi
 stage pack

@@ -70,3 +70,22 @@ def test_launch_round_trip_and_unknown_field():
         LaunchConfigs.from_dict({**base.as_dict(), "warp": 1})
     with pytest.raises(InputError, match="launch.qkv"):
         LaunchConfigs.from_dict({**base.as_dict(), "qkv": {"block_n": 4, "tile": 2}})
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path):
+    """Exit 2, one line naming the field, before any weights are built."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "floorline", "bench", "decode-timeline", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    bad_packet = tmp_path / "p.json"
+    bad_packet.write_text("{}")
+    for args, field in ((["--variants", "tuned,bogus"], "--variants"), (["--context", "1k,2k"], "--context"),
+                        (["--launch-from", str(bad_packet)], "--launch-from")):
+        r = run(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert field in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1

@@ -95,3 +95,39 @@ def register(bench_app: typer.Typer) -> None:
               bench.HEADERS, bench.summary_rows(res))
         if res["baseline_setting"]:
             console.print(f"transformers setting: {res['baseline_setting']}")
+
+    @bench_app.command("decode-timeline")
+    def decode_timeline_cmd(
+        model: str = typer.Option("qwen3-30b-a3b", "--model"),
+        layers: int = typer.Option(None, "--layers"),
+        context: str = typer.Option("1k", "--context"),
+        launch_from: Path = typer.Option(None, "--launch-from",
+                                         help="a bench.decode packet whose tuned launch to start from (else tune here)"),
+        variants: str = typer.Option("tuned", "--variants", help="comma-separated launch variants: tuned, no-pdl, "
+                                     "no-pdl-experts, pdl-all-no-down-prefetch, pdl-all-evict-first, ... (an unknown "
+                                     "name lists them all)"),
+        out: Path = typer.Option(None, "--out", help="write the full timelines here (JSON)"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Where the batch-1 CUDA-graph step's time goes, kernel by kernel, as it runs (PDL included):
+        each kernel's increment to the step's finish line, per launch variant. A diagnostic: no packet."""
+        from floorline.bench.decode_timeline import run_timeline
+        from floorline.render import err_console, print_json, table
+
+        ctx = _ints(context, "context")
+        if len(ctx) != 1:
+            raise InputError(f"--context: one context, got {context!r}")
+        res = run_timeline(model, layers, ctx[0], launch_from, [v.strip() for v in variants.split(",") if v.strip()],
+                           out, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
+        if as_json:
+            print_json(res)
+            return
+        for name, r in res["variants"].items():
+            if "error" in r:
+                err_console.print(f"{name}: {r['error']}")
+                continue
+            table(f"decode timeline, {name}: replay {r['replay_us']:.1f} us/step, span {r['span_us']:.1f} us",
+                  ["kernel", "launches", "increment us", "duration us"],
+                  [[k["kernel"], k["launches_per_step"], f"{k['increment_us']:.1f}", f"{k['duration_us']:.1f}"]
+                   for k in r["kernels"]])
+

@@ -138,16 +138,66 @@ def timeline(w: Any, launch: Any, context: int, replays: int = 5, iters: int = 5
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """python -m floorline.bench.decode_timeline --launch-from PACKET.json [--variants a,b] --out FILE"""
-    import argparse
+def run_timeline(model: str, layers: int | None, context: int, launch_from: Path | None, variants: list[str],
+                 out: Path | None, progress: Any = print) -> dict[str, Any]:
+    """Timelines of the batch-1 step for each named variant of a launch (a packet's tuned one, or tuned
+    here), written to `out` after each variant so a cut-off run keeps what it measured."""
     import gc
 
     import torch
 
     from floorline.model.config import builtin
     from floorline.model.fast import LaunchConfigs
+
+    if context < 1:
+        raise InputError(f"--context: must be >= 1, got {context}")
+    names = launch_variants(LaunchConfigs())
+    bad = [v for v in variants if v not in names]
+    if bad or not variants:
+        raise InputError(f"--variants: each must be one of {', '.join(names)}, got {','.join(variants)!r}")
+    base = None
+    if launch_from is not None:
+        try:
+            base = LaunchConfigs.from_dict(json.loads(Path(launch_from).read_text())["params"]["launch"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"--launch-from: {launch_from} is not a bench.decode packet with params.launch "
+                             f"({type(e).__name__})") from None
+    if not torch.cuda.is_available():
+        raise InputError("bench decode-timeline: needs a CUDA GPU (this machine has none)")
     from floorline.model.weights import random_weights
+
+    cfg = builtin(model).cut(layers, None)
+    progress(f"random bf16 weights for {cfg.name} ({cfg.num_hidden_layers} layers)")
+    w = random_weights(cfg, dtype="bf16", device="cuda", seed=0)
+    if base is None:
+        from floorline.model.tune import tune_batch1
+
+        base, _ = tune_batch1(w, progress)
+    known = launch_variants(base)
+    result: dict[str, Any] = {"model": cfg.name, "layers": cfg.num_hidden_layers, "context": context,
+                              "base_launch": base.as_dict(), "variants": {}}
+    for name in variants:
+        try:
+            r = timeline(w, known[name], context)
+        except Exception as e:  # noqa: BLE001 - one failing variant must not lose the others
+            r = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        result["variants"][name] = r
+        if "error" in r:
+            progress(f"{name}: {r['error']}")
+        else:
+            progress(f"{name}: replay {r['replay_us']:.1f} us, span {r['span_us']:.1f} us, "
+                     f"{r['launches_per_step']} kernels")
+        if out is not None:
+            Path(out).write_text(json.dumps(result, indent=1) + "\n")
+        gc.collect()
+        torch.cuda.empty_cache()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m floorline.bench.decode_timeline --launch-from PACKET.json [--variants a,b] --out FILE
+    (the same as `floorline bench decode-timeline`)."""
+    import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--model", default="qwen3-30b-a3b")
@@ -157,34 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", default="tuned")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    cfg = builtin(a.model).cut(a.layers, None)
-    w = random_weights(cfg, dtype="bf16", device="cuda", seed=0)
-    if a.launch_from:
-        base = LaunchConfigs.from_dict(json.loads(Path(a.launch_from).read_text())["params"]["launch"])
-    else:
-        from floorline.model.tune import tune_batch1
-
-        base, _ = tune_batch1(w, print)
-    known = launch_variants(base)
-    result: dict[str, Any] = {"model": cfg.name, "layers": cfg.num_hidden_layers, "context": a.context,
-                              "base_launch": base.as_dict(), "variants": {}}
-    for name in a.variants.split(","):
-        if name not in known:
-            raise InputError(f"--variants: {name!r} is not one of {', '.join(known)}")
-        try:
-            r = timeline(w, known[name], a.context)
-        except Exception as e:  # noqa: BLE001 - one failing variant must not lose the others
-            r = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-        result["variants"][name] = r
-        if "error" in r:
-            print(f"{name}: {r['error']}")
-        else:
-            print(f"{name}: replay {r['replay_us']:.1f} us, span {r['span_us']:.1f} us, {r['launches_per_step']} kernels")
-            for k in r["kernels"][:8]:
-                print(f"  {k['kernel']:<40} {k['launches_per_step']:4d}x  inc {k['increment_us']:8.1f}  dur {k['duration_us']:8.1f}")
-        Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-        gc.collect()
-        torch.cuda.empty_cache()
+    res = run_timeline(a.model, a.layers, a.context, Path(a.launch_from) if a.launch_from else None,
+                       [v for v in a.variants.split(",") if v], Path(a.out))
+    for name, r in res["variants"].items():
+        for k in r.get("kernels", [])[:8]:
+            print(f"  {name}: {k['kernel']:<40} {k['launches_per_step']:4d}x  inc {k['increment_us']:8.1f}  "
+                  f"dur {k['duration_us']:8.1f}")
 
 
 if __name__ == "__main__":
