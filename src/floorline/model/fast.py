@@ -188,6 +188,11 @@ class FastDecoder:
         self.prefill_routes: dict[int, list[Any]] | None = None
         self.lengths = [0] * B
 
+    def _attn_workspace(self, B: int) -> tuple[Any, ...]:
+        """The first B sequences' split partials and lse, plus the fused merge's ticket counters (shared
+        by every launch: each leaves them at 0) when launch.attention.fuse_combine."""
+        return (self.attn_ws[0][:B], self.attn_ws[1][:B], *self.attn_ws[2:])
+
     # ---- one decode step (the body the graph captures) -------------------------------------------
     def _step(self, B: int, sampling: Sampling) -> None:
         if B == 1 and self.launch.fused_b1 and self.precise_attention:
@@ -215,12 +220,12 @@ class FastDecoder:
             if self.precise_attention:
                 decode_attention_f32(self.q32[:B], self.caches[i], self.page_table[:B], self.seq_lens[:B],
                                      max_len=self.max_len, out=self.attn32[:B].view(B, 1, -1, cfg.head_dim),
-                                     workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B], *self.attn_ws[2:]), sm_count=self.sm_count,
+                                     workspace=self._attn_workspace(B), sm_count=self.sm_count,
                                      cfg=L_.attention)
             else:
                 decode_attention(self.q[:B].unsqueeze(1), self.caches[i], self.page_table[:B], self.seq_lens[:B],
                                  max_len=self.max_len, cfg=L_.attention, out=self.attn[:B],
-                                 workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B]))
+                                 workspace=self._attn_workspace(B))
                 self.attn32[:B].copy_(self.attn[:B].view(B, cfg.q_size))
             o = self.o[:B] if L_.o.split_k > 1 else self.o[:B, 0]
             gemv(self.attn32[:B], L.o.w, o, L.o.scale, L_.o)
@@ -271,7 +276,7 @@ class FastDecoder:
         moe_i = 0
         for i, L in enumerate(w.layers):
             gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf)
-            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), (self.attn_ws[0][:1], self.attn_ws[1][:1], *self.attn_ws[2:])
+            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), self._attn_workspace(1)
             if L_.attn_rope:
                 decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
                                           L.k_norm, eps, self.caches[i], self.page_table[:1], self.seq_lens[:1],

@@ -90,7 +90,7 @@ class RankDecoder(FastDecoder):
                          cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:B])
             decode_attention_f32(self.q32[:B], self.caches[i], self.page_table[:B], self.seq_lens[:B],
                                  max_len=self.max_len, out=self.attn32[:B].view(B, 1, -1, cfg.head_dim),
-                                 workspace=(self.attn_ws[0][:B], self.attn_ws[1][:B]), sm_count=self.sm_count,
+                                 workspace=self._attn_workspace(B), sm_count=self.sm_count,
                                  cfg=L_.attention)
             gemv(self.attn32[:B], L.o.w, self.partial[:B], L.o.scale, L_.o)
             yield self.partial[:B], self.gains[i][1]
