@@ -237,7 +237,8 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
 
 
 STEP_CHOICES = ("PDL on every kernel", "PDL on every kernel, expert-down not prefetched",
-                "PDL on every kernel, expert weights evict-first", "PDL except the expert GEMVs",
+                "PDL on every kernel, expert weights evict-first",
+                "PDL on every kernel, expert-down not prefetched, expert weights evict-first", "PDL except the expert GEMVs",
                 "PDL except the expert GEMVs, no L2 prefetch", "no PDL")
 
 
@@ -251,10 +252,11 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # Session 5 (H200): every kernel under PDL 2.795 ms, all but the expert GEMVs 2.679, none 2.646. A
     # likely cause: a prefetch into L2 beside a 50 MB expert stream is evicted before it is read, so
     # those bytes cross HBM twice; the no-prefetch choice tests that.
+    ef = {"gate_up": replace(launch.gate_up, evict_first=True), "down": replace(launch.down, evict_first=True)}
     variants = dict(zip(STEP_CHOICES, (replace(launch, pdl_experts=True),
                                        replace(launch, pdl_experts=True, expert_down_prefetch=False),
-                                       replace(launch, pdl_experts=True, gate_up=replace(launch.gate_up, evict_first=True),
-                                               down=replace(launch.down, evict_first=True)),
+                                       replace(launch, pdl_experts=True, **ef),
+                                       replace(launch, pdl_experts=True, expert_down_prefetch=False, **ef),
                                        replace(launch, pdl_experts=False),
                                        replace(launch, pdl_experts=False, prefetch=False), replace(launch, pdl=False)),
                         strict=True))
