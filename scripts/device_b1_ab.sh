@@ -14,6 +14,10 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$(date +%s)
 left() { echo $(( LIMIT_S - ($(date +%s) - t0) )); }
 stage() { echo "=== $1 (t=$(( $(date +%s) - t0 ))s)"; }
+# Packets bound for results/ must name the tree that ran (the device's .git copy is stale; see the end of this file)
+if [ "${BASELINE:-0}" = 1 ] && ! [[ "${FLOORLINE_GIT_COMMIT:-}" =~ ^[0-9a-f]{40}$ ]]; then
+  echo "device_b1_ab.sh: BASELINE=1 needs FLOORLINE_GIT_COMMIT=<40-hex sha of the shipped tree>, got '${FLOORLINE_GIT_COMMIT:-}'"; exit 2
+fi
 stage env
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv,noheader
 XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n ${WORKERS:-8} --dist loadgroup"
