@@ -21,6 +21,10 @@ fi
 stage env
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv,noheader
 XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n ${WORKERS:-8} --dist loadgroup"
+if [ "${ATOMICS:-1}" = 1 ]; then  # a few seconds: the fp32 atomic cost behind a gate-up + down fusion (notes/decode.md)
+  stage atomics; timeout 60 python3 scripts/bench_atomics.py --json > "$OUT/atomics.json"; echo "atomics rc=$?"
+  python3 -c "import json; [print('  %-22s %8.2f us' % (r['shape'], r['us_per_launch'])) for r in json.load(open('$OUT/atomics.json'))]"
+fi
 stage pytest
 if [ "${SKIP_TESTS:-0}" = 1 ]; then echo "tests skipped"; else
 timeout ${PYTEST_S:-120} python3 -m pytest -q -p no:cacheprovider --timeout 100 $XD --tb=short -rfE \
