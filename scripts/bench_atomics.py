@@ -5,10 +5,10 @@ The question is in docs/notes/decode.md, session 6. That fusion has every gate-u
 Today's down kernel adds 16K floats: 1024 programs x 16 rows. Triton 3.6 emits
 `atom.global.gpu.relaxed.add.v4.f32` for a contiguous block on sm_90.
 
-Each shape launches `programs` programs, and each adds `width` floats into a [width_total] row.
-Program p adds into columns (p % (width_total / width)) * width.
-It is timed inside a CUDA graph (`reps` launches per graph, median over `iters` replays). The sums are
-checked exactly: the inputs are small integers, so every add order gives the same float.
+Each shape launches `programs` programs, and each adds `width` floats into a [row] buffer.
+Program p adds into columns (p % (row / width)) * width.
+It is timed inside a CUDA graph by floorline.gpu.timing (`reps` launches per graph, median over `iters`
+replays). The sums are checked exactly: the inputs are small integers, so every add order gives the same float.
 
     python3 scripts/bench_atomics.py [--json]            # GPU: times every shape
     TRITON_INTERPRET=1 python3 scripts/bench_atomics.py --check-only   # CPU: the sums only, small shapes
@@ -54,23 +54,12 @@ def check(programs: int, width: int, row: int, device: str) -> None:
 
 
 def time_us(programs: int, width: int, row: int, reps: int, iters: int) -> float:
+    from floorline.gpu.timing import TimingConfig, time_cuda
+
     src = torch.randn(programs, width, device="cuda")
     out = torch.zeros(row, device="cuda")
-    launch(src, out, programs, width, row)  # compile outside the graph
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            launch(src, out, programs, width, row)
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        graph.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3 / reps)
-    return sorted(times)[len(times) // 2]
+    cfg = TimingConfig(graph=True, ops_per_graph=reps, iters=iters)
+    return time_cuda(lambda _i: launch(src, out, programs, width, row), cfg).median
 
 
 def main(argv: list[str] | None = None) -> int:
