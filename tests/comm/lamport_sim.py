@@ -73,7 +73,10 @@ class LamportSim:
                 ops += [("wait", b, r, q, (e, "res", r, q)) for q in range(npk)]
                 threads.append(ops)
             return threads
-        if alg == "oneshot":
+        if alg in ("oneshot", "fused_cluster"):
+            # allreduce_fused_rmsnorm_cluster moves data exactly like one-shot (the thread of packet p pushes
+            # it and waits only for packet p of each peer); its row reduction goes through the cluster's
+            # shared memory, outside the Lamport buffers
             for p in range(npk):
                 ops = [("push", (r + k) % w, b, r, p, (e, "in", r, p)) for k in range(1, w)]
                 ops += [("wait", b, s, p, (e, "in", s, p)) for s in range(w) if s != r]

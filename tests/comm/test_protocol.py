@@ -158,3 +158,49 @@ def test_world_sizes_up_to_8_size_their_regions_and_grids(world: int) -> None:
         assert blocks <= P.MAX_REPLICAS
         assert sorted(i for b in range(blocks) for i in P.replica_writes(b, blocks, threads)) == \
             list(range(P.MAX_REPLICAS))
+
+
+# ---- the cluster fused kernel (allreduce_fused_rmsnorm_cluster): a row over one thread-block cluster ----
+@pytest.mark.parametrize("row_pk", [1, 8, 100, 127, 128, 129, 500, 512, 513, 640, 1000, 1023, 1024, 1025, 1100, 2047,
+                                    4096, 5000, 8191, 8192])
+@pytest.mark.parametrize("rows", [1, 3, 17, 200])
+@pytest.mark.parametrize("max_blocks", [132, 192, 9])
+def test_fused_cluster_grid_tiles_every_row(row_pk: int, rows: int, max_blocks: int) -> None:
+    clusters, c, threads = P.fused_cluster_grid(rows, row_pk, max_blocks)
+    assert (c, threads) == P.fused_cluster_shape(row_pk)
+    assert 1 <= c <= P.FUSED_CLUSTER_MAX and threads % 32 == 0 and 32 <= threads <= P.FUSED_CLUSTER_MAX_THREADS
+    assert 1 <= clusters <= rows and clusters * c <= max_blocks  # every block resident, one epoch copy each
+    # block b of a cluster (its %cluster_ctarank), thread t owns packet b * threads + t: every packet of the
+    # row exactly once, at most one per thread, and no block without a packet
+    owned = [b * threads + t for b in range(c) for t in range(threads) if b * threads + t < row_pk]
+    assert owned == list(range(row_pk))
+    assert (c - 1) * threads < row_pk <= c * threads
+    assert P.split_slices(row_pk, threads) == [[p for p in owned if p // threads == b] for b in range(c)]
+    if row_pk <= P.FUSED_CLUSTER_MAX * P.FUSED_CLUSTER_THREADS:
+        assert threads == P.FUSED_CLUSTER_THREADS  # the plain one-shot's 128-thread layout
+    else:
+        assert c >= P.FUSED_CLUSTER_MAX - 1 and threads > P.FUSED_CLUSTER_THREADS
+
+
+def test_fused_cluster_grid_at_decode_shapes() -> None:
+    """hidden 4096 bf16 (512 packets): 4 blocks of 128 threads, like the plain one-shot that measured 2.72 us;
+    8192 bf16 or 4096 fp32 (1024 packets): 8 x 128; wider rows grow the blocks, not the cluster."""
+    assert P.fused_cluster_grid(1, 512, 132) == (1, 4, 128)
+    assert P.fused_cluster_grid(1, 1024, 132) == (1, 8, 128)
+    assert P.fused_cluster_grid(1, 2048, 132) == (1, 8, 256)
+    assert P.fused_cluster_grid(200, 512, 132) == (33, 4, 128)  # clusters loop over rows
+    assert P.fused_cluster_grid(200, 512, 132, max_clusters=20) == (20, 4, 128)  # occupancy bound
+    assert P.fused_cluster_grid(5, 512, 132, max_clusters=20) == (5, 4, 128)
+
+
+def test_fused_cluster_grid_refuses_rows_it_cannot_hold() -> None:
+    top = P.FUSED_CLUSTER_MAX * P.FUSED_CLUSTER_MAX_THREADS
+    assert P.fused_cluster_shape(top) == (8, 1024)
+    for bad in (0, top + 1):
+        with pytest.raises(ValueError, match=r"^hidden: 1 to 8192 packets per row for the cluster variant"):
+            P.fused_cluster_grid(1, bad, 132)
+    with pytest.raises(ValueError, match="cluster of 8 blocks"):
+        P.fused_cluster_grid(1, 1024, 7)
+    with pytest.raises(ValueError, match="max_clusters"):
+        P.fused_cluster_grid(1, 512, 132, max_clusters=-1)
+    assert P.dirty_packets("fused_cluster", 512, 2) == 512  # pushes exactly like one-shot

@@ -98,8 +98,9 @@ def owner(p: int, npk: int, world: int) -> int:
 
 def dirty_packets(algorithm: str, npk: int, world: int) -> int:
     """Packets written into each receive slot by one call: what the next epoch but one must clear. The fused
-    kernels ("fused_split" also fills its own slot with residual copies) write npk, like one-shot."""
-    if algorithm in ("oneshot", "fused_split"):
+    kernels ("fused_split" also fills its own slot with residual copies; "fused_cluster" pushes exactly like
+    one-shot) write npk, like one-shot."""
+    if algorithm in ("oneshot", "fused_split", "fused_cluster"):
         return npk
     if algorithm == "twoshot":
         return 2 * twoshot_chunk(npk, world)
@@ -217,3 +218,41 @@ def fused_grid(rows: int, row_packets: int, sm_count: int, items: int = 4, max_t
         raise ValueError(f"hidden: 1 to {max_threads * items} packets per row, got {row_packets}")
     threads = min(max_threads, -(-row_packets // 32) * 32)
     return max(1, min(rows, sm_count)), threads
+
+
+# The cluster fused kernel (allreduce_fused_rmsnorm_cluster, variant "cluster", NOT yet run on a GPU): a row
+# over the C blocks of one thread-block cluster, one packet per thread, the plain one-shot's 128-thread layout
+# (hidden 4096 bf16 = 512 packets -> C = 4 blocks of 128 threads, as the plain one-shot that measured 2.72 us).
+FUSED_CLUSTER_MAX = 8  # portable cluster size (16 needs a non-portable opt-in)
+FUSED_CLUSTER_THREADS = 128
+FUSED_CLUSTER_MAX_THREADS = 1024
+
+
+def fused_cluster_shape(row_packets: int) -> tuple[int, int]:
+    """(C, threads) for one row of the cluster fused kernel: 128 threads while the row fits 8 blocks of
+    them, else C = 8 blocks of up to 1024 threads; C = ceil(row_packets / threads), so no block is empty.
+    Block b of the cluster owns packets [b * threads, (b + 1) * threads) (split_slices)."""
+    top = FUSED_CLUSTER_MAX * FUSED_CLUSTER_MAX_THREADS
+    if not 1 <= row_packets <= top:
+        raise ValueError(f"hidden: 1 to {top} packets per row for the cluster variant (bf16/fp16 hidden up to "
+                         f"{top * 8}, fp32 up to {top * 4}), got {row_packets}")
+    if row_packets <= FUSED_CLUSTER_MAX * FUSED_CLUSTER_THREADS:
+        threads = FUSED_CLUSTER_THREADS
+    else:
+        per_block = -(-row_packets // FUSED_CLUSTER_MAX)
+        threads = -(-per_block // 32) * 32
+    return -(-row_packets // threads), threads
+
+
+def fused_cluster_grid(rows: int, row_packets: int, max_blocks: int, max_clusters: int = 0) -> tuple[int, int, int]:
+    """(clusters, C, threads) for the cluster fused kernel: C blocks of `threads` per row (fused_cluster_shape),
+    one cluster per row up to `max_blocks` blocks in all (every block resident, one epoch copy per block) and
+    `max_clusters` clusters (0 = no bound; the communicator passes cuOccupancyMaxActiveClusters); clusters
+    loop over rows with the cluster count as stride, so clusters <= rows."""
+    c, threads = fused_cluster_shape(row_packets)
+    if c > max_blocks:
+        raise ValueError(f"hidden: a row needs a cluster of {c} blocks, more than the {max_blocks} the grid may use")
+    if max_clusters < 0:
+        raise ValueError(f"max_clusters must be >= 0, got {max_clusters}")
+    clusters = max(1, min(rows, max_blocks // c, max_clusters or max_blocks))
+    return clusters, c, threads
