@@ -7,6 +7,7 @@ import pytest
 
 from floorline.kernels import (
     allreduce_fused_rmsnorm,
+    allreduce_fused_rmsnorm_cluster,
     allreduce_fused_rmsnorm_light,
     allreduce_fused_rmsnorm_split,
     allreduce_oneshot,
@@ -27,7 +28,8 @@ def _nvrtc_or_skip():
 
 @pytest.mark.parametrize("epoch", ["ticket", "replicated"])
 @pytest.mark.parametrize("mod", [allreduce_oneshot, allreduce_twoshot, allreduce_fused_rmsnorm,
-                                 allreduce_fused_rmsnorm_light, allreduce_fused_rmsnorm_split, allreduce_pingpong])
+                                 allreduce_fused_rmsnorm_light, allreduce_fused_rmsnorm_split,
+                                 allreduce_fused_rmsnorm_cluster, allreduce_pingpong])
 def test_compiles_for_sm90(mod, epoch) -> None:
     cuda_api = _nvrtc_or_skip()
     from floorline.comm.communicator import REPLICATED_DEFINES
@@ -87,3 +89,76 @@ def test_split_kernel_limits_agree_with_the_launcher() -> None:
     assert protocol.fused_split_grid(1, top, 132)[1] <= allreduce_fused_rmsnorm_split.THREADS_MAX
     with pytest.raises(ValueError):
         protocol.fused_split_grid(1, top + 1, 132)
+
+
+# ---- the cluster fused kernel: source-level checks of what its correctness rests on (no GPU, no NVRTC) ----
+def _cluster_body() -> str:
+    src = allreduce_fused_rmsnorm_cluster.SOURCE
+    start = src.index("__device__ __forceinline__ void fused_cluster(")
+    return src[start:src.index("#define DEFINE", start)]
+
+
+def test_cluster_kernel_limits_agree_with_the_launcher() -> None:
+    from floorline.comm import protocol
+
+    src = allreduce_fused_rmsnorm_cluster.SOURCE
+    assert f"__launch_bounds__({allreduce_fused_rmsnorm_cluster.THREADS_MAX})" in src
+    assert allreduce_fused_rmsnorm_cluster.THREADS_MAX == protocol.FUSED_CLUSTER_MAX_THREADS
+    assert allreduce_fused_rmsnorm_cluster.CLUSTER_MAX == protocol.FUSED_CLUSTER_MAX
+    assert protocol.fused_cluster_shape(protocol.FUSED_CLUSTER_MAX * protocol.FUSED_CLUSTER_MAX_THREADS) == (8, 1024)
+    assert "lane < C" in _cluster_body()  # one DSMEM read per lane: needs C <= 32
+
+
+def test_cluster_kernel_barriers_and_dsmem_reads() -> None:
+    """Two cluster barriers per row: publish (arrive.release then wait.acquire, before any DSMEM read) and
+    after-read (arrive right after the reads, wait only before the next row's publish or at the very end, so
+    no block exits while a sibling still reads its shared memory). Partials summed in block order 0..C-1."""
+    src = allreduce_fused_rmsnorm_cluster.SOURCE
+    assert "barrier.cluster.arrive.release.aligned" in src and "barrier.cluster.wait.acquire.aligned" in src
+    assert "mapa.shared::cluster.u32" in src and "ld.shared::cluster.f32" in src
+    body = _cluster_body()
+    assert body.count("cluster_arrive();") == 2 and body.count("cluster_wait();") == 3
+    publish = body.index("cluster_arrive();\n    cluster_wait();")
+    read = body.index("ld_dsmem_f32(")
+    after = body.index("cluster_arrive();", publish + 1)
+    assert body.index("if (k > 0) cluster_wait();") < publish < read < after
+    assert body.index("bpart[k & 1] = t") < publish  # the partial is written before it is published
+    assert "for (u32 j = 0; j < C; ++j) t += __shfl_sync(0xFFFFFFFFu, v, (int)j);" in body
+    tail = body[body.index("finish_epoch(ctrl, epoch, (u32)npk);"):]
+    assert tail.index("if (k > 0) cluster_wait();") > 0 and tail.count("cluster_") == 1  # the last barrier
+
+
+def test_cluster_kernel_touches_only_its_own_slice_of_residual() -> None:
+    """Why residual_out may be residual itself with no copies: the residual is read and residual_out written
+    only at this thread's packet p, and nothing reads another block's slice of them."""
+    body = _cluster_body()
+    assert body.count("residual") == body.count("residual_out") + 2  # the parameter and the one load
+    assert "res = load_packet<DT>(residual, p, npk * N);" in body
+    assert "store_packet<DT>(residual_out, p, npk * N, h);" in body
+    assert body.count("slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p") == 1  # own packet only
+    assert "slot_ptr(peers.p[rank], buf, rank," not in body  # no own-slot copies (the split kernel's)
+
+
+@pytest.mark.parametrize("epoch", ["ticket", "replicated"])
+def test_cluster_kernel_compiles_with_nvcc_for_sm90_without_spills(tmp_path, epoch) -> None:
+    """nvcc/ptxas on the NVRTC source with NVRTC's flags (-std=c++17 --use_fast_math), as the ptxas tables in
+    docs/notes/allreduce.md were made; runs where nvcc is installed (NVRTC may not be)."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from floorline.comm.communicator import REPLICATED_DEFINES
+
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    if nvcc is None:
+        pytest.skip("nvcc not installed here")
+    cu = tmp_path / "k.cu"
+    cu.write_text((REPLICATED_DEFINES if epoch == "replicated" else "") + allreduce_fused_rmsnorm_cluster.SOURCE)
+    p = subprocess.run([nvcc, "-arch=sm_90", "-std=c++17", "--use_fast_math", "-cubin", "-Xptxas", "-v", "-o",
+                        str(tmp_path / "k.cubin"), str(cu)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    regs = [int(r) for r in re.findall(r"Used (\d+) registers", p.stderr)]
+    spills = [int(a) + int(b) for a, b in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", p.stderr)]
+    assert len(regs) == 3 and max(regs) <= 64  # __launch_bounds__(1024): 64 registers at most
+    assert spills == [0, 0, 0]
