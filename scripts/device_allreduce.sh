@@ -11,6 +11,8 @@
 # with --variants all --tune-crossover at NEXT_SIZES, packets written OUTSIDE results/ (NEXT_DIR), so the
 # committed run-3 packets are never overwritten; they come back as $OUT/next.tgz with
 # $OUT/{pytest_variants.txt,bench.json,bench_stderr.txt,compare.txt,crossover-candidate.toml,log.txt}.
+# PYTEST_K=<expr> narrows the variant tests (pytest -k), e.g. PYTEST_K=cluster for the cluster fused kernel alone;
+# fused_cluster joins the bench only when that test run finished green (or through NEXT_VARIANTS).
 #
 # `round-a` mode (session 2 round A: the new defaults, <= 420 s, nvidia-h200-x2):
 #   source scripts/device_env.sh; FLOORLINE_GIT_COMMIT=<sha> bash scripts/device_allreduce.sh round-a
@@ -40,15 +42,18 @@ if [ "$MODE" = next ]; then
   rm -rf "$NEXT_DIR"; mkdir -p "$NEXT_DIR"
   stage "pytest variants"
   timeout -k 5 $(( ${PYTEST_S:-70} < $(left) - 120 ? ${PYTEST_S:-70} : $(left) - 120 )) \
-    python3 -m pytest -q -p no:cacheprovider -m gpu -rfEs tests/kernels/test_allreduce_variants.py \
-    > "$OUT/pytest_variants.txt" 2>&1
-  echo "pytest rc=$?"; tail -15 "$OUT/pytest_variants.txt"
+    python3 -m pytest -q -p no:cacheprovider -m gpu -rfEs ${PYTEST_K:+-k "$PYTEST_K"} \
+    tests/kernels/test_allreduce_variants.py > "$OUT/pytest_variants.txt" 2>&1
+  prc=$?; echo "pytest rc=$prc"; tail -15 "$OUT/pytest_variants.txt"
   # a variant that failed its tests stays out of the bench: a timed-out kernel would abort the whole
   # bench run, taking the defaults' packets with it
   V=${NEXT_VARIANTS:-}
   if [ -z "$V" ]; then
     grep -q "^FAILED.*\(replicated\|epoch_schemes\)" "$OUT/pytest_variants.txt" || V="replicated,replicated_t128"
     grep -q "^FAILED.*fused_light" "$OUT/pytest_variants.txt" || V="${V:+$V,}fused_light"
+    # the cluster kernel (never run before) joins only after a complete, green test run: a hang in the bench
+    # would take every variant's numbers with it
+    [ "$prc" = 0 ] && ! grep -q "^FAILED.*cluster" "$OUT/pytest_variants.txt" && V="${V:+$V,}fused_cluster"
   fi
   echo "bench variants: ${V:-none}"
   stage "bench allreduce: defaults vs variants"
@@ -75,7 +80,9 @@ for f in sorted(glob.glob(sys.argv[1] + "/bench-allreduce-*.json"), key=lambda f
     if fu:
         print(f"{p['mode']:7} fused hidden {fu['hidden']}: default {fu['fused_us']:.2f} us ({fu['fused_over_plain']:.3f}x plain) "
               f"light {fu.get('light_us') or float('nan'):.2f} us ({fu.get('light_over_plain') or float('nan'):.3f}x plain, "
-              f"err {fu.get('light_err')}) plain {fu['plain_all_reduce_us']:.2f} us")
+              f"err {fu.get('light_err')}) cluster {fu.get('cluster_us') or float('nan'):.2f} us "
+              f"({fu.get('cluster_over_plain') or float('nan'):.3f}x plain, err {fu.get('cluster_err')}) "
+              f"plain {fu['plain_all_reduce_us']:.2f} us")
 PY
   cat "$OUT/compare.txt"
   cp "$NEXT_DIR/crossover-candidate.toml" "$OUT/" 2>/dev/null || echo "no crossover candidate (bench cut short?)"

@@ -1,6 +1,6 @@
 """The kernel variants on real GPUs (thread mode, 2 GPUs): both epoch schemes (replicated, the default, and
-ticket), fixed block sizes, and the fused all-reduce + residual + RMSNorm kernels (split, the default, and
-light, each against block, the earlier default).
+ticket), fixed block sizes, and the fused all-reduce + residual + RMSNorm kernels (split, the default, light
+and cluster, each against block, the earlier default; cluster also against split).
 float64 references on fresh random data, odd sizes, outputs poisoned with NaN; grids that change from
 call to call, in and out of CUDA graphs; the two epoch schemes side by side in one process."""
 
@@ -146,7 +146,7 @@ def test_both_epoch_schemes_side_by_side(rcomms, tcomms) -> None:
         assert torch.equal(outs[0], want) and torch.equal(outs[1].to("cuda:0"), want)
 
 
-@pytest.mark.parametrize("variant", ["split", "light"])
+@pytest.mark.parametrize("variant", ["split", "light", "cluster"])
 @pytest.mark.parametrize("epoch", ["ticket", "replicated"])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 @pytest.mark.parametrize("rows,hidden", [(1, 4096), (3, 1024), (17, 2048), (2, 8), (1, 8192), (200, 4096), (5, 5120),
@@ -158,7 +158,7 @@ def test_fused_variants_match_float64_and_the_block_fused(request, variant, epoc
 
     from floorline.bench.allreduce import error_ratio
 
-    if dtype == "float32" and hidden > 4096:
+    if dtype == "float32" and hidden > 4096 and variant != "cluster":
         pytest.skip("split and light hold at most 1024 packets per row: fp32 rows up to 4096 elements")
     if variant == "light" and hidden in (5120, 800):
         pytest.skip("shapes added for the split kernel: bf16 5120 = 4 slices of 160 threads, 800 = 4 slices of "
@@ -191,10 +191,14 @@ def test_fused_variants_match_float64_and_the_block_fused(request, variant, epoc
     assert torch.equal(out[0], out[1].to("cuda:0")) and torch.equal(rout[0], rout[1].to("cuda:0"))
     d_out, d_rout = run("block")
     assert torch.equal(rout[0], d_rout[0])  # same sum order: the new residual is bit-identical
+    if variant == "cluster" and (dtype != "float32" or hidden <= 4096):
+        s_out, s_rout = run("split")
+        assert torch.equal(rout[0], s_rout[0]) and torch.equal(rout[1], s_rout[1])
 
 
+@pytest.mark.parametrize("variant", ["split", "cluster"])
 @pytest.mark.parametrize("graph", [True, False], ids=["graph", "eager"])
-def test_fused_split_back_to_back_in_place_stays_in_step(rcomms, graph) -> None:
+def test_fused_back_to_back_in_place_stays_in_step(rcomms, graph, variant) -> None:
     """A decoder's pattern: the residual updated in place call after call, the plain all-reduce in between
     (both share the epoch), replayed from a graph; exact integer inputs so every sum is exact."""
     import torch
@@ -209,7 +213,7 @@ def test_fused_split_back_to_back_in_place_stays_in_step(rcomms, graph) -> None:
 
     def step(c):
         c.all_reduce_residual_rmsnorm(x[c.rank], res[c.rank], w[c.rank], 1e-6, out=out[c.rank],
-                                      residual_out=res[c.rank])
+                                      residual_out=res[c.rank], variant=variant)
         c.all_reduce(x[c.rank], out=plain[c.rank])
 
     for r in range(2):
@@ -240,7 +244,8 @@ def test_fused_split_back_to_back_in_place_stays_in_step(rcomms, graph) -> None:
         assert torch.allclose(out[r].float(), torch.ones_like(out[r].float()), atol=1e-2)
 
 
-def test_fused_split_refuses_overlapping_outputs(rcomms) -> None:
+@pytest.mark.parametrize("variant", ["default", "cluster"])
+def test_fused_split_and_cluster_refuse_overlapping_outputs(rcomms, variant) -> None:
     import torch
 
     from floorline.errors import InputError
@@ -250,9 +255,9 @@ def test_fused_split_refuses_overlapping_outputs(rcomms) -> None:
     res = x.clone()
     w = torch.ones(4096, device="cuda:0", dtype=torch.bfloat16)
     with pytest.raises(InputError, match="overlap"):
-        c.all_reduce_residual_rmsnorm(x, res, w, out=x)
+        c.all_reduce_residual_rmsnorm(x, res, w, out=x, variant=variant)
     with pytest.raises(InputError, match="overlap"):
-        c.all_reduce_residual_rmsnorm(x, res, w, out=res)
+        c.all_reduce_residual_rmsnorm(x, res, w, out=res, variant=variant)
 
 
 def test_fused_light_refuses_rows_it_cannot_hold(tcomms) -> None:

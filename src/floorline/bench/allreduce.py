@@ -35,12 +35,12 @@ NCCL_ENV_VARIANTS = ("NCCL_PROTO=LL", "NCCL_PROTO=LL128")
 # and the packets' timing use; defaults since round A: replicated epochs, block threads by size, split fused
 # kernel): "ticket" = one-shot and two-shot on a communicator with the run-3 configuration (ticket epochs,
 # 512-thread blocks; keys "oneshot@ticket", "twoshot@ticket"); "replicated" / "replicated_t128" = replicated
-# epochs with blocks fixed at 512 / 128 threads; "fused_block" / "fused_light" =
-# all_reduce_residual_rmsnorm(variant="block" / "light") next to the default (split) fused kernel.
+# epochs with blocks fixed at 512 / 128 threads; "fused_block" / "fused_light" / "fused_cluster" =
+# all_reduce_residual_rmsnorm(variant="block" / "light" / "cluster") next to the default (split) fused kernel.
 VARIANT_COMM = {"ticket": {"epoch": "ticket", "block_threads": 512},
                 "replicated": {"epoch": "replicated", "block_threads": 512},
                 "replicated_t128": {"epoch": "replicated", "block_threads": 128}}
-FUSED_VARIANTS = ("fused_block", "fused_light")
+FUSED_VARIANTS = ("fused_block", "fused_light", "fused_cluster")
 VARIANTS = (*VARIANT_COMM, *FUSED_VARIANTS)
 CANDIDATE_FILE = "crossover-candidate.toml"
 
@@ -901,7 +901,7 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
                 "fused_over_plain": _med(fu["fused"]) / _med(fu["plain"]), "err": fu["err"],
                 "variant": "split (the default of all_reduce_residual_rmsnorm)",
                 "kernel_attributes": kern.get("fused_attributes")}
-            for k in ("block", "light"):
+            for k in ("block", "light", "cluster"):
                 if fu.get(k):
                     params["fused_residual_rmsnorm"].update({
                         f"{k}_us": _med(fu[k]), f"{k}_over_plain": _med(fu[k]) / _med(fu["plain"]),
@@ -992,7 +992,8 @@ def _finish_mode(mode: str, res: dict[str, Any], proc: dict[str, Any] | None, li
               f"nccl {f(r.nccl_us):>7} ({r.extra['nccl_name']}) symm {f(r.symm_us):>7} floor {r.floor_us:6.2f} "
               f"| {algs} | wrong {r.wrong}", file=sys.stderr)
     fu = res["fused"]
-    light = "".join(f" {k} {_med(fu[k]):.2f} us (err {fu[k + '_err']:.3f})" for k in ("block", "light") if fu.get(k))
+    light = "".join(f" {k} {_med(fu[k]):.2f} us (err {fu[k + '_err']:.3f})" for k in ("block", "light", "cluster")
+                    if fu.get(k))
     print(f"[{mode}] fused (split) {_med(fu['fused']):.2f} us{light} plain {_med(fu['plain']):.2f} us unfused "
           f"{_med(fu['unfused']):.2f} us err {fu['err']:.3f}", file=sys.stderr)
     return rows

@@ -16,7 +16,8 @@ def register(bench_app: typer.Typer) -> None:
         sizes: str = typer.Option("", "--sizes", help="comma list of message sizes, e.g. 1K,16K,1M,32M "
                                   "(1 KB .. 64 MB; default every power of two)"),
         variants: str = typer.Option("", "--variants", help="opt-in kernel variants measured next to the "
-                                     "defaults: ticket, replicated, replicated_t128, fused_block, fused_light, or all"),
+                                     "defaults: ticket, replicated, replicated_t128, fused_block, fused_light, "
+                                     "fused_cluster (sm_90+), or all"),
         tune_crossover: bool = typer.Option(False, "--tune-crossover", help="derive a candidate crossover table "
                                             "from this run and write crossover-candidate.toml next to the packets"),
     ) -> None:

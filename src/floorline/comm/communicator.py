@@ -27,6 +27,7 @@ from floorline.comm.errors import CommError, CommTimeout
 from floorline.errors import InputError
 from floorline.kernels import (
     allreduce_fused_rmsnorm,
+    allreduce_fused_rmsnorm_cluster,
     allreduce_fused_rmsnorm_light,
     allreduce_fused_rmsnorm_split,
     allreduce_oneshot,
@@ -40,13 +41,15 @@ _OPS = {
     "fused": allreduce_fused_rmsnorm,
     "fused_light": allreduce_fused_rmsnorm_light,
     "fused_split": allreduce_fused_rmsnorm_split,
+    "fused_cluster": allreduce_fused_rmsnorm_cluster,
     "pingpong": allreduce_pingpong,
 }
 # fused all-reduce + residual + RMSNorm kernels: "split" (a row over several blocks; the default since
-# round A), "block" (one block per row: the run-3 / round-0 default), "light" (one block per row, one barrier)
-FUSED_VARIANTS = ("default", "split", "block", "light")
+# round A), "block" (one block per row: the run-3 / round-0 default), "light" (one block per row, one barrier),
+# "cluster" (a row over one thread-block cluster, partials through DSMEM; sm_90+, not yet run on a GPU)
+FUSED_VARIANTS = ("default", "split", "block", "light", "cluster")
 FUSED_DEFAULT = "split"
-_FUSED_OP = {"split": "fused_split", "block": "fused", "light": "fused_light"}
+_FUSED_OP = {"split": "fused_split", "block": "fused", "light": "fused_light", "cluster": "fused_cluster"}
 # prepended to every all-reduce kernel's source for the replicated-epoch scheme (see allreduce_lamport)
 REPLICATED_DEFINES = f"#define FL_EPOCH_REPLICAS 1\n#define CTRL_BYTES {protocol.REPLICATED_CTRL_BYTES}\n"
 
@@ -129,10 +132,18 @@ class Communicator:
         self._probe_base = 0
         self._broken: str | None = None
         self._fns: dict[tuple[str, str], Any] = {}
-        for op in ("oneshot", "twoshot", "fused", "fused_light", "fused_split"):  # compile and load now, never inside a capture
+        self._cluster_occupancy: dict[tuple[str, int], int] = {}  # (dtype, threads) -> resident clusters of 8
+        self.has_clusters = cap[0] >= 9  # thread-block clusters (the "cluster" fused variant): sm_90 and newer
+        ops = ["oneshot", "twoshot", "fused", "fused_light", "fused_split"]
+        if self.has_clusters:  # its PTX (barrier.cluster, mapa) does not compile for older GPUs
+            ops.append("fused_cluster")
+        for op in ops:  # compile and load now, never inside a capture
             for dt in protocol.KERNEL_SUFFIX:
                 self._fn(op, dt)
         self._fn("pingpong", "")
+        self._cluster_refused: dict[tuple[str, int], str] = {}
+        if self.has_clusters:
+            self._query_cluster_occupancy()
 
     # ---- kernels -------------------------------------------------------------------------------
     def _fn(self, op: str, dtype: str) -> Any:
@@ -256,9 +267,10 @@ class Communicator:
         may be `residual` itself (in-place update, as a decoder layer wants). hidden must be a multiple of
         8 (bf16/fp16) or 4 (fp32), at most 16384 (bf16/fp16) or 8192 (fp32).
         variant: 'default' (= 'split': each row spread over up to 4 blocks, see allreduce_fused_rmsnorm_split),
-        'block' (one block per row, the earlier default) or 'light' (one block per row, one packet per thread:
-        hidden at most 8192 bf16/fp16 or 4096 fp32). out and residual_out must not overlap x; residual_out
-        may be residual itself, out must not be.
+        'block' (one block per row, the earlier default), 'light' (one block per row, one packet per thread:
+        hidden at most 8192 bf16/fp16 or 4096 fp32) or 'cluster' (a row over one thread-block cluster, sm_90+,
+        see allreduce_fused_rmsnorm_cluster; not yet run on a GPU). out and residual_out must not overlap x;
+        residual_out may be residual itself, out must not be.
         """
         import torch
 
@@ -290,11 +302,20 @@ class Communicator:
         if variant == "default":  # the split kernel holds rows up to 1024 packets; wider ones go one block per row
             variant = FUSED_DEFAULT if row_pk <= protocol.FUSED_ITEMS * allreduce_fused_rmsnorm_split.THREADS_MAX \
                 else "block"
-        if variant == "split" and (_overlaps(out, x) or _overlaps(out, residual) or _overlaps(residual_out, x)):
+        if variant == "cluster" and not self.has_clusters:
+            raise InputError(f"variant: 'cluster' needs thread-block clusters (sm_90 or newer), this GPU is {self.arch}")
+        if variant in ("split", "cluster") and (_overlaps(out, x) or _overlaps(out, residual)
+                                                or _overlaps(residual_out, x)):
             raise InputError("out: must not overlap x or residual, and residual_out must not overlap x "
                              "(residual_out may be residual itself)")
+        cluster = 0
         try:
-            if variant == "split":
+            if variant == "cluster":
+                cluster, threads = protocol.fused_cluster_shape(row_pk)
+                clusters, cluster, threads = protocol.fused_cluster_grid(
+                    rows, row_pk, self._grid_limit(), self._max_clusters(dt, cluster, threads))
+                blocks = clusters * cluster
+            elif variant == "split":
                 blocks, threads = protocol.fused_split_grid(rows, row_pk, self._grid_limit())
             elif variant == "light":
                 blocks, threads = protocol.fused_light_grid(rows, row_pk, self._grid_limit())
@@ -315,8 +336,40 @@ class Communicator:
             A("f32", eps),
             *self._common_args(),
         ]
-        cuda_api.launch(self._fn(_FUSED_OP[variant], dt), blocks, threads, self._stream(), args)
+        if cluster:
+            cuda_api.launch_cluster(self._fn(_FUSED_OP[variant], dt), blocks, cluster, threads, self._stream(), args,
+                                    f"fused variant 'cluster', clusters of {cluster} x {threads} threads")
+        else:
+            cuda_api.launch(self._fn(_FUSED_OP[variant], dt), blocks, threads, self._stream(), args)
         return out, residual_out
+
+    def _query_cluster_occupancy(self) -> None:
+        """Resident-cluster bounds for the cluster fused kernel, asked once here (never inside a capture):
+        every block waits on a peer's block, so all of a grid's clusters must be resident at once. Asked for
+        the largest cluster (8 blocks) at 128 and 1024 threads; a cluster of C <= 8 blocks of T <= T' threads
+        needs no more of a GPC than one of 8 blocks of T' threads, so these bound every shape the grid rule
+        makes. A refused query only disables those shapes (the message is raised when one is asked for)."""
+        c = protocol.FUSED_CLUSTER_MAX
+        for dt in protocol.KERNEL_SUFFIX:
+            for t in (protocol.FUSED_CLUSTER_THREADS, protocol.FUSED_CLUSTER_MAX_THREADS):
+                try:
+                    n = cuda_api.max_active_clusters(self._fn("fused_cluster", dt), c, t,
+                                                     f"fused variant 'cluster', {c} x {t} threads")
+                except CommError as e:
+                    self._cluster_refused[(dt, t)] = str(e)
+                    n = 0
+                self._cluster_occupancy[(dt, t)] = n
+
+    def _max_clusters(self, dtype: str, cluster: int, threads: int) -> int:
+        """Most clusters of the cluster fused kernel resident at once for this shape (see above)."""
+        t = protocol.FUSED_CLUSTER_THREADS if threads <= protocol.FUSED_CLUSTER_THREADS \
+            else protocol.FUSED_CLUSTER_MAX_THREADS
+        n = self._cluster_occupancy[(dtype, t)]
+        if n < 1:
+            why = self._cluster_refused.get((dtype, t), "cuOccupancyMaxActiveClusters = 0")
+            raise CommError(f"rank {self.rank}: fused variant 'cluster' cannot run clusters of {cluster} x {threads} "
+                            f"threads on this {self.arch}: {why}")
+        return n
 
     def launch_pingpong(self, peer: int, role: int, rounds: int) -> None:
         """Start this rank's half of the floor probe (see allreduce_pingpong); the peer starts the other."""

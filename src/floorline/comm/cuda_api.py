@@ -152,6 +152,46 @@ def launch(fn: Any, grid: int, block: int, stream: int, args: list[Arg], shared_
     )
 
 
+def _cluster_config(driver: Any, grid: int, cluster: int, block: int, stream: int, shared_bytes: int) -> Any:
+    """CUlaunchConfig for a 1-D grid of `grid` blocks in clusters of `cluster` blocks along x (the layout of
+    cuda.core's LaunchConfig(cluster=...): attrs is a list of CUlaunchAttribute, numAttrs its length)."""
+    cfg = driver.CUlaunchConfig()
+    cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid, 1, 1
+    cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block, 1, 1
+    cfg.sharedMemBytes = shared_bytes
+    cfg.hStream = driver.CUstream(stream)
+    attr = driver.CUlaunchAttribute()
+    attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+    dim = attr.value.clusterDim
+    dim.x, dim.y, dim.z = cluster, 1, 1
+    cfg.attrs = [attr]
+    cfg.numAttrs = 1
+    return cfg
+
+
+def launch_cluster(fn: Any, grid: int, cluster: int, block: int, stream: int, args: list[Arg], what: str,
+                   shared_bytes: int = 0) -> None:
+    """cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = (cluster, 1, 1): `grid` counts blocks
+    and must be a multiple of `cluster`. Same stream handling as launch(), so it is captured into a CUDA
+    graph like any launch (the graph's kernel node keeps the cluster dimension). `what` names the caller in
+    the error (a GPU without clusters, before sm_90, refuses the launch)."""
+    if cluster < 1 or grid < 1 or grid % cluster:
+        raise ValueError(f"grid ({grid} blocks) must be a positive multiple of the cluster size ({cluster})")
+    driver, _ = _bindings()
+    objs = [_ctype(a) for a in args]
+    ptrs = (ctypes.c_void_p * len(objs))(*[ctypes.addressof(o) for o in objs])
+    cfg = _cluster_config(driver, grid, cluster, block, stream, shared_bytes)
+    check(driver.cuLaunchKernelEx(cfg, fn, ctypes.addressof(ptrs), 0), f"cuLaunchKernelEx({what})")
+
+
+def max_active_clusters(fn: Any, cluster: int, block: int, what: str, shared_bytes: int = 0) -> int:
+    """cuOccupancyMaxActiveClusters: how many clusters of `cluster` blocks x `block` threads of `fn` can be
+    resident at once on the current context's GPU (0: none fits)."""
+    driver, _ = _bindings()
+    cfg = _cluster_config(driver, cluster, cluster, block, 0, shared_bytes)
+    return int(check(driver.cuOccupancyMaxActiveClusters(fn, cfg), f"cuOccupancyMaxActiveClusters({what})"))
+
+
 def mem_alloc(nbytes: int) -> int:
     driver, _ = _bindings()
     return int(check(driver.cuMemAlloc(nbytes), f"cuMemAlloc({nbytes})"))
