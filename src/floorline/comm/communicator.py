@@ -350,6 +350,7 @@ class Communicator:
         needs no more of a GPC than one of 8 blocks of T' threads, so these bound every shape the grid rule
         makes. A refused query only disables those shapes (the message is raised when one is asked for)."""
         c = protocol.FUSED_CLUSTER_MAX
+        cuda_api.context(self.device)  # the query runs in the current context (the kernels may come from a cache)
         for dt in protocol.KERNEL_SUFFIX:
             for t in (protocol.FUSED_CLUSTER_THREADS, protocol.FUSED_CLUSTER_MAX_THREADS):
                 try:
