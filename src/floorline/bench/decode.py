@@ -274,11 +274,12 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:
     """Same-run A/B at batch 1, each the tuned launch with one thing taken back, ms per token: the
     router as session 4 ran it (2 x 2048, 4 warps, no split-K), the router's top-k as its own kernel,
-    the expert GEMVs without double buffering, the attention's split merge inside the kernel (the PDL
-    choices were measured by choose_step)."""
+    the expert GEMVs without double buffering, the attention's split merge inside the kernel, and one
+    thing added: gate-up + down in one persistent launch (the PDL choices were measured by choose_step)."""
     import torch
 
     from floorline.kernels.gemv import GemvConfig
+    from floorline.kernels.moe_b1_persistent import MoePersistentConfig
 
     out = {}
     att = launch.attention
@@ -291,6 +292,11 @@ def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, 
             ("fused_b1, expert GEMVs single-buffered", replace(launch, gate_up=single[0], down=single[1])),
             ("fused_b1, attention split merge in-kernel",
              replace(launch, attention=replace(att, variant="v2", fuse_combine=True))),
+            # session 7 (not yet run): the two expert GEMVs as one launch with a grid barrier, at the tuned tiles
+            ("fused_b1, gate-up + down in one persistent launch",
+             replace(launch, moe_persistent=MoePersistentConfig(
+                 gate_up_block_n=launch.gate_up.block_n, gate_up_block_k=launch.gate_up.block_k,
+                 down_block_n=launch.down.block_n, down_block_k=launch.down.block_k))),
             ):
         if variant == launch:
             continue  # the tuned launch already is this variant

@@ -27,6 +27,7 @@ from floorline.errors import InputError
 from floorline.kernels.decode_attention import DecodeConfig, decode_attention, decode_workspace, split_plan
 from floorline.kernels.gemv import GemvConfig, gemv
 from floorline.kernels.kv_cache import allocate_kv_cache, kv_append
+from floorline.kernels.moe_b1_persistent import MoePersistentConfig, barrier_counter, moe_b1_persistent
 from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
 from floorline.kernels.rmsnorm import add_rmsnorm
 from floorline.kernels.rope import qk_norm_rope
@@ -82,6 +83,9 @@ class LaunchConfigs:
     # per layer against 15-16 without PDL while down gained 0.6 us: the prefetch competes with, and
     # is likely evicted by, gate-up's 50 MB stream. Off: both expert GEMVs use the plain PDL handshake.
     expert_down_prefetch: bool = True
+    # fused batch-1 step: gate-up + down in one persistent launch with a grid barrier
+    # (kernels/moe_b1_persistent.py; not yet run on a GPU). None: the two moe_gemv_b1 launches.
+    moe_persistent: MoePersistentConfig | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form for evidence packets (nested configs become dicts, flags stay bools)."""
@@ -92,14 +96,15 @@ class LaunchConfigs:
         """Inverse of as_dict (a packet's params.launch): reuse a tuned launch without re-tuning.
         Keys this version does not know are refused; keys it added since keep their defaults."""
         nested = {"qkv": GemvConfig, "o": GemvConfig, "gate_up": GemvConfig, "down": GemvConfig,
-                  "lm_head": GemvConfig, "router": GemvConfig, "attention": DecodeConfig}
+                  "lm_head": GemvConfig, "router": GemvConfig, "attention": DecodeConfig,
+                  "moe_persistent": MoePersistentConfig}
         known = set(cls.__dataclass_fields__)
         bad = sorted(set(d) - known)
         if bad:
             raise InputError(f"launch: unknown field {bad[0]!r} (known: {', '.join(sorted(known))})")
         kw: dict[str, Any] = {}
         for k, v in d.items():
-            if k in nested:
+            if k in nested and v is not None:
                 sub = nested[k]
                 extra = sorted(set(v) - set(sub.__dataclass_fields__))
                 if extra:
@@ -164,6 +169,7 @@ class FastDecoder:
         self.router_logits = torch.zeros(max(B, launch.router.split_k), max(cfg.num_experts, 1) + 1, dtype=f32,
                                          device=dev)
         self.router_ticket = torch.zeros(1, dtype=i32, device=dev)  # router_b1's counter (stays 0 between launches)
+        self.moe_barrier = barrier_counter(dev)  # moe_b1_persistent's grid barrier (never reset)
         self.ids = torch.zeros(B, k, dtype=i32, device=dev)
         self.route_w = torch.zeros(B, k, dtype=f32, device=dev)
         self.dense_ids = torch.zeros(B, dtype=i32, device=dev)
@@ -317,6 +323,11 @@ class FastDecoder:
             # which finished before gate-up's wait returned) before its own wait and prefetch its
             # expert rows while gate-up runs
             pe, dpf = pdl and L_.pdl_experts, pf and L_.expert_down_prefetch
+            if L_.moe_persistent is not None:
+                moe_b1_persistent(res, L.gate_up.w, L.down.w, slot_e, slot_w, act, scale_gu=L.gate_up.scale,
+                                  scale_down=L.down.scale, norm=(L.mlp_norm, eps), counter=self.moe_barrier,
+                                  cfg=L_.moe_persistent, pdl=pe)
+                continue
             moe_gemv_b1(res, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, norm=(L.mlp_norm, eps),
                         pdl=pe, wait_first=dpf, cfg=L_.gate_up)
             moe_gemv_b1(act, L.down.w, slot_e, res, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
