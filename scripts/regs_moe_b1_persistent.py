@@ -51,7 +51,9 @@ def build_rows(quick: bool) -> list[dict]:
     cuobjdump = Path(os.path.dirname(triton.__file__)) / "backends" / "nvidia" / "bin" / "cuobjdump"
     configs = [MoePersistentConfig()]
     if not quick:
-        configs += [MoePersistentConfig(double_buffer=False), MoePersistentConfig(programs_per_sm=2, down_block_k=256)]
+        # single-buffered; down at the two-launch tuned tile; 2 programs per SM (no register cap)
+        configs += [MoePersistentConfig(double_buffer=False), MoePersistentConfig(down_block_k=128),
+                    MoePersistentConfig(programs_per_sm=2)]
     rows = []
     for cfg in configs:
         for wdtype in ((torch.bfloat16,) if quick else (torch.bfloat16, torch.float8_e4m3fn)):

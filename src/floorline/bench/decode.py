@@ -292,11 +292,9 @@ def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, 
             ("fused_b1, expert GEMVs single-buffered", replace(launch, gate_up=single[0], down=single[1])),
             ("fused_b1, attention split merge in-kernel",
              replace(launch, attention=replace(att, variant="v2", fuse_combine=True))),
-            # session 7 (not yet run): the two expert GEMVs as one launch with a grid barrier, at the tuned tiles
-            ("fused_b1, gate-up + down in one persistent launch",
-             replace(launch, moe_persistent=MoePersistentConfig(
-                 gate_up_block_n=launch.gate_up.block_n, gate_up_block_k=launch.gate_up.block_k,
-                 down_block_n=launch.down.block_n, down_block_k=launch.down.block_k))),
+            # session 7 (not yet run): the two expert GEMVs as one launch with a grid barrier (its own tiles:
+            # the build scripts/regs_moe_b1_persistent.py checked, see MoePersistentConfig)
+            ("fused_b1, gate-up + down in one persistent launch", replace(launch, moe_persistent=MoePersistentConfig())),
             ):
         if variant == launch:
             continue  # the tuned launch already is this variant

@@ -93,15 +93,17 @@ SM90_SHARED_RESERVED = 1024  # per block
 
 @dataclass(frozen=True)
 class MoePersistentConfig:
-    """Launch shape of moe_b1_persistent. The default copies the expert tiles the session 5 tuner chose
-    for the two separate launches (gate-up 16 x 256, down 16 x 128, 4 warps, double-buffered), whose
-    gate-up build used 167 registers on sm_90: 3 programs of 4 warps per SM."""
+    """Launch shape of moe_b1_persistent. Gate-up as the session 5 tuner chose it for its own launch (16 x
+    256, 4 warps, double-buffered; 167 registers on sm_90: 3 programs of 4 warps per SM). Down gets 16 x 256
+    rather than its own launch's 16 x 128: here only 3 programs per SM stream it (the separate down kernel,
+    55 registers, kept ~8 per SM resident), so each program needs bigger tiles in flight, 2 x 8 KB, 48 KB
+    per SM (sm_90 at 168 registers: one 4-byte spill outside the loops, scripts/regs_moe_b1_persistent.py)."""
 
     programs_per_sm: int = 3
     gate_up_block_n: int = 16
     gate_up_block_k: int = 256
     down_block_n: int = 16
-    down_block_k: int = 128
+    down_block_k: int = 256
     num_warps: int = 4
     num_stages: int = 3
     double_buffer: bool = True
