@@ -43,9 +43,11 @@ status flag. Each program (after bar.sync, so all its act stores are issued):
      anywhere (a replayed graph, a different grid size between calls: nothing is assumed about it).
 A freshly zeroed counter works, nothing needs resetting between launches or graph replays, and a call
 that is interrupted mid-barrier (a timeout, below) still leaves ARRIVE at 0 once all programs arrived.
-Spins are bounded (spin_limit polls, ~1 s at the 1 << 22 default and ~0.2 us per L2 round trip); a
-program that gives up sets counter[TIMEOUT] = 1 and goes on, so a grid that cannot be co-resident gives
-wrong sums and a flag the host can read (moe_b1_persistent_timed_out) instead of a hung GPU.
+Spins are bounded (spin_limit polls: the 1 << 16 default is ~15-50 ms at 0.2-0.7 us per L2 round trip,
+about 1000x the longest legitimate wait, a whole gate-up phase of ~15 us: a broken barrier then costs
+~1-2 s per 48-layer step instead of hanging the device call); a program that gives up sets
+counter[TIMEOUT] = 1 and goes on, so a grid that cannot be co-resident gives wrong sums and a flag the
+host can read (moe_b1_persistent_timed_out) instead of a hung GPU.
 
 Co-residency (a grid barrier deadlocks if any program cannot be resident while the others spin): the
 build is compiled with a register cap that lets programs_per_sm programs fit (register_cap), then the
@@ -81,7 +83,7 @@ from floorline.kernels.swiglu import silu_mul
 # spinning loads of GEN do not share a line with the arrivals' atomics
 ARRIVE, GEN, TIMEOUT = 0, 32, 64
 BARRIER_WORDS = 96
-SPIN_LIMIT = 1 << 22
+SPIN_LIMIT = 1 << 16
 
 # sm_90 (H100/H200) per-SM limits for the residency arithmetic
 SM90_REGS_PER_PARTITION = 16384  # 65536 registers in 4 partitions; a warp's registers come from one
