@@ -90,8 +90,9 @@ def test_two_launch_mode_matches_float64(device, k, E, H, inter, wdtype, gu_tile
 
 @pytest.mark.parametrize("k,E,H,inter,wdtype,gu_tile,dn_tile,grid,dbuf", CASES[:2])
 def test_matches_the_two_moe_gemv_b1_calls(device, k, E, H, inter, wdtype, gu_tile, dn_tile, grid, dbuf):
-    """Same tiles through the kernels it replaces (model/fast.py's _step_b1): act bit-identical (same K
-    loop order and epilogue), the residual equal up to the order of the fp32 atomic adds."""
+    """Same tiles through the kernels it replaces (model/fast.py's _step_b1): act equal (same K loop order
+    and epilogue; bit-identical in the interpreter, which has no FMA contraction to differ between two
+    compiled kernels), the residual equal up to the order of the fp32 atomic adds."""
     x, gain, gu, gus, dn, dns, ids, wts = setup(k, E, H, inter, wdtype, 5 * k + H)
     d = device
     cfg = MoePersistentConfig(programs_per_sm=grid[1], gate_up_block_n=gu_tile[0], gate_up_block_k=gu_tile[1],
@@ -104,7 +105,9 @@ def test_matches_the_two_moe_gemv_b1_calls(device, k, E, H, inter, wdtype, gu_ti
                 cfg=GemvConfig(block_n=gu_tile[0], block_k=gu_tile[1], double_buffer=dbuf))
     moe_gemv_b1(act2, dn.to(d), ids.to(d), res2, scale=dns_d, slot_weights=wts.to(d), accumulate=True,
                 cfg=GemvConfig(block_n=dn_tile[0], block_k=dn_tile[1], double_buffer=dbuf))
-    assert torch.equal(act, act2)
+    if device == "cpu":
+        assert torch.equal(act, act2)
+    assert float((act - act2).abs().max()) <= 1e-6 * float(act2.abs().max())
     scale = float(res2.abs().max())
     assert float((res - res2).abs().max()) <= 1e-6 * scale
 
@@ -200,7 +203,7 @@ def test_sm90_compiles_the_barrier_build():
     bar = [r for r in rows if r["phase"] == 0]
     # a few bytes of stack: one word kept around the gate-up tile loop (SASS read in session 7); a spilled
     # weight tile would be hundreds of bytes
-    assert bar and all(r["spills"] <= 32 and r["per_sm"] >= r["config"]["programs_per_sm"] for r in rows)
+    assert bar and all(r["spills"] <= 32 and r["per_sm"] >= r["config"]["programs_per_sm"] for r in bar)
     assert all(r["ptx_arrive"] and r["ptx_release"] and r["ptx_acquire"] for r in bar)
 
 
@@ -233,7 +236,8 @@ def test_gpu_one_launch_matches_two_launches(pdl):
             moe_b1_persistent(res, gu, dn, ids, wts, act, norm=(gain, EPS), counter=counter, split_phases=split, pdl=pdl)
             outs.append((res, act))
         torch.cuda.synchronize()
-        assert torch.equal(outs[0][1], outs[1][1])
+        # two compiled builds (PHASE 1 and PHASE 0) may contract FMAs differently: near, not bitwise, equal
+        assert float((outs[0][1] - outs[1][1]).abs().max()) <= 1e-6 * float(outs[0][1].abs().max())
         assert float((outs[0][0] - outs[1][0]).abs().max()) <= 1e-5 * float(outs[0][0].abs().max())
     assert int(counter[ARRIVE]) == 0 and not moe_b1_persistent_timed_out(counter)
 
@@ -271,7 +275,7 @@ def test_gpu_graph_replays_keep_the_barrier_consistent():
         want, want_act = x1.clone(), torch.zeros(k, inter, device="cuda")
         moe_b1_persistent(want, gu, dn, ids, wts, want_act, norm=(gain, EPS), counter=counter, split_phases=True)
         torch.cuda.synchronize()
-        assert torch.equal(act, want_act), i
+        assert float((act - want_act).abs().max()) <= 1e-6 * float(want_act.abs().max()), i
         assert float((res - want).abs().max()) <= 1e-5 * float(want.abs().max()), i
     assert int(counter[ARRIVE]) == 0
     assert (int(counter[GEN]) - gen0) % 2**32 == 100
@@ -279,9 +283,11 @@ def test_gpu_graph_replays_keep_the_barrier_consistent():
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp8"])
-def test_fast_decoder_batch1_with_persistent_matches_float64(dtype, monkeypatch):
+def test_fast_decoder_batch1_with_persistent_matches_float64(dtype, monkeypatch, triton_interpret):
     """The decoder's batch-1 step with LaunchConfigs.moe_persistent set (tiny-moe: two MoE layers and one
     dense MLP layer, which runs as one unweighted expert with act rows narrower than the buffer's)."""
+    if not triton_interpret:  # random_weights builds CPU tensors: compiled kernels cannot take them
+        pytest.skip("CPU interpreter only (the decoder is built on CPU tensors)")
     import floorline.model.fast as fast
     from floorline.model.config import builtin
     from floorline.model.fast import LaunchConfigs

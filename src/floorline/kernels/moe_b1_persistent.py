@@ -315,9 +315,10 @@ def _resident(device: Any, key: tuple, compile_fn: Any) -> int:
 
 def kernel_args(res: Any, w_gate_up: Any, w_down: Any, slot_e: Any, slot_w: Any, act: Any, *, scale_gu: Any,
                 scale_down: Any, norm: tuple[Any, float], counter: Any, cfg: MoePersistentConfig,
-                pdl: bool) -> tuple[tuple, dict[str, Any]]:
+                pdl: bool, one_launch: bool) -> tuple[tuple, dict[str, Any]]:
     """Checked positional arguments and constexpr / launch options of _moe_b1_persistent_kernel (PHASE
-    not included). Also what scripts/regs_moe_b1_persistent.py compiles for sm_90."""
+    not included). one_launch: the barrier build, compiled under register_cap (the two-launch builds need
+    no co-residency, so no cap). Also what scripts/regs_moe_b1_persistent.py compiles for sm_90."""
     S = slot_e.numel()
     R, H = res.shape
     E, n_w, kw = w_gate_up.shape
@@ -353,7 +354,7 @@ def kernel_args(res: Any, w_gate_up: Any, w_down: Any, slot_e: Any, slot_w: Any,
                  BLOCK_N2=cfg.down_block_n, BLOCK_K2=cfg.down_block_k,
                  num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}))
     cap = register_cap(cfg.programs_per_sm, cfg.num_warps)
-    if cap is not None and not _INTERPRET:  # the interpreter takes no register cap
+    if one_launch and cap is not None and not _INTERPRET:  # the interpreter takes no register cap
         const["maxnreg"] = cap
     return args, const
 
@@ -374,10 +375,10 @@ def moe_b1_persistent(res: Any, w_gate_up: Any, w_down: Any, slot_e: Any, slot_w
     launch on a GPU, two (gate-up, then down) in the interpreter; True forces two launches. sm_count:
     None = the device's SM count (4 in the interpreter, where it only sets how many tiles each program
     loops over). NOT YET RUN ON A GPU."""
-    args, const = kernel_args(res, w_gate_up, w_down, slot_e, slot_w, act, scale_gu=scale_gu, scale_down=scale_down,
-                              norm=norm, counter=counter, cfg=cfg, pdl=pdl)
     if split_phases is None:
         split_phases = _INTERPRET
+    args, const = kernel_args(res, w_gate_up, w_down, slot_e, slot_w, act, scale_gu=scale_gu, scale_down=scale_down,
+                              norm=norm, counter=counter, cfg=cfg, pdl=pdl, one_launch=not split_phases)
     if _INTERPRET and not split_phases:
         raise InputError("moe_b1_persistent: split_phases=False under TRITON_INTERPRET would deadlock (programs run one at a time)")
     if sm_count is None:
