@@ -87,6 +87,7 @@ def summarize(steps: list[list[dict[str, Any]]], short: int = 40, anchor: str = 
 def launch_variants(base: Any) -> dict[str, Any]:
     """Named LaunchConfigs variants a timeline run can compare (names are what --variants takes)."""
     from floorline.kernels.gemv import GemvConfig
+    from floorline.kernels.moe_b1_persistent import MoePersistentConfig
 
     att = base.attention
     return {
@@ -106,6 +107,8 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "attn-fused-combine": replace(base, attention=replace(att, variant="v2", fuse_combine=True)),
         "attn-splits-256": replace(base, attention=replace(att, min_split_tokens=256)),
         "attn-1-split-fused": replace(base, attention=replace(att, variant="v2", num_splits=1, fuse_combine=True)),
+        # session 7: gate-up + down as one launch with a grid barrier (kernels/moe_b1_persistent.py)
+        "moe-persistent": replace(base, moe_persistent=MoePersistentConfig()),
     }
 
 
