@@ -10,6 +10,7 @@ from floorline.kernels import (
     allreduce_fused_rmsnorm_cluster,
     allreduce_fused_rmsnorm_light,
     allreduce_fused_rmsnorm_split,
+    allreduce_lamport,
     allreduce_oneshot,
     allreduce_pingpong,
     allreduce_twoshot,
@@ -132,10 +133,14 @@ def test_cluster_kernel_touches_only_its_own_slice_of_residual() -> None:
     """Why residual_out may be residual itself with no copies: the residual is read and residual_out written
     only at this thread's packet p, and nothing reads another block's slice of them."""
     body = _cluster_body()
-    assert body.count("residual") == body.count("residual_out") + 2  # the parameter and the one load
+    # the parameter and the one load (the helper sum_ranks_plus_residual takes the loaded packet `res`)
+    assert body.count("residual") - body.count("plus_residual") == body.count("residual_out") + 2
     assert "res = load_packet<DT>(residual, p, npk * N);" in body
     assert "store_packet<DT>(residual_out, p, npk * N, h);" in body
-    assert body.count("slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p") == 1  # own packet only
+    # the peers' packets are read at this thread's packet p only (the shared helper reads slot s at p)
+    assert body.count("sum_ranks_plus_residual<DT>(mine, res, p,") == 1
+    helper = allreduce_lamport.PRELUDE.split("sum_ranks_plus_residual(", 1)[1].split("\n}\n", 1)[0]
+    assert helper.count("slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p") == 1
     assert "slot_ptr(peers.p[rank], buf, rank," not in body  # no own-slot copies (the split kernel's)
 
 

@@ -53,10 +53,7 @@ __device__ __forceinline__ void fused_light(const void* in, const void* residual
     }
     if (has) {
       Ty<DT>::sanitize(mine);
-      for (u32 j = 1; j < world; ++j) {
-        u32 dst = (rank + j) % world;
-        st_volatile((Pk*)slot_ptr(peers.p[dst], buf, rank, world, slot_bytes) + p, mine);
-      }
+      push_packet(mine, p, peers, rank, world, buf, slot_bytes);
     }
     if (k == 0) {
       const u32 prev = (epoch + 2) % N_BUFFERS;
@@ -66,22 +63,7 @@ __device__ __forceinline__ void fused_light(const void* in, const void* residual
     Pk h;
     float ss = 0.f;
     if (has) {
-      float acc[N];
-      #pragma unroll
-      for (int i = 0; i < N; ++i) acc[i] = 0.f;
-      for (u32 s = 0; s < world; ++s) {
-        Pk v = s == rank ? mine
-                         : wait_packet<DT>((const Pk*)slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p, ctrl,
-                                           status, timeout_ns, 1u + s);
-        #pragma unroll
-        for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
-      }
-      #pragma unroll
-      for (int i = 0; i < N; ++i) {
-        float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res, i));
-        Ty<DT>::set(h, i, x);
-        ss += x * x;
-      }
+      h = sum_ranks_plus_residual<DT>(mine, res, p, peers, rank, world, buf, slot_bytes, ctrl, status, timeout_ns, ss);
       store_packet<DT>(residual_out, p, npk * N, h);  // before the barrier: off the reduction's path
     }
     #pragma unroll

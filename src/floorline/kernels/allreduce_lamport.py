@@ -189,6 +189,43 @@ template <int DT> __device__ __forceinline__ Pk wait_packet(const void* p, u32* 
   }
 }
 
+// Push this rank's (sanitized) packet p into its slot of every peer's current buffer. Peers are visited
+// starting after our own rank so the ranks do not all hit the same peer first.
+__device__ __forceinline__ void push_packet(const Pk& mine, u64 p, const Peers& peers, u32 rank, u32 world,
+                                            u32 buf, u64 slot_bytes) {
+  for (u32 j = 1; j < world; ++j) {
+    u32 dst = (rank + j) % world;
+    st_volatile((Pk*)slot_ptr(peers.p[dst], buf, rank, world, slot_bytes) + p, mine);
+  }
+}
+
+// The fused kernels' new residual for packet p: the ranks' packets summed in fp32 in rank order 0..w-1
+// (every rank gets the same bits), plus the residual, rounded to the I/O dtype; its squares are added to ss.
+template <int DT>
+__device__ __forceinline__ Pk sum_ranks_plus_residual(const Pk& mine, const Pk& res, u64 p, const Peers& peers,
+                                                      u32 rank, u32 world, u32 buf, u64 slot_bytes, u32* ctrl,
+                                                      u32* status, u64 timeout_ns, float& ss) {
+  constexpr int N = Ty<DT>::N;
+  float acc[N];
+  #pragma unroll
+  for (int i = 0; i < N; ++i) acc[i] = 0.f;
+  for (u32 s = 0; s < world; ++s) {
+    Pk v = s == rank ? mine
+                     : wait_packet<DT>((const Pk*)slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p, ctrl,
+                                       status, timeout_ns, 1u + s);
+    #pragma unroll
+    for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
+  }
+  Pk h;
+  #pragma unroll
+  for (int i = 0; i < N; ++i) {
+    float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res, i));
+    Ty<DT>::set(h, i, x);
+    ss += x * x;
+  }
+  return h;
+}
+
 // Clear the buffer used by the previous epoch: `dirty` packets in each of the world slots.
 __device__ __forceinline__ void clear_previous(u64 own_base, u32 prev_buf, u32 world, u64 slot_bytes, u32 dirty,
                                                u64 tid, u64 nthreads) {
