@@ -139,8 +139,10 @@ def test_cluster_kernel_touches_only_its_own_slice_of_residual() -> None:
     assert "store_packet<DT>(residual_out, p, npk * N, h);" in body
     # the peers' packets are read at this thread's packet p only (the shared helper reads slot s at p)
     assert body.count("sum_ranks_plus_residual<DT>(mine, res, p,") == 1
-    helper = allreduce_lamport.PRELUDE.split("sum_ranks_plus_residual(", 1)[1].split("\n}\n", 1)[0]
-    assert helper.count("slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p") == 1
+    plus = allreduce_lamport.PRELUDE.split("Pk sum_ranks_plus_residual(", 1)[1].split("\n}\n", 1)[0]
+    assert "sum_ranks<DT>(mine, p, peers," in plus
+    ranks = allreduce_lamport.PRELUDE.split("void sum_ranks(", 1)[1].split("\n}\n", 1)[0]
+    assert ranks.count("slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p") == 1
     assert "slot_ptr(peers.p[rank], buf, rank," not in body  # no own-slot copies (the split kernel's)
 
 

@@ -199,26 +199,34 @@ __device__ __forceinline__ void push_packet(const Pk& mine, u64 p, const Peers& 
   }
 }
 
-// The fused kernels' new residual for packet p: the ranks' packets summed in fp32 in rank order 0..w-1
-// (every rank gets the same bits), plus the residual, rounded to the I/O dtype; its squares are added to ss.
+// The ranks' packets p summed in fp32 in rank order 0..w-1 into acc (every rank gets the same bits); our own
+// packet comes from registers, the peers' from our receive slots once they have landed.
 template <int DT>
-__device__ __forceinline__ Pk sum_ranks_plus_residual(const Pk& mine, const Pk& res, u64 p, const Peers& peers,
-                                                      u32 rank, u32 world, u32 buf, u64 slot_bytes, u32* ctrl,
-                                                      u32* status, u64 timeout_ns, float& ss) {
-  constexpr int N = Ty<DT>::N;
-  float acc[N];
+__device__ __forceinline__ void sum_ranks(const Pk& mine, u64 p, const Peers& peers, u32 rank, u32 world, u32 buf,
+                                          u64 slot_bytes, u32* ctrl, u32* status, u64 timeout_ns,
+                                          float (&acc)[Ty<DT>::N]) {
   #pragma unroll
-  for (int i = 0; i < N; ++i) acc[i] = 0.f;
+  for (int i = 0; i < Ty<DT>::N; ++i) acc[i] = 0.f;
   for (u32 s = 0; s < world; ++s) {
     Pk v = s == rank ? mine
                      : wait_packet<DT>((const Pk*)slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p, ctrl,
                                        status, timeout_ns, 1u + s);
     #pragma unroll
-    for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
+    for (int i = 0; i < Ty<DT>::N; ++i) acc[i] += Ty<DT>::get(v, i);
   }
+}
+
+// The fused kernels' new residual for packet p: the rank-ordered sum plus the residual, rounded to the I/O
+// dtype; its squares are added to ss.
+template <int DT>
+__device__ __forceinline__ Pk sum_ranks_plus_residual(const Pk& mine, const Pk& res, u64 p, const Peers& peers,
+                                                      u32 rank, u32 world, u32 buf, u64 slot_bytes, u32* ctrl,
+                                                      u32* status, u64 timeout_ns, float& ss) {
+  float acc[Ty<DT>::N];
+  sum_ranks<DT>(mine, p, peers, rank, world, buf, slot_bytes, ctrl, status, timeout_ns, acc);
   Pk h;
   #pragma unroll
-  for (int i = 0; i < N; ++i) {
+  for (int i = 0; i < Ty<DT>::N; ++i) {
     float x = Ty<DT>::round(acc[i] + Ty<DT>::get(res, i));
     Ty<DT>::set(h, i, x);
     ss += x * x;

@@ -23,15 +23,7 @@ __device__ __forceinline__ void reduce_packet(const Pk& mine, void* out, u64 p, 
                                               u64 timeout_ns) {
   constexpr int N = Ty<DT>::N;
   float acc[N];
-  #pragma unroll
-  for (int i = 0; i < N; ++i) acc[i] = 0.f;
-  for (u32 s = 0; s < world; ++s) {
-    Pk v = s == rank ? mine
-                     : wait_packet<DT>((const Pk*)slot_ptr(peers.p[rank], buf, s, world, slot_bytes) + p, ctrl,
-                                       status, timeout_ns, 1u + s);
-    #pragma unroll
-    for (int i = 0; i < N; ++i) acc[i] += Ty<DT>::get(v, i);
-  }
+  sum_ranks<DT>(mine, p, peers, rank, world, buf, slot_bytes, ctrl, status, timeout_ns, acc);
   Pk r;
   #pragma unroll
   for (int i = 0; i < N; ++i) Ty<DT>::set(r, i, acc[i]);
