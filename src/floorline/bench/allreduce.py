@@ -395,9 +395,16 @@ def measure_fused(local: Local, comms: dict[int, Any], cfg: BenchConfig) -> dict
                           error_ratio(t["out"][r].view(-1), ref, cfg.dtype) / 2)
         return max(v for m in local.gather(errs) for v in m.values())
 
-    others = {v.removeprefix("fused_"): (lambda r, i, k=v.removeprefix("fused_"): fused(r, i, k))
-              for v in FUSED_VARIANTS if v in cfg.variants}
-    result = {"hidden": h, "tokens": 1, "err": check(fused)}
+    names = [v.removeprefix("fused_") for v in FUSED_VARIANTS if v in cfg.variants]
+    result: dict[str, Any] = {"hidden": h, "tokens": 1}
+    if "cluster" in names:  # opt-in and sm_90+: where a rank cannot set it up, the run goes on without it
+        whys = [w for m in local.gather({r: comms[r].cluster_unavailable for r in local.ranks}) for w in m.values()
+                if w]
+        if whys:
+            names.remove("cluster")
+            result["cluster_unavailable"] = whys[0]
+    others = {k: (lambda r, i, k=k: fused(r, i, k)) for k in names}
+    result["err"] = check(fused)
     for k, op in others.items():
         result[f"{k}_err"] = check(op)
     result["fused"] = time_graph(local, fused, 100, cfg.iters)
@@ -542,7 +549,7 @@ def _kernel_info(comm: Any, cfg: BenchConfig, vcomms: dict[str, dict[int, Any]])
     variants = {f"{a}@{v}": next(iter(vc.values())).kernel_attributes(a, cfg.dtype)
                 for v, vc in vcomms.items() for a in ("oneshot", "twoshot")}
     for v in FUSED_VARIANTS:
-        if v in cfg.variants:
+        if v in cfg.variants and (v != "fused_cluster" or comm.has_clusters):
             variants[v] = comm.kernel_attributes("fused" if v == "fused_block" else v, cfg.dtype)
     info["fused_attributes"] = comm.kernel_attributes("fused_split", cfg.dtype)
     if variants:
@@ -907,6 +914,8 @@ def write_packets(rows: list[Row], res_by_mode: dict[str, dict[str, Any]], proc:
                         f"{k}_us": _med(fu[k]), f"{k}_over_plain": _med(fu[k]) / _med(fu["plain"]),
                         f"{k}_err": fu.get(f"{k}_err"),
                         f"{k}_variant": f"all_reduce_residual_rmsnorm(variant='{k}')"})
+            if fu.get("cluster_unavailable"):
+                params["fused_residual_rmsnorm"]["cluster_unavailable"] = fu["cluster_unavailable"]
         if kern.get("variant_attributes"):
             params["variant_kernel_attributes"] = kern["variant_attributes"]
         passed = r.wrong == 0

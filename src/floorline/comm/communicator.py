@@ -133,17 +133,25 @@ class Communicator:
         self._broken: str | None = None
         self._fns: dict[tuple[str, str], Any] = {}
         self._cluster_occupancy: dict[tuple[str, int], int] = {}  # (dtype, threads) -> resident clusters of 8
-        self.has_clusters = cap[0] >= 9  # thread-block clusters (the "cluster" fused variant): sm_90 and newer
-        ops = ["oneshot", "twoshot", "fused", "fused_light", "fused_split"]
-        if self.has_clusters:  # its PTX (barrier.cluster, mapa) does not compile for older GPUs
-            ops.append("fused_cluster")
-        for op in ops:  # compile and load now, never inside a capture
+        for op in ("oneshot", "twoshot", "fused", "fused_light", "fused_split"):  # compile and load now, never inside a capture
             for dt in protocol.KERNEL_SUFFIX:
                 self._fn(op, dt)
         self._fn("pingpong", "")
         self._cluster_refused: dict[tuple[str, int], str] = {}
-        if self.has_clusters:
-            self._query_cluster_occupancy()
+        # the "cluster" fused variant needs thread-block clusters (sm_90 and newer: its PTX, barrier.cluster and
+        # mapa, does not compile for older GPUs). It is opt-in and has not run on a GPU yet, so a failure to
+        # compile it or to ask its occupancy only disables it, with the reason, and never the kernels above.
+        self.cluster_unavailable: str | None = None
+        if cap[0] < 9:
+            self.cluster_unavailable = f"needs thread-block clusters (sm_90 or newer), this GPU is {self.arch}"
+        else:
+            try:
+                for dt in protocol.KERNEL_SUFFIX:
+                    self._fn("fused_cluster", dt)
+                self._query_cluster_occupancy()
+            except Exception as e:  # noqa: BLE001 - see above
+                self.cluster_unavailable = f"could not be set up on this {self.arch}: {type(e).__name__}: {str(e)[:200]}"
+        self.has_clusters = self.cluster_unavailable is None
 
     # ---- kernels -------------------------------------------------------------------------------
     def _fn(self, op: str, dtype: str) -> Any:
@@ -303,7 +311,7 @@ class Communicator:
             variant = FUSED_DEFAULT if row_pk <= protocol.FUSED_ITEMS * allreduce_fused_rmsnorm_split.THREADS_MAX \
                 else "block"
         if variant == "cluster" and not self.has_clusters:
-            raise InputError(f"variant: 'cluster' needs thread-block clusters (sm_90 or newer), this GPU is {self.arch}")
+            raise InputError(f"variant: 'cluster' {self.cluster_unavailable}")
         if variant in ("split", "cluster") and (_overlaps(out, x) or _overlaps(out, residual)
                                                 or _overlaps(residual_out, x)):
             raise InputError("out: must not overlap x or residual, and residual_out must not overlap x "
