@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+import torch
+
 from floorline.model.config import builtin
-from floorline.model.fast import FastDecoder, Sampling
+from floorline.model.fast import FastDecoder, LaunchConfigs, Sampling
 from floorline.model.tp import EmulatedGroup, RankDecoder, feed
 from floorline.model.weights import random_weights
 
 
-def test_two_ranks_match_one():
+@pytest.mark.parametrize("B", [1, 2])  # 1: the fused batch-1 rank step (RankDecoder._layers_b1)
+def test_two_ranks_match_one(B):
     cfg = dataclasses.replace(builtin("tiny-moe"), num_key_value_heads=2, num_attention_heads=4).cut(layers=2)  # MoE + dense
     w = random_weights(cfg, dtype="bf16", seed=21)
-    prompts = [[5, 9, 11], [7, 1, 3]]
-    B, steps = 2, 2
+    prompts = [[5, 9, 11], [7, 1, 3]][:B]
+    steps = 2
     group = EmulatedGroup([RankDecoder.from_full(w, r, 2, B, 16) for r in range(2)])
     single = FastDecoder(w, B, 16, use_graph=False)
 
@@ -36,6 +40,32 @@ def test_two_ranks_match_one():
         for r in group.ranks:  # every rank holds the full logits
             err = float((r.logits[:B].double() - single.logits[:B].double()).norm() / single.logits[:B].double().norm())
             assert err < 1e-4
+
+
+def test_fused_b1_rank_step_matches_general_step():
+    """The batch-1 rank step (router + top-k in one launch, expert rows added into the partial by
+    atomics after a memset) against the general step (k stored rows, torch.sum) on the same shards,
+    with the partial poisoned before each step so a missed memset or a lost row shows."""
+    cfg = dataclasses.replace(builtin("tiny-moe"), num_key_value_heads=2, num_attention_heads=4,
+                              hidden_size=72).cut(layers=2)
+    w = random_weights(cfg, dtype="bf16", seed=5)
+    runs = {}
+    for fused in (True, False):
+        launch = dataclasses.replace(LaunchConfigs(), fused_b1=fused)
+        group = EmulatedGroup([RankDecoder.from_full(w, r, 2, 1, 16, launch) for r in range(2)])
+        feed(group, [[4, 13, 2]])
+        logits = []
+        for _ in range(3):
+            for r in group.ranks:
+                r.partial.fill_(float("nan"))
+                r.logits.fill_(float("nan"))
+            group.step(1)
+            logits.append(group.ranks[0].logits[:1].double().clone())
+            assert torch.equal(group.ranks[0].logits[:1], group.ranks[1].logits[:1])
+        runs[fused] = logits
+    for a, b in zip(runs[True], runs[False], strict=True):
+        assert torch.isfinite(a).all()
+        assert float((a - b).norm() / b.norm()) < 1e-5
 
 
 class _SumComm:

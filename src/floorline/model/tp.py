@@ -27,12 +27,12 @@ import torch
 
 from floorline.errors import InputError
 from floorline.kernels.gemv import gemv
-from floorline.kernels.moe_gemv import moe_gemv
+from floorline.kernels.moe_gemv import moe_gemv, moe_gemv_b1
 from floorline.kernels.rmsnorm import add_rmsnorm
 from floorline.kernels.rope import qk_norm_rope
-from floorline.kernels.router_topk import router_topk
+from floorline.kernels.router_topk import router_b1, router_topk
 from floorline.kernels.sampling import greedy
-from floorline.model.attention import decode_attention_f32
+from floorline.model.attention import decode_attention_f32, decode_attention_rope_f32
 from floorline.model.fast import FastDecoder, LaunchConfigs
 from floorline.model.weights import ModelWeights, head_split, shard
 
@@ -82,6 +82,20 @@ class RankDecoder(FastDecoder):
         res, h = self.residual[:B], self.h[:B]
         res.copy_(w.embed.index_select(0, self.tokens[:B]))
         add_rmsnorm(res, w.layers[0].attn_norm, eps, h)
+        if B == 1 and L_.fused_b1 and self.precise_attention:
+            yield from self._layers_b1()
+        else:
+            yield from self._layers(B)
+        gemv(h, w.lm_head, self.logits[:B], None, L_.lm_head)
+        greedy(self.logits[:B], self.next_tokens[:B], (self.greedy_ws[0][:B], self.greedy_ws[1][:B]))
+        self.tokens[:B].copy_(self.next_tokens[:B])
+        self.positions[:B].add_(1)
+        self.seq_lens[:B].add_(1)
+
+    def _layers(self, B: int) -> Iterator[tuple[Any, Any]]:
+        cfg, w, L_ = self.cfg, self.w, self.launch
+        eps = cfg.rms_norm_eps
+        h = self.h[:B]
         moe_i = 0
         for i, L in enumerate(w.layers):
             gemv(h, L.qkv.w, self.qkv[:B], L.qkv.scale, L_.qkv)
@@ -118,11 +132,57 @@ class RankDecoder(FastDecoder):
             torch.sum(out.view(B, k, -1), dim=1, out=self.partial[:B])
             nxt = self.gains[i + 1][0] if i + 1 < len(w.layers) else self.final_gain
             yield self.partial[:B], nxt
-        gemv(h, w.lm_head, self.logits[:B], None, L_.lm_head)
-        greedy(self.logits[:B], self.next_tokens[:B], (self.greedy_ws[0][:B], self.greedy_ws[1][:B]))
-        self.tokens[:B].copy_(self.next_tokens[:B])
-        self.positions[:B].add_(1)
-        self.seq_lens[:B].add_(1)
+
+    def _layers_b1(self) -> Iterator[tuple[Any, Any]]:
+        """Batch 1 on the single-GPU fused step's kernels (FastDecoder._step_b1), minus what the
+        all-reduce already does: h arrives normed, so no GEMV folds RMSNorm in. Per layer: qkv,
+        attention with QK-norm + RoPE + KV append (+ split combine), o, [sum], router + top-k in one
+        launch, gate-up + SwiGLU, a memset, down with its k weighted rows added into the partial by
+        float32 atomics (instead of k stored rows and a torch.sum launch), [sum]. No PDL: the
+        all-reduce kernels do not take part in it."""
+        cfg, w, L_ = self.cfg, self.w, self.launch
+        eps = cfg.rms_norm_eps
+        h, partial = self.h[:1], self.partial[:1]
+        moe_i = 0
+        for i, L in enumerate(w.layers):
+            gemv(h, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv)
+            attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), self._attn_workspace(1)
+            if L_.attn_rope:
+                decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale,
+                                          L.q_norm, L.k_norm, eps, self.caches[i], self.page_table[:1],
+                                          self.seq_lens[:1], q_heads=cfg.num_attention_heads, max_len=self.max_len,
+                                          out=attn_out, workspace=ws, sm_count=self.sm_count, cfg=L_.attention)
+            else:
+                qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
+                             eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
+                             cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1])
+                decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
+                                     max_len=self.max_len, out=attn_out, workspace=ws, sm_count=self.sm_count,
+                                     cfg=L_.attention)
+            gemv(self.attn32[:1], L.o.w, partial, L.o.scale, L_.o)
+            yield partial, self.gains[i][1]
+            if L.is_moe:
+                k = cfg.num_experts_per_tok
+                ids, wts = self.ids[:1], self.route_w[:1]
+                split = L_.router.split_k
+                logits = self.router_logits[:split] if split > 1 else self.router_logits[:1, :-1]
+                router_b1(h, L.router, k, cfg.norm_topk_prob, ids, wts, logits, self.router_ticket,
+                          gemv_cfg=L_.router)
+                if self.record is not None:
+                    self.record.append(ids.clone())
+                if self.route_log is not None:
+                    self.route_log[moe_i, :1].copy_(ids)
+                moe_i += 1
+                slot_e, slot_w = ids.view(-1), wts.view(-1)
+            else:
+                k, slot_e, slot_w = 1, self.dense_ids[:1], None
+            act = self.act[:k, : L.gate_up.w.shape[1] // 2]
+            moe_gemv_b1(h, L.gate_up.w, slot_e, act, scale=L.gate_up.scale, swiglu=True, cfg=L_.gate_up)
+            partial.zero_()
+            moe_gemv_b1(act, L.down.w, slot_e, partial, scale=L.down.scale, slot_weights=slot_w, accumulate=True,
+                        cfg=L_.down)
+            nxt = self.gains[i + 1][0] if i + 1 < len(w.layers) else self.final_gain
+            yield partial, nxt
 
 
 def feed(group: Any, prompts: list[list[int]]) -> None:
