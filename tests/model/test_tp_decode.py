@@ -42,13 +42,14 @@ def test_two_ranks_match_one(B):
             assert err < 1e-4
 
 
-def test_fused_b1_rank_step_matches_general_step():
+@pytest.mark.parametrize("dtype", ["bf16", "fp8"])
+def test_fused_b1_rank_step_matches_general_step(dtype):
     """The batch-1 rank step (router + top-k in one launch, expert rows added into the partial by
     atomics after a memset) against the general step (k stored rows, torch.sum) on the same shards,
     with the partial poisoned before each step so a missed memset or a lost row shows."""
     cfg = dataclasses.replace(builtin("tiny-moe"), num_key_value_heads=2, num_attention_heads=4,
                               hidden_size=72).cut(layers=2)
-    w = random_weights(cfg, dtype="bf16", seed=5)
+    w = random_weights(cfg, dtype=dtype, seed=5)
     runs = {}
     for fused in (True, False):
         launch = dataclasses.replace(LaunchConfigs(), fused_b1=fused)
