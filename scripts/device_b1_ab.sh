@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call (nvidia-h200) for the batch-1 decode step's next round: the changed kernels' tests on
+# One device call (nvidia-h200, or the H100 such a call may get) for the batch-1 decode step's next round: the changed kernels' tests on
 # the GPU, `bench decode` batch 1 at 1K with tuning and the same-run A/B but without the transformers
 # baseline (packets go to $OUT/ab, not results/, so the committed packet with its baseline stays), then
 # the PDL-on graph timeline (floorline.bench.decode_timeline) of the tuned launch and its variants.
@@ -20,6 +20,10 @@ if [ "${BASELINE:-0}" = 1 ] && ! [[ "${FLOORLINE_GIT_COMMIT:-}" =~ ^[0-9a-f]{40}
 fi
 stage env
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv,noheader
+# a call for nvidia-h200 may land on an H100 (session 8): packets go under the card that ran them
+SLUG=$(python3 -c "from floorline.gpu.probe import device_slug; print(device_slug())"); echo "results/$SLUG"
+touch "$OUT/.t0"
+pack() { find results -type f -newer "$OUT/.t0" | tar czf "$OUT/results.tgz" -T -; }
 XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n ${WORKERS:-8} --dist loadgroup"
 if [ "${ATOMICS:-1}" = 1 ]; then  # a few seconds: the fp32 atomic cost behind a gate-up + down fusion (notes/decode.md)
   stage atomics; timeout 60 python3 scripts/bench_atomics.py --json > "$OUT/atomics.json"; echo "atomics rc=$?"
@@ -35,7 +39,7 @@ fi
 stage bench
 B=$(( $(left) - ${TIMELINE_S:-150} ))
 # BASELINE=1: the committed run: transformers' fastest setting in the same process, packets into results/
-if [ "${BASELINE:-0}" = 1 ]; then BL="--baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped}"; RD=results/nvidia-h200; RA=""
+if [ "${BASELINE:-0}" = 1 ]; then BL="--baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped}"; RD=results/$SLUG; RA=""
 else BL="--no-baseline"; RD="$OUT/ab"; RA="--results $RD"; fi
 timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch 1 --context 1k --iters ${ITERS:-30} \
   $BL $RA --json > "$OUT/bench.json"
@@ -50,13 +54,13 @@ for name, t in (d.get('tune') or {}).items():
   print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], c['config'].get('double_buffer'), round(c.get('us', -1), 2)) for c in t['candidates']])
 for p in d['points']: print('point', p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p.get('transformers_ms'), p.get('ratio_vs_transformers'), p['skipped'])
 " 2>&1
-[ "$RD" = results/nvidia-h200 ] && tar czf "$OUT/results.tgz" results/nvidia-h200 2>/dev/null
+[ "$RD" = "results/$SLUG" ] && pack
 if [ "${CHECK:-0}" = 1 ]; then
   stage check
   timeout $(( $(left) - ${TIMELINE_S:-150} + 40 )) python3 -m floorline decode --check --model qwen3-30b-a3b --batch 1 \
     --prompt-len 16 --steps ${STEPS:-32} --dtype bf16 --kv-dtype fp16 --device cuda --json > "$OUT/check.json"
   echo "check rc=$?"; grep -E '"(max_rel_l2|greedy_match|routing_differences|passed|seconds)"' "$OUT/check.json"
-  tar czf "$OUT/results.tgz" results/nvidia-h200 2>/dev/null
+  pack
 fi
 stage timeline
 P=$(ls "$RD"/bench-decode-*-b1-c1024.json "$RD"/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
@@ -67,5 +71,5 @@ if [ -n "$P" ] && [ "$T" -gt 40 ]; then
   echo "timeline rc=$?"
 else echo "timeline skipped (packet ${P:-none}, ${T}s left)"; fi
 stage pack
-[ "$RD" = results/nvidia-h200 ] && tar czf "$OUT/results.tgz" results/nvidia-h200 2>/dev/null
+[ "$RD" = "results/$SLUG" ] && pack
 stage done
