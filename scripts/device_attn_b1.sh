@@ -13,7 +13,7 @@ for r in json.load(open('$OUT/attn.json')):
 " | tee "$OUT/attn.txt"
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 echo "ncu: ${NCU:-none}"
-if [ -n "$NCU" ]; then
+if [ -n "$NCU" ] && [ "${NCU_S:-120}" != 0 ]; then
   timeout ${NCU_S:-120} "$NCU" --kernel-name regex:_attn_kernel --launch-skip 4 --launch-count 1 \
     --section SpeedOfLight --section WarpStateStats --section LaunchStats --section MemoryWorkloadAnalysis \
     python3 scripts/bench_attn_b1.py --once "rope (the step's launch)" > "$OUT/ncu.txt" 2>&1

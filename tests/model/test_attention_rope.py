@@ -5,6 +5,7 @@ shuffled pages, poisoned outputs and poisoned cache slots for this step."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -28,8 +29,11 @@ def rms_rope(x, gain, pos, inv_freq):
     return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1)
 
 
-@pytest.mark.parametrize("lengths", [[37, 5, 90]])
-def test_rope_in_attention_matches_two_launches_and_float64(device, lengths):
+# one_tile: 32-token splits of one 32-token block, no loop (DecodeConfig.one_tile); against the loop
+# kernel. [33, 64, 1]: the new token first in its split with nothing cached there, last in its split,
+# and alone in the sequence.
+@pytest.mark.parametrize("lengths,one_tile", [([37, 5, 90], False), ([37, 5, 90], True), ([33, 64, 1], True)])
+def test_rope_in_attention_matches_two_launches_and_float64(device, lengths, one_tile):
     g = torch.Generator().manual_seed(4)
     B, max_len = len(lengths), 128
     pages_per_seq = max_len // PAGE
@@ -49,7 +53,8 @@ def test_rope_in_attention_matches_two_launches_and_float64(device, lengths):
     qkv = 4 * torch.randn(B, (HQ + 2 * HK) * D, generator=g)
     qg, kg = 1 + 0.2 * torch.randn(D, generator=g), 1 + 0.2 * torch.randn(D, generator=g)
     inv_freq = 1.0 / (10000 ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
-    cfg = DecodeConfig(block_n=16, num_splits=4)
+    cfg = DecodeConfig(block_n=32, num_splits=4, one_tile=True) if one_tile else DecodeConfig(block_n=16, num_splits=4)
+    ref_cfg = dataclasses.replace(cfg, one_tile=False)
     splits, _ = split_plan(B, HK, max_len, cfg, 4)
     assert splits == 4  # 32-token splits: every new token sits in a split with others before and after it
     seq_lens = (pos + 1).to(device)
@@ -67,7 +72,7 @@ def test_rope_in_attention_matches_two_launches_and_float64(device, lengths):
             qk_norm_rope(dev["qkv"], dev["pos"], dev["inv_freq"], 1.0, dev["qg"], dev["kg"], EPS, q32, None, None,
                          HQ, HK, cache=c, page_table=dev["perm"], seq_ids=torch.arange(B, dtype=torch.int32, device=device))
             decode_attention_f32(q32, c, dev["perm"], seq_lens, max_len=max_len, out=out, workspace=ws, sm_count=4,
-                                 cfg=cfg)
+                                 cfg=ref_cfg)
         outs.append(out.cpu())
     # both wrote the same new k/v into the cache, up to one bf16 rounding where the fp32 values differ
     # in their last bits (the two kernels sum the norm and contract the rotation differently)
@@ -88,3 +93,28 @@ def test_rope_in_attention_matches_two_launches_and_float64(device, lengths):
             w = torch.softmax(kh @ qh[h] / math.sqrt(D), 0)
             want[b, h] = w @ vh
     assert float((outs[0][:, 0].double() - want).norm() / want.norm()) < 1e-5
+
+
+def test_one_tile_without_rope_matches_the_loop(device):
+    """decode_attention_f32 (q already normed and rotated) with one_tile against the loop kernel, on
+    poisoned outputs; lengths that end mid-split, at a split's end, and past the first split only."""
+    g = torch.Generator().manual_seed(9)
+    lengths, max_len = [45, 64, 3], 128
+    B, pages_per_seq = len(lengths), max_len // PAGE
+    perm = torch.randperm(B * pages_per_seq, generator=g).to(torch.int32).view(B, pages_per_seq).to(device)
+    cache = allocate_kv_cache(B * pages_per_seq, HK, PAGE, D, "bf16", device)
+    cache.k.copy_(torch.randn(cache.k.shape, generator=g).to(torch.bfloat16))
+    cache.v.copy_(torch.randn(cache.v.shape, generator=g).to(torch.bfloat16))
+    q = (2 * torch.randn(B, HQ, D, generator=g)).to(device)
+    seq_lens = torch.tensor(lengths, dtype=torch.int32, device=device)
+    outs = []
+    for one_tile in (True, False):
+        cfg = DecodeConfig(block_n=32, num_splits=4, one_tile=one_tile)
+        splits, split_len = split_plan(B, HK, max_len, cfg, 4)
+        assert split_len == 32
+        out = torch.full((B, 1, HQ, D), float("nan"), device=device)
+        decode_attention_f32(q, cache, perm, seq_lens, max_len=max_len, out=out,
+                             workspace=decode_workspace(B, 1, HQ, D, splits, device), sm_count=4, cfg=cfg)
+        outs.append(out.cpu().double())
+    assert torch.isfinite(outs[0]).all()
+    assert float((outs[0] - outs[1]).norm() / outs[1].norm()) < 1e-6

@@ -268,6 +268,15 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
         gc.collect()
         torch.cuda.empty_cache()
     best = min(ms, key=ms.get)
+    # the one-block attention (DecodeConfig.one_tile, session 8; on by default) flipped, on top of the
+    # best PDL choice; it changes only launches whose splits are one block
+    flip = not launch.attention.one_tile
+    name = f"{best}, attention one tile {'on' if flip else 'off'}"
+    variants[name] = replace(variants[best], attention=replace(variants[best].attention, one_tile=flip))
+    res, _ = measure_ours(w, 1, context, kv_dtype, variants[name], iters)
+    ms[name] = res.median / 1e3
+    progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
+    best = min(ms, key=ms.get)
     return variants[best], {"chosen": best, "ms_per_token": ms, "context": context}
 
 

@@ -109,6 +109,8 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "attn-1-split-fused": replace(base, attention=replace(att, variant="v2", num_splits=1, fuse_combine=True)),
         # session 7: gate-up + down as one launch with a grid barrier (kernels/moe_b1_persistent.py)
         "moe-persistent": replace(base, moe_persistent=MoePersistentConfig()),
+        # session 8: a split of one block loads its K/V before the PDL wait and the q prologue
+        "attn-one-tile": replace(base, attention=replace(att, one_tile=not att.one_tile)),
     }
 
 

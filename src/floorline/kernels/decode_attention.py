@@ -54,6 +54,10 @@ class DecodeConfig:
     programs fit on one SM.
     prefetch (v1; bf16/fp8 with blocks inside one page, else ignored): load block i+1's K/V into
     registers before block i's math (see the kernel); meant with num_stages=1.
+    one_tile (the decoder's fp32 attention, model/attention.py; used only where a split is one block,
+    split_len == block_n, as at 1K with 64-token blocks): no loop. The split's page, K and V go out
+    first (under PDL before the wait: no kernel of this step writes them), and q's QK-norm + RoPE run
+    while they arrive (session 8, H100: the prologue cost ~1.5 us on the launch's critical path).
     """
 
     block_n: int = 64
@@ -68,6 +72,7 @@ class DecodeConfig:
     align_hint: bool = False
     maxnreg: int = 0
     prefetch: bool = False
+    one_tile: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

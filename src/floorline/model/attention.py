@@ -54,20 +54,66 @@ def _norm_rope(x, xp, g, gp, sign, c, s, eps, D: tl.constexpr, NORM: tl.constexp
 
 
 @triton.jit
+def _rope_tables(pos, inv_freq_ptr, qg_ptr, kg_ptr, cos_scale, d, D: tl.constexpr, NORM: tl.constexpr):
+    """What QK-norm + RoPE need besides the rows: the rotate-half partner index and sign, cos and sin at
+    this position (angle in float64, reduced mod 2 pi), and the q/k gains at d and at the partner."""
+    dp = (d + D // 2) % D
+    sign = tl.where(d < D // 2, -1.0, 1.0)
+    ang = pos.to(tl.float64) * tl.load(inv_freq_ptr + d % (D // 2))
+    ang = (ang - tl.floor(ang / 6.283185307179586) * 6.283185307179586).to(tl.float32)
+    c = tl.cos(ang) * cos_scale
+    sn = tl.sin(ang) * cos_scale
+    qg, qgp, kg, kgp = c, c, c, c
+    if NORM:
+        qg = tl.load(qg_ptr + d).to(tl.float32)
+        qgp = tl.load(qg_ptr + dp).to(tl.float32)
+        kg = tl.load(kg_ptr + d).to(tl.float32)
+        kgp = tl.load(kg_ptr + dp).to(tl.float32)
+    return dp, sign, c, sn, qg, qgp, kg, kgp
+
+
+@triton.jit
 def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, cnt_ptr,
                  sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h, sout_b, sout_h,
                  PAGE_SIZE, split_len, qk_scale, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, HQ, HK, eps, cos_scale,
                  G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  UPCAST: tl.constexpr, PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False,
                  ROPE: tl.constexpr = False, NORM: tl.constexpr = False, FUSE: tl.constexpr = False,
-                 BLOCK_G: tl.constexpr = 2, BLOCK_S: tl.constexpr = 2):
+                 BLOCK_G: tl.constexpr = 2, BLOCK_S: tl.constexpr = 2, ONE_TILE: tl.constexpr = False):
     # ROPE: q_ptr is the raw qkv GEMV output [B, (HQ + 2 HK) * D]; this kernel does the QK-norm +
     # RoPE itself (q for its G heads; in the split that holds this step's position, the new k and v,
     # which it also stores into the cache) - one launch per layer fewer than qk_norm_rope + attention.
     b = tl.program_id(0)
     hk = tl.program_id(1)
     split = tl.program_id(2)
-    if PREFETCH:
+    d = tl.arange(0, D)
+    if ONE_TILE:
+        # The split is one block (split_len == BLOCK_N): its cached K/V (positions < this step's, written
+        # by earlier steps, as are the lengths, positions and page table) are loaded before anything
+        # this step's previous kernel writes, so under PDL before the wait, and the q prologue below
+        # runs while they arrive. The new token's k/v come from the qkv row after the wait.
+        if PDL:
+            tl.extra.cuda.gdc_launch_dependents()
+        seq_len = tl.load(len_ptr + b)
+        start = split * split_len
+        end = tl.minimum(start + split_len, seq_len)
+        if ROPE:
+            pos = tl.load(pos_ptr + b)
+            end_cache = tl.minimum(end, pos)
+            page_pos = tl.load(pt_ptr + b * pt_stride + pos // PAGE_SIZE).to(tl.int64)
+        else:
+            end_cache = end
+        offs_n = start + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < end_cache
+        page = tl.load(pt_ptr + b * pt_stride + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        tok = page * sk_page + hk.to(tl.int64) * sk_head + (offs_n % PAGE_SIZE) * sk_slot
+        k_tile = tl.load(k_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+        v_tile = tl.load(v_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+        if ROPE:  # cos/sin and gains depend on no activation either
+            dp, sign, c, sn, qg, qgp, kg, kgp = _rope_tables(pos, inv_freq_ptr, qg_ptr, kg_ptr, cos_scale, d, D, NORM)
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+    elif PREFETCH:
         # Under PDL, before waiting: pull this split's cached K/V lines into L2 while the previous
         # kernel (QK-norm + RoPE, which writes only this step's slot) finishes. Lengths and page
         # table are not written inside a step; a prefetch of the slot being written is harmless.
@@ -84,34 +130,30 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, 
         tl.extra.cuda.gdc_wait()
     else:
         pdl_enter(PDL)
-    seq_len = tl.load(len_ptr + b)
+    if not ONE_TILE:
+        seq_len = tl.load(len_ptr + b)
+        start = split * split_len
+        end = tl.minimum(start + split_len, seq_len)
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < G
     h_row = hk * G + rows
-    d = tl.arange(0, D)
-    start = split * split_len
-    end = tl.minimum(start + split_len, seq_len)
     if ROPE:
-        dp = (d + D // 2) % D
-        sign = tl.where(d < D // 2, -1.0, 1.0)
-        pos = tl.load(pos_ptr + b)
-        ang = pos.to(tl.float64) * tl.load(inv_freq_ptr + d % (D // 2))  # float64, reduced mod 2 pi
-        ang = (ang - tl.floor(ang / 6.283185307179586) * 6.283185307179586).to(tl.float32)
-        c = tl.cos(ang) * cos_scale
-        sn = tl.sin(ang) * cos_scale
+        if not ONE_TILE:
+            pos = tl.load(pos_ptr + b)
+            dp, sign, c, sn, qg, qgp, kg, kgp = _rope_tables(pos, inv_freq_ptr, qg_ptr, kg_ptr, cos_scale, d, D, NORM)
         qrow = q_ptr + b * sq_b + h_row[:, None] * D
-        qg, qgp, kg, kgp = c, c, c, c
-        if NORM:
-            qg = tl.load(qg_ptr + d).to(tl.float32)
-            qgp = tl.load(qg_ptr + dp).to(tl.float32)
-            kg = tl.load(kg_ptr + d).to(tl.float32)
-            kgp = tl.load(kg_ptr + dp).to(tl.float32)
+        krow = q_ptr + b * sq_b + (HQ + hk) * D
+        if ONE_TILE:  # the new token's rows in the same load round as q's
+            k_new, k_new_p = tl.load(krow + d), tl.load(krow + dp)
+            v_new = tl.load(q_ptr + b * sq_b + (HQ + HK + hk) * D + d)
         q = _norm_rope(tl.load(qrow + d[None, :], mask=row_ok[:, None], other=0.0),
                        tl.load(qrow + dp[None, :], mask=row_ok[:, None], other=0.0), qg, qgp, sign, c, sn, eps, D, NORM)
-        end_cache = tl.minimum(end, pos)  # the new token comes from registers below, not from the cache
+        if not ONE_TILE:
+            end_cache = tl.minimum(end, pos)  # the new token comes from registers below, not from the cache
     else:
         q = tl.load(q_ptr + b * sq_b + h_row[:, None] * sq_h + d[None, :], mask=row_ok[:, None], other=0.0)
-        end_cache = end
+        if not ONE_TILE:
+            end_cache = end
     q = q.to(tl.float32)
     q_hi, q_lo = _hi_lo(q, UPCAST, k_ptr.dtype.element_ty)
     acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
@@ -119,32 +161,49 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, 
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     pt_row = pt_ptr + b * pt_stride
     head_off = hk.to(tl.int64) * sk_head
-    for n0 in range(start, end_cache, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < end_cache
-        page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
-        tok = page * sk_page + head_off + (offs_n % PAGE_SIZE) * sk_slot
-        k = tl.load(k_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0).to(q_hi.dtype)
-        v = tl.load(v_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0).to(q_hi.dtype)
-        kt = tl.trans(k)
+    if ONE_TILE:  # the loop below at one block, from the tile loaded first (empty: m -inf, l 0, acc 0)
+        kt = tl.trans(k_tile.to(q_hi.dtype))
         s = (tl.dot(q_hi, kt) + tl.dot(q_lo, kt)) * qk_scale
         s = tl.where(n_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
+        m_i = tl.max(s, axis=1)
+        m_safe = tl.where(m_i == float("-inf"), 0.0, m_i)
         p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        m_i = m_new
+        l_i = tl.sum(p, axis=1)
         p_hi, p_lo = _hi_lo(p, UPCAST, k_ptr.dtype.element_ty)
-        acc = acc * alpha[:, None] + tl.dot(p_hi, v) + tl.dot(p_lo, v)
+        v = v_tile.to(q_hi.dtype)
+        acc = tl.dot(p_hi, v) + tl.dot(p_lo, v)
+    else:
+        for n0 in range(start, end_cache, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_ok = offs_n < end_cache
+            page = tl.load(pt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+            tok = page * sk_page + head_off + (offs_n % PAGE_SIZE) * sk_slot
+            k = tl.load(k_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0).to(q_hi.dtype)
+            v = tl.load(v_ptr + tok[:, None] + d[None, :], mask=n_ok[:, None], other=0.0).to(q_hi.dtype)
+            kt = tl.trans(k)
+            s = (tl.dot(q_hi, kt) + tl.dot(q_lo, kt)) * qk_scale
+            s = tl.where(n_ok[None, :], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_safe)
+            p = tl.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            m_i = m_new
+            p_hi, p_lo = _hi_lo(p, UPCAST, k_ptr.dtype.element_ty)
+            acc = acc * alpha[:, None] + tl.dot(p_hi, v) + tl.dot(p_lo, v)
     if ROPE:
         if (pos >= start) & (pos < end):  # this split holds the new token: k, v from the qkv row
-            krow = q_ptr + b * sq_b + (HQ + hk) * D
-            kn = _norm_rope(tl.load(krow + d)[None, :], tl.load(krow + dp)[None, :], kg, kgp, sign, c, sn, eps, D, NORM)
+            if ONE_TILE:
+                kn = _norm_rope(k_new[None, :], k_new_p[None, :], kg, kgp, sign, c, sn, eps, D, NORM)
+                vb = v_new.to(v_ptr.dtype.element_ty)
+                new_page = page_pos
+            else:
+                kn = _norm_rope(tl.load(krow + d)[None, :], tl.load(krow + dp)[None, :], kg, kgp, sign, c, sn, eps, D,
+                                NORM)
+                vb = tl.load(q_ptr + b * sq_b + (HQ + HK + hk) * D + d).to(v_ptr.dtype.element_ty)
+                new_page = tl.load(pt_ptr + b * pt_stride + pos // PAGE_SIZE).to(tl.int64)
             kb = kn.to(k_ptr.dtype.element_ty)  # the value the cache holds, and the one attended to
-            vb = tl.load(q_ptr + b * sq_b + (HQ + HK + hk) * D + d).to(v_ptr.dtype.element_ty)
-            page = tl.load(pt_ptr + b * pt_stride + pos // PAGE_SIZE).to(tl.int64)
-            slot = page * sk_page + hk.to(tl.int64) * sk_head + (pos % PAGE_SIZE) * sk_slot
+            slot = new_page * sk_page + hk.to(tl.int64) * sk_head + (pos % PAGE_SIZE) * sk_slot
             tl.store(k_ptr + slot + d[None, :], kb)
             tl.store(v_ptr + slot + d, vb)
             s_new = tl.sum(q * kb.to(tl.float32), axis=1) * qk_scale
@@ -321,6 +380,7 @@ def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: A
         # read by the fused merge only: constants otherwise, so the split count does not force a recompile
         BLOCK_G=max(2, triton.next_power_of_2(g)) if fuse else 2,
         BLOCK_S=max(2, triton.next_power_of_2(splits)) if fuse else 2,
+        ONE_TILE=cfg.one_tile and split_len == cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
     if not fuse:

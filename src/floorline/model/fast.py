@@ -61,7 +61,9 @@ class LaunchConfigs:
     down: GemvConfig = GemvConfig(block_n=16, block_k=128, double_buffer=True)
     lm_head: GemvConfig = GemvConfig(block_n=32, block_k=256)
     router: GemvConfig = GemvConfig(block_n=2, block_k=512, num_warps=1, num_stages=4, split_k=4)
-    attention: DecodeConfig = DecodeConfig()
+    # one_tile: a split of one block (1K contexts) loads its K/V before the PDL wait and q's prologue
+    # (session 8); bench.decode.choose_step measures the step with it flipped and keeps the faster
+    attention: DecodeConfig = DecodeConfig(one_tile=True)
     # batch 1: RMSNorm folded into the next GEMV, o-proj and expert outputs added into the residual
     # with atomics (no add_rmsnorm kernels); see FastDecoder._step_b1
     fused_b1: bool = True
