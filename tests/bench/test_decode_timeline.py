@@ -89,3 +89,21 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert field in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_step_flips_toggle_one_switch_each_and_round_trip():
+    """bench decode's step choice (session 8 switches): each flip changes exactly its own fields, flipping
+    twice gives the launch back, and a launch carrying them survives the packet round trip."""
+    from dataclasses import replace
+
+    from floorline.bench.decode import step_flips
+
+    base = LaunchConfigs()
+    (l1, a), (l2, b) = step_flips(base)
+    assert a.attention.one_tile != base.attention.one_tile and replace(a, attention=base.attention) == base
+    dense = ("qkv", "o", "lm_head")
+    assert all(getattr(b, k).preload != getattr(base, k).preload for k in dense)
+    assert replace(b, **{k: getattr(base, k) for k in dense}) == base
+    assert step_flips(a)[0][1] == base and step_flips(b)[1][1] == base
+    assert "one tile" in l1 and "preloaded" in l2
+    assert LaunchConfigs.from_dict(b.as_dict()) == b

@@ -49,3 +49,19 @@ def test_gemv_split_k_partials_sum_to_the_product(device, B, split):
     want = x.double() @ w.double().T
     err = float((out.double().sum(1).cpu() - want).norm() / want.norm())
     assert err < TOL[1 if B == 1 else "dot"]
+
+
+@pytest.mark.parametrize("N,K,split,accumulate", [(37, 96, 1, False), (45, 700, 2, True), (300, 1000, 1, True)])
+def test_gemv_preload_one_shot(device, N, K, split, accumulate):
+    """GemvConfig.preload (the weight tile loaded first, before the PDL wait on a GPU): batch 1 where each
+    program's K slice is one tile, plain and accumulating into a float32 residual, against float64."""
+    g = torch.Generator().manual_seed(N + K)
+    x = torch.randn(1, K, generator=g)
+    w = (torch.randn(N, K, generator=g) / K**0.5).to(torch.bfloat16)
+    bk = 1 << (-(-K // split) - 1).bit_length()  # one tile per split
+    cfg = GemvConfig(block_n=8, block_k=bk, split_k=split, preload=True)
+    base = torch.randn(1, N, generator=g)
+    out = base.clone().to(device) if accumulate else torch.full((1, N), float("nan"), device=device)
+    gemv(x.to(device), w.to(device), out, None, cfg, accumulate=accumulate)
+    want = x.double() @ w.double().T + (base.double() if accumulate else 0)
+    assert float((out.double().cpu() - want).norm() / want.norm()) < TOL[1]

@@ -268,16 +268,30 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
         gc.collect()
         torch.cuda.empty_cache()
     best = min(ms, key=ms.get)
-    # the one-block attention (DecodeConfig.one_tile, session 8; on by default) flipped, on top of the
-    # best PDL choice; it changes only launches whose splits are one block
-    flip = not launch.attention.one_tile
-    name = f"{best}, attention one tile {'on' if flip else 'off'}"
-    variants[name] = replace(variants[best], attention=replace(variants[best].attention, one_tile=flip))
-    res, _ = measure_ours(w, 1, context, kv_dtype, variants[name], iters)
-    ms[name] = res.median / 1e3
-    progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
-    best = min(ms, key=ms.get)
+    # then, one at a time on top of the best so far, each kept only if the step gets faster:
+    # the one-block attention (DecodeConfig.one_tile, on by default) flipped, and the dense GEMVs'
+    # weight tiles loaded before the PDL wait (GemvConfig.preload)
+    for i in range(len(step_flips(launch))):
+        label, flip = step_flips(variants[best])[i]
+        name = f"{best}, {label}"
+        variants[name] = flip
+        res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
+        ms[name] = res.median / 1e3
+        progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
+        if ms[name] < ms[best]:
+            best = name
     return variants[best], {"chosen": best, "ms_per_token": ms, "context": context}
+
+
+def step_flips(launch: Any) -> list[tuple[str, Any]]:
+    """The session 8 switches choose_step tries after the PDL choice, each as (label, launch with it
+    flipped); choose_step rebuilds the list from its best launch so far, so the i-th flip lands on it."""
+    one_tile = not launch.attention.one_tile
+    pre = not launch.qkv.preload
+    dense = {k: replace(getattr(launch, k), preload=pre) for k in ("qkv", "o", "lm_head")}
+    return [(f"attention one tile {'on' if one_tile else 'off'}",
+             replace(launch, attention=replace(launch.attention, one_tile=one_tile))),
+            (f"dense GEMV weights preloaded {'on' if pre else 'off'}", replace(launch, **dense))]
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:

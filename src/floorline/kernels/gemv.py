@@ -44,6 +44,10 @@ class GemvConfig:
     # keeping it in L2 only pushes out lines that another kernel prefetched (session 5: expert-down's
     # early prefetch beside gate-up's 50 MB stream seemed to be evicted before use).
     evict_first: bool = False
+    # batch 1, when the program's K slice is one tile (ONE_SHOT): load the weight tile into registers
+    # before the PDL wait instead of only prefetching its lines into L2, so the first bytes are in hand
+    # when the predecessor finishes (weights are no kernel's output). Without PDL only the order changes.
+    preload: bool = False
 
 
 @triton.jit
@@ -79,14 +83,22 @@ def prefetch_l2(ptrs):
 def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s_x, s_w, s_out, s_split, eps,
                  HAS_SCALE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  UPCAST: tl.constexpr, NORM: tl.constexpr = False, ACCUM: tl.constexpr = False,
-                 PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False, ONE_SHOT: tl.constexpr = False):
+                 PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False, ONE_SHOT: tl.constexpr = False,
+                 PRELOAD: tl.constexpr = False):
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
     k_lo = tl.program_id(1) * K_SPLIT
     k_hi = tl.minimum(k_lo + K_SPLIT, K)
     out_ptr += tl.program_id(1) * s_split
     w_rows = w_ptr + n.to(tl.int64)[:, None] * s_w
-    if PREFETCH:  # weights are no kernel's output: start their stream before waiting (PDL)
+    if PRELOAD:  # batch 1, ONE_SHOT: the whole weight tile in registers before the wait
+        if PDL:
+            tl.extra.cuda.gdc_launch_dependents()
+        k_pre = k_lo + tl.arange(0, BLOCK_K)
+        w_pre = tl.load(w_rows + k_pre[None, :], mask=nmask[:, None] & (k_pre < k_hi)[None, :], other=0.0)
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+    elif PREFETCH:  # weights are no kernel's output: start their stream before waiting (PDL)
         tl.extra.cuda.gdc_launch_dependents()
         for k0 in range(k_lo, k_hi, BLOCK_K):
             lines = k0 + tl.arange(0, BLOCK_K // 64) * 64  # one pointer per 128 B of bf16 (fp8: two per line)
@@ -98,7 +110,10 @@ def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s
         if ONE_SHOT:  # the K slice is one tile: every load issued at once, no [N, K] accumulator
             k = k_lo + tl.arange(0, BLOCK_K)
             kmask = k < k_hi
-            w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & kmask[None, :], other=0.0)
+            if PRELOAD:
+                w = w_pre
+            else:
+                w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & kmask[None, :], other=0.0)
             x = tl.load(x_ptr + k, mask=kmask, other=0.0)
             ss = x * x
             if NORM:
@@ -188,6 +203,7 @@ def gemv(x: Any, w: Any, out: Any, scale: Any = None, cfg: GemvConfig = GemvConf
         norm[1] if norm is not None else 0.0,
         HAS_SCALE=scale is not None, BLOCK_B=bb, BLOCK_N=bn, BLOCK_K=bk, UPCAST=_INTERPRET,
         NORM=norm is not None, ACCUM=accumulate, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-        PREFETCH=pdl and prefetch and bb == 1 and bk >= 64, ONE_SHOT=bb == 1 and k_split == bk, **pdl_kwargs(pdl),
+        PREFETCH=pdl and prefetch and bb == 1 and bk >= 64, ONE_SHOT=bb == 1 and k_split == bk,
+        PRELOAD=cfg.preload and bb == 1 and k_split == bk, **pdl_kwargs(pdl),
     )
     return out
