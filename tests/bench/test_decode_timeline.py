@@ -101,7 +101,7 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     base = LaunchConfigs()
     (l1, a), (l2, b) = step_flips(base)
     assert a.attention.one_tile != base.attention.one_tile and replace(a, attention=base.attention) == base
-    dense = ("qkv", "o", "lm_head")
+    dense = ("qkv", "o", "lm_head", "router")
     assert all(getattr(b, k).preload != getattr(base, k).preload for k in dense)
     assert replace(b, **{k: getattr(base, k) for k in dense}) == base
     assert step_flips(a)[0][1] == base and step_flips(b)[1][1] == base

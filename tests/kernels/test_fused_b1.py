@@ -142,7 +142,14 @@ def test_router_b1_split_without_norm(device):  # the scratch's sum-of-squares c
     check_router_b1(device, 100, 8, True, 4, 64, 3, norm=False)
 
 
-def check_router_b1(device, E, k, renorm, bn, bk, split, norm):
+# GemvConfig.preload: the one-tile slices' weights loaded first (before the PDL wait on a GPU); split 1
+# goes through kernels.gemv's body, split 2 and 4 through the router's split part
+@pytest.mark.parametrize("E,bn,bk,split", [(128, 4, 256, 1), (100, 4, 128, 2), (6, 4, 64, 4)])
+def test_router_b1_preload(device, E, bn, bk, split):
+    check_router_b1(device, E, 8 if E > 8 else 2, True, bn, bk, split, norm=True, preload=True)
+
+
+def check_router_b1(device, E, k, renorm, bn, bk, split, norm, preload=False):
     from floorline.kernels.router_topk import router_b1
 
     H = 200
@@ -157,7 +164,7 @@ def check_router_b1(device, E, k, renorm, bn, bk, split, norm):
         logits = torch.full((1, E) if split == 1 else (split, E + 1), float("nan"), device=device)
         router_b1(x.to(device), w.to(device), k, renorm, ids, wts, logits, counter,
                   norm=(gain.to(device), EPS) if norm else None,
-                  gemv_cfg=GemvConfig(block_n=bn, block_k=bk, split_k=split))
+                  gemv_cfg=GemvConfig(block_n=bn, block_k=bk, split_k=split, preload=preload))
         want_logits = (rms(x, gain) if norm else x.double()) @ w.double().T
         p = torch.softmax(want_logits, -1)
         top = torch.topk(p, k)

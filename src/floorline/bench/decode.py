@@ -288,10 +288,10 @@ def step_flips(launch: Any) -> list[tuple[str, Any]]:
     flipped); choose_step rebuilds the list from its best launch so far, so the i-th flip lands on it."""
     one_tile = not launch.attention.one_tile
     pre = not launch.qkv.preload
-    dense = {k: replace(getattr(launch, k), preload=pre) for k in ("qkv", "o", "lm_head")}
+    dense = {k: replace(getattr(launch, k), preload=pre) for k in ("qkv", "o", "lm_head", "router")}
     return [(f"attention one tile {'on' if one_tile else 'off'}",
              replace(launch, attention=replace(launch.attention, one_tile=one_tile))),
-            (f"dense GEMV weights preloaded {'on' if pre else 'off'}", replace(launch, **dense))]
+            (f"dense GEMV + router weights preloaded {'on' if pre else 'off'}", replace(launch, **dense))]
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:

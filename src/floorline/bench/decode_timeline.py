@@ -111,9 +111,9 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "moe-persistent": replace(base, moe_persistent=MoePersistentConfig()),
         # session 8: a split of one block loads its K/V before the PDL wait and the q prologue
         "attn-one-tile": replace(base, attention=replace(att, one_tile=not att.one_tile)),
-        # session 8: qkv / o / LM head weight tiles loaded into registers before the PDL wait
+        # session 8: qkv / o / LM head / router weight tiles loaded into registers before the PDL wait
         "gemv-preload": replace(base, **{k: replace(getattr(base, k), preload=not getattr(base, k).preload)
-                                         for k in ("qkv", "o", "lm_head")}),
+                                         for k in ("qkv", "o", "lm_head", "router")}),
     }
 
 

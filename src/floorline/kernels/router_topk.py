@@ -146,7 +146,7 @@ def _packed_topk(acc, e, emask, ids_row, wts_row, K: tl.constexpr, KP: tl.conste
 @triton.jit
 def _router_split_part(x_ptr, w_ptr, gain_ptr, logits_ptr, E, H, K_SPLIT, s_w, s_l, BLOCK_N: tl.constexpr,
                        BLOCK_K: tl.constexpr, NORM: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr,
-                       ONE_SHOT: tl.constexpr):
+                       ONE_SHOT: tl.constexpr, PRELOAD: tl.constexpr = False):
     """Split s = program_id(1): the partial logits of its BLOCK_N experts over its K slice, stored in
     row s of the scratch, and (NORM) the slice's sum of squares in column E. kernels.gemv's batch-1
     body, except that the norm scale is left to the combine: it needs the whole row's sum of squares."""
@@ -155,7 +155,14 @@ def _router_split_part(x_ptr, w_ptr, gain_ptr, logits_ptr, E, H, K_SPLIT, s_w, s
     k_lo = tl.program_id(1) * K_SPLIT
     k_hi = tl.minimum(k_lo + K_SPLIT, H)
     w_rows = w_ptr + n.to(tl.int64)[:, None] * s_w
-    if PREFETCH:  # the router weight is no kernel's output: start its stream before waiting (PDL)
+    if PRELOAD:  # ONE_SHOT: the weight tile in registers before the wait (kernels.gemv's GemvConfig.preload)
+        if PDL:
+            tl.extra.cuda.gdc_launch_dependents()
+        k_pre = k_lo + tl.arange(0, BLOCK_K)
+        w_pre = tl.load(w_rows + k_pre[None, :], mask=nmask[:, None] & (k_pre < k_hi)[None, :], other=0.0)
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+    elif PREFETCH:  # the router weight is no kernel's output: start its stream before waiting (PDL)
         tl.extra.cuda.gdc_launch_dependents()
         for k0 in range(k_lo, k_hi, BLOCK_K):
             prefetch_l2(w_rows + (k0 + tl.arange(0, BLOCK_K // 64) * 64)[None, :])
@@ -165,7 +172,10 @@ def _router_split_part(x_ptr, w_ptr, gain_ptr, logits_ptr, E, H, K_SPLIT, s_w, s
     if ONE_SHOT:
         k = k_lo + tl.arange(0, BLOCK_K)
         kmask = k < k_hi
-        w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & kmask[None, :], other=0.0)
+        if PRELOAD:
+            w = w_pre
+        else:
+            w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & kmask[None, :], other=0.0)
         x = tl.load(x_ptr + k, mask=kmask, other=0.0)
         ss = x * x
         if NORM:
@@ -194,13 +204,14 @@ def _router_split_part(x_ptr, w_ptr, gain_ptr, logits_ptr, E, H, K_SPLIT, s_w, s
 def _router_b1_kernel(x_ptr, w_ptr, gain_ptr, logits_ptr, ids_ptr, wts_ptr, cnt_ptr, E, H, K_SPLIT, s_w, s_l, eps,
                       K: tl.constexpr, KP: tl.constexpr, RENORM: tl.constexpr, BLOCK_E: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, NORM: tl.constexpr, PDL: tl.constexpr,
-                      PREFETCH: tl.constexpr, ONE_SHOT: tl.constexpr = False, SPLIT_K: tl.constexpr = 1):
+                      PREFETCH: tl.constexpr, ONE_SHOT: tl.constexpr = False, SPLIT_K: tl.constexpr = 1,
+                      PRELOAD: tl.constexpr = False):
     if SPLIT_K == 1:
         _gemv_kernel(x_ptr, w_ptr, x_ptr, logits_ptr, gain_ptr, 1, E, H, H, 0, s_w, 0, 0, eps,
-                     False, 1, BLOCK_N, BLOCK_K, False, NORM, False, PDL, PREFETCH, ONE_SHOT)
+                     False, 1, BLOCK_N, BLOCK_K, False, NORM, False, PDL, PREFETCH, ONE_SHOT, PRELOAD)
     else:
         _router_split_part(x_ptr, w_ptr, gain_ptr, logits_ptr, E, H, K_SPLIT, s_w, s_l, BLOCK_N, BLOCK_K, NORM, PDL,
-                           PREFETCH, ONE_SHOT)
+                           PREFETCH, ONE_SHOT, PRELOAD)
     # The last program to finish computes the top-k (ticket pattern of decode_attention_v2's fused
     # combine): barrier so every thread's logits are stored, a gpu-scope acq_rel ticket, .cg loads.
     tl.debug_barrier()
@@ -257,5 +268,6 @@ def router_b1(x: Any, weight: Any, k: int, renormalize: bool, ids_out: Any, weig
         weight.stride(0), logits.stride(0), norm[1] if norm is not None else 0.0, K=k, KP=triton.next_power_of_2(k),
         RENORM=renormalize, BLOCK_E=triton.next_power_of_2(E), BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
         NORM=norm is not None, PDL=pdl, PREFETCH=pdl and prefetch and cfg.block_k >= 64, ONE_SHOT=k_split == cfg.block_k, SPLIT_K=S,
+        PRELOAD=cfg.preload and k_split == cfg.block_k,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
     )
