@@ -99,7 +99,8 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     from floorline.bench.decode import step_flips
 
     base = LaunchConfigs()
-    (l1, a), (l2, b) = step_flips(base)
+    (l1, a), (l2, b), (l3, c) = step_flips(base)
+    assert c.down.preload != base.down.preload and replace(c, down=base.down) == base and "down" in l3
     assert a.attention.one_tile != base.attention.one_tile and replace(a, attention=base.attention) == base
     dense = ("qkv", "o", "lm_head", "router")
     assert all(getattr(b, k).preload != getattr(base, k).preload for k in dense)

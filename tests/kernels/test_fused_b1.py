@@ -82,14 +82,16 @@ def real(w, s):
     return w.double() * (s.double()[..., None] if s is not None else 1)
 
 
-@pytest.mark.parametrize("one_shot", [False, True])  # True: the whole K slice in one tile
+# one_shot: the whole K slice in one tile; preload (GemvConfig.preload, one-shot only): the expert's
+# weight tile loaded first, before the PDL wait on a GPU
+@pytest.mark.parametrize("one_shot,preload", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("k,E,H,inter,wdtype,split", [(8, 128, 96, 40, "bf16", 1), (2, 6, 130, 33, "fp8", 2)])
-def test_moe_b1_norm_swiglu_then_weighted_sum_into_residual(device, k, E, H, inter, wdtype, split, one_shot):
+def test_moe_b1_norm_swiglu_then_weighted_sum_into_residual(device, k, E, H, inter, wdtype, split, one_shot, preload):
     x, gain, gu, gus, dn, dns, ids, wts = setup(k, E, H, inter, wdtype, k + E)
     d = device
     act = torch.full((k, inter), float("nan"), device=d)
     moe_gemv_b1(x.to(d), gu.to(d), ids.to(d), act, scale=None if gus is None else gus.to(d), swiglu=True,
-                norm=(gain.to(d), EPS), cfg=GemvConfig(block_n=16, block_k=256 if one_shot else 32))
+                norm=(gain.to(d), EPS), cfg=GemvConfig(block_n=16, block_k=256 if one_shot else 32, preload=preload))
     h = rms(x, gain)[0]
     gw, uw = real(gu, gus)[ids.long(), :inter], real(gu, gus)[ids.long(), inter:]
     gate, up = gw @ h, uw @ h  # [k, inter]
@@ -98,7 +100,7 @@ def test_moe_b1_norm_swiglu_then_weighted_sum_into_residual(device, k, E, H, int
     res0 = torch.randn(1, H)
     res = res0.clone().to(d)
     moe_gemv_b1(act, dn.to(d), ids.to(d), res, scale=None if dns is None else dns.to(d), slot_weights=wts.to(d),
-                accumulate=True, cfg=GemvConfig(block_n=16, block_k=64 if one_shot else 16, split_k=split))
+                accumulate=True, cfg=GemvConfig(block_n=16, block_k=64 if one_shot else 16, split_k=split, preload=preload))
     rows = torch.einsum("knh,kh->kn", real(dn, dns)[ids.long()], act.double().cpu()) * wts.double()[:, None]
     want = res0.double() + rows.sum(0, keepdim=True)
     assert err(res, want) < TOL

@@ -85,3 +85,27 @@ def test_session5_launch_options_match_float64(batch):
     prompts = [[3, 4, 5, 6, 7], [9, 2]][:batch]
     r = check(w, prompts, steps=3, launch=launch)
     assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL and r.greedy_match
+
+
+def test_session8_launch_options_match_float64():
+    """The session 8 switches the step choice can flip, all at once on the batch-1 fused step: one-tile
+    attention (16-token splits of one 16-token block), and weight tiles loaded first (before the PDL
+    wait on a GPU) in the one-tile qkv / o / LM head GEMVs, the router's slices and expert-down."""
+    import triton
+
+    from floorline.kernels.decode_attention import DecodeConfig
+    from floorline.kernels.gemv import GemvConfig
+    from floorline.model.fast import LaunchConfigs
+
+    w = random_weights(builtin("tiny-moe"), dtype="bf16", seed=12)
+    H, inter = w.cfg.hidden_size, w.cfg.moe_intermediate_size
+    p2 = triton.next_power_of_2
+
+    def one(n: int, k: int) -> GemvConfig:  # one tile over all of K
+        return GemvConfig(block_n=n, block_k=p2(k), preload=True)
+
+    launch = LaunchConfigs(qkv=one(16, H), o=one(8, w.cfg.q_size), lm_head=one(16, H),
+                           router=GemvConfig(block_n=2, block_k=p2(H // 2), num_warps=1, split_k=2, preload=True),
+                           down=one(16, inter), attention=DecodeConfig(block_n=16, num_splits=4, one_tile=True))
+    r = check(w, [[3, 4, 5, 6, 7, 8]], steps=3, launch=launch)
+    assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL and r.greedy_match

@@ -269,8 +269,8 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
         torch.cuda.empty_cache()
     best = min(ms, key=ms.get)
     # then, one at a time on top of the best so far, each kept only if the step gets faster:
-    # the one-block attention (DecodeConfig.one_tile, on by default) flipped, and the dense GEMVs'
-    # weight tiles loaded before the PDL wait (GemvConfig.preload)
+    # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
+    # router's weight tiles loaded before the PDL wait, and expert-down's (GemvConfig.preload)
     for i in range(len(step_flips(launch))):
         label, flip = step_flips(variants[best])[i]
         name = f"{best}, {label}"
@@ -291,7 +291,9 @@ def step_flips(launch: Any) -> list[tuple[str, Any]]:
     dense = {k: replace(getattr(launch, k), preload=pre) for k in ("qkv", "o", "lm_head", "router")}
     return [(f"attention one tile {'on' if one_tile else 'off'}",
              replace(launch, attention=replace(launch.attention, one_tile=one_tile))),
-            (f"dense GEMV + router weights preloaded {'on' if pre else 'off'}", replace(launch, **dense))]
+            (f"dense GEMV + router weights preloaded {'on' if pre else 'off'}", replace(launch, **dense)),
+            (f"expert-down weights preloaded {'off' if launch.down.preload else 'on'}",
+             replace(launch, down=replace(launch.down, preload=not launch.down.preload)))]
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:

@@ -114,6 +114,7 @@ def launch_variants(base: Any) -> dict[str, Any]:
         # session 8: qkv / o / LM head / router weight tiles loaded into registers before the PDL wait
         "gemv-preload": replace(base, **{k: replace(getattr(base, k), preload=not getattr(base, k).preload)
                                          for k in ("qkv", "o", "lm_head", "router")}),
+        "down-preload": replace(base, down=replace(base.down, preload=not base.down.preload)),
     }
 
 

@@ -47,6 +47,8 @@ class GemvConfig:
     # batch 1, when the program's K slice is one tile (ONE_SHOT): load the weight tile into registers
     # before the PDL wait instead of only prefetching its lines into L2, so the first bytes are in hand
     # when the predecessor finishes (weights are no kernel's output). Without PDL only the order changes.
+    # Read by gemv, router_b1 and moe_gemv_b1 (expert-down: the ids are read early too, after a
+    # wait_first gate-up, as its L2 prefetch does; registers cannot be evicted by gate-up's stream).
     preload: bool = False
 
 

@@ -160,14 +160,30 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
                         HAS_WEIGHT: tl.constexpr, NORM: tl.constexpr, ACCUM: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SHOT: tl.constexpr = False,
                         WAIT_FIRST: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-                        DBUF: tl.constexpr = False, EVICT: tl.constexpr = ""):
+                        DBUF: tl.constexpr = False, EVICT: tl.constexpr = "", PRELOAD: tl.constexpr = False):
     p = tl.program_id(0)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = n < N
     sp = tl.program_id(2)
     k_lo = sp * K_SPLIT
     k_hi = tl.minimum(k_lo + K_SPLIT, K)
-    if PREFETCH:
+    if PRELOAD:
+        # ONE_SHOT (GemvConfig.preload): as PREFETCH below, but the weight tile goes into registers,
+        # where the previous kernel's stream cannot evict it (session 5: down's L2 prefetch beside
+        # gate-up's 50 MB was likely evicted). Under PDL only after a WAIT_FIRST launch (see PREFETCH).
+        if PDL:
+            tl.extra.cuda.gdc_launch_dependents()
+        e = tl.load(slot_e_ptr + p, cache_modifier=".cg").to(tl.int64)
+        k_pre = k_lo + tl.arange(0, BLOCK_K)
+        m_pre = nmask[:, None] & (k_pre < k_hi)[None, :]
+        w_pre = w_ptr + e * s_we + n.to(tl.int64)[:, None] * s_wn + k_pre[None, :]
+        g_pre = tl.load(w_pre, mask=m_pre, other=0.0)
+        u_pre = g_pre
+        if SWIGLU:
+            u_pre = tl.load(w_pre + INTER * s_wn, mask=m_pre, other=0.0)
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+    elif PREFETCH:
         # The expert ids come from the router, two launches back; the launch in between (gate-up)
         # ran with WAIT_FIRST, so this kernel cannot have launched before the router finished: the
         # ids may be read before waiting (.cg: from L2, never a stale L1 line), and this program's
@@ -197,10 +213,17 @@ def _moe_gemv_b1_kernel(x_ptr, w_ptr, scale_ptr, slot_e_ptr, slot_w_ptr, out_ptr
         ss = x * x
         if NORM:
             x = x * tl.load(gain_ptr + k, mask=kmask, other=0.0).to(tl.float32)
-        gs = tl.sum(tl.load(wg + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT).to(tl.float32) * x[None, :], axis=1)
+        if PRELOAD:
+            tg, tu = g_pre, u_pre
+        else:
+            tg = tl.load(wg + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT)
+            tu = tg
+            if SWIGLU:
+                tu = tl.load(wu + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT)
+        gs = tl.sum(tg.to(tl.float32) * x[None, :], axis=1)
         us = gs
         if SWIGLU:
-            us = tl.sum(tl.load(wu + k[None, :], mask=m2, other=0.0, eviction_policy=EVICT).to(tl.float32) * x[None, :], axis=1)
+            us = tl.sum(tu.to(tl.float32) * x[None, :], axis=1)
     else:
         acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
         acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
@@ -294,13 +317,16 @@ def moe_gemv_b1(x: Any, w: Any, slot_experts: Any, out: Any, *, scale: Any = Non
         raise InputError(f"moe_gemv_b1: scale must be [{E}, {n_w}], got {tuple(scale.shape)}")
     bn, bk = cfg.block_n, cfg.block_k
     k_split = triton.cdiv(triton.cdiv(K, split), bk) * bk
+    # preload reads the expert ids before the PDL wait: safe without PDL, or after a WAIT_FIRST launch
+    preload = cfg.preload and k_split == bk and (not pdl or prefetch_after_wait_first)
     _moe_gemv_b1_kernel[(S, triton.cdiv(N, bn), split)](
         x, w, scale if scale is not None else x, slot_experts, slot_weights if slot_weights is not None else x, out,
         norm[0] if norm is not None else x, N, K, k_split, n_w // 2, S // R, S, x.stride(0), w.stride(0),
         w.stride(1), scale.stride(0) if scale is not None else 0, out.stride(0), norm[1] if norm is not None else 0.0,
         SPLIT=split, SWIGLU=swiglu, HAS_SCALE=scale is not None, HAS_WEIGHT=slot_weights is not None,
         NORM=norm is not None, ACCUM=accumulate, PDL=pdl, BLOCK_N=bn, BLOCK_K=bk, ONE_SHOT=k_split == bk,
-        WAIT_FIRST=pdl and wait_first, PREFETCH=pdl and prefetch_after_wait_first and bk >= 64,
+        WAIT_FIRST=pdl and wait_first, PREFETCH=pdl and prefetch_after_wait_first and bk >= 64 and not cfg.preload,
+        PRELOAD=preload,
         DBUF=cfg.double_buffer and k_split > bk, EVICT="evict_first" if cfg.evict_first else "",
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
     )

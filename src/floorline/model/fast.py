@@ -324,7 +324,8 @@ class FastDecoder:
             # gate-up waits before it lets down launch, so down may read the ids (written by the router,
             # which finished before gate-up's wait returned) before its own wait and prefetch its
             # expert rows while gate-up runs
-            pe, dpf = pdl and L_.pdl_experts, pf and L_.expert_down_prefetch
+            # down's weight preload (GemvConfig.preload) reads the ids early, as the prefetch does
+            pe, dpf = pdl and L_.pdl_experts, (pf and L_.expert_down_prefetch) or L_.down.preload
             if L_.moe_persistent is not None:
                 moe_b1_persistent(res, L.gate_up.w, L.down.w, slot_e, slot_w, act, scale_gu=L.gate_up.scale,
                                   scale_down=L.down.scale, norm=(L.mlp_norm, eps), counter=self.moe_barrier,
