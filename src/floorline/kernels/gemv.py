@@ -82,6 +82,19 @@ def prefetch_l2(ptrs):
 
 
 @triton.jit
+def preload_tile(w_rows, k_lo, k_hi, nmask, BLOCK_K: tl.constexpr, PDL: tl.constexpr):
+    """GemvConfig.preload: a one-tile program's weight tile [rows, BLOCK_K] into registers, then (PDL)
+    the wait, so the tile is in hand when the previous kernel finishes; weights are no kernel's output."""
+    if PDL:
+        tl.extra.cuda.gdc_launch_dependents()
+    k = k_lo + tl.arange(0, BLOCK_K)
+    w = tl.load(w_rows + k[None, :], mask=nmask[:, None] & (k < k_hi)[None, :], other=0.0)
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+    return w
+
+
+@triton.jit
 def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s_x, s_w, s_out, s_split, eps,
                  HAS_SCALE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  UPCAST: tl.constexpr, NORM: tl.constexpr = False, ACCUM: tl.constexpr = False,
@@ -94,12 +107,7 @@ def _gemv_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, gain_ptr, B, N, K, K_SPLIT, s
     out_ptr += tl.program_id(1) * s_split
     w_rows = w_ptr + n.to(tl.int64)[:, None] * s_w
     if PRELOAD:  # batch 1, ONE_SHOT: the whole weight tile in registers before the wait
-        if PDL:
-            tl.extra.cuda.gdc_launch_dependents()
-        k_pre = k_lo + tl.arange(0, BLOCK_K)
-        w_pre = tl.load(w_rows + k_pre[None, :], mask=nmask[:, None] & (k_pre < k_hi)[None, :], other=0.0)
-        if PDL:
-            tl.extra.cuda.gdc_wait()
+        w_pre = preload_tile(w_rows, k_lo, k_hi, nmask, BLOCK_K, PDL)
     elif PREFETCH:  # weights are no kernel's output: start their stream before waiting (PDL)
         tl.extra.cuda.gdc_launch_dependents()
         for k0 in range(k_lo, k_hi, BLOCK_K):

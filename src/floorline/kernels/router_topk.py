@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from floorline.errors import InputError
-from floorline.kernels.gemv import _gemv_kernel, pdl_enter, pdl_kwargs, prefetch_l2
+from floorline.kernels.gemv import _gemv_kernel, pdl_enter, pdl_kwargs, prefetch_l2, preload_tile
 
 
 @triton.jit
@@ -156,12 +156,7 @@ def _router_split_part(x_ptr, w_ptr, gain_ptr, logits_ptr, E, H, K_SPLIT, s_w, s
     k_hi = tl.minimum(k_lo + K_SPLIT, H)
     w_rows = w_ptr + n.to(tl.int64)[:, None] * s_w
     if PRELOAD:  # ONE_SHOT: the weight tile in registers before the wait (kernels.gemv's GemvConfig.preload)
-        if PDL:
-            tl.extra.cuda.gdc_launch_dependents()
-        k_pre = k_lo + tl.arange(0, BLOCK_K)
-        w_pre = tl.load(w_rows + k_pre[None, :], mask=nmask[:, None] & (k_pre < k_hi)[None, :], other=0.0)
-        if PDL:
-            tl.extra.cuda.gdc_wait()
+        w_pre = preload_tile(w_rows, k_lo, k_hi, nmask, BLOCK_K, PDL)
     elif PREFETCH:  # the router weight is no kernel's output: start its stream before waiting (PDL)
         tl.extra.cuda.gdc_launch_dependents()
         for k0 in range(k_lo, k_hi, BLOCK_K):

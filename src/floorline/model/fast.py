@@ -196,6 +196,15 @@ class FastDecoder:
         self.prefill_routes: dict[int, list[Any]] | None = None
         self.lengths = [0] * B
 
+    def _log_route(self, moe_i: int, ids: Any) -> int:
+        """An MoE layer's expert ids [B, k]: into `record` (eager steps) and `route_log` (captured steps,
+        for decode --check's reference) when those are set. Returns the next MoE layer's index."""
+        if self.record is not None:
+            self.record.append(ids.clone())
+        if self.route_log is not None:
+            self.route_log[moe_i, : ids.shape[0]].copy_(ids)
+        return moe_i + 1
+
     def _attn_workspace(self, B: int) -> tuple[Any, ...]:
         """The first B sequences' split partials and lse, plus the fused merge's ticket counters (shared
         by every launch: each leaves them at 0) when launch.attention.fuse_combine."""
@@ -243,11 +252,7 @@ class FastDecoder:
                 ids, wts = self.ids[:B], self.route_w[:B]
                 router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B, :-1],
                             replace(L_.router, split_k=1))
-                if self.record is not None:
-                    self.record.append(ids.clone())
-                if self.route_log is not None:
-                    self.route_log[moe_i, :B].copy_(ids)
-                moe_i += 1
+                moe_i = self._log_route(moe_i, ids)
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
                 order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
             else:
@@ -312,11 +317,7 @@ class FastDecoder:
                     gemv(res, L.router, logits, None, replace(L_.router, split_k=1), norm=(L.mlp_norm, eps), pdl=pdl,
                          prefetch=pf)
                     topk(logits, k, cfg.norm_topk_prob, ids, wts, pdl=pdl)
-                if self.record is not None:
-                    self.record.append(ids.clone())
-                if self.route_log is not None:
-                    self.route_log[moe_i, :1].copy_(ids)
-                moe_i += 1
+                moe_i = self._log_route(moe_i, ids)
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
             else:
                 k, slot_e, slot_w = 1, self.dense_ids[:1], None

@@ -113,11 +113,7 @@ class RankDecoder(FastDecoder):
                 ids, wts = self.ids[:B], self.route_w[:B]
                 router_topk(h, L.router, k, cfg.norm_topk_prob, ids, wts, self.router_logits[:B, :-1],
                             replace(L_.router, split_k=1))
-                if self.record is not None:
-                    self.record.append(ids.clone())
-                if self.route_log is not None:
-                    self.route_log[moe_i, :B].copy_(ids)
-                moe_i += 1
+                moe_i = self._log_route(moe_i, ids)
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
                 order = torch.argsort(slot_e, stable=True).to(torch.int32) if B > 1 else None
             else:
@@ -168,11 +164,7 @@ class RankDecoder(FastDecoder):
                 logits = self.router_logits[:split] if split > 1 else self.router_logits[:1, :-1]
                 router_b1(h, L.router, k, cfg.norm_topk_prob, ids, wts, logits, self.router_ticket,
                           gemv_cfg=L_.router)
-                if self.record is not None:
-                    self.record.append(ids.clone())
-                if self.route_log is not None:
-                    self.route_log[moe_i, :1].copy_(ids)
-                moe_i += 1
+                moe_i = self._log_route(moe_i, ids)
                 slot_e, slot_w = ids.view(-1), wts.view(-1)
             else:
                 k, slot_e, slot_w = 1, self.dense_ids[:1], None
