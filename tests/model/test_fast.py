@@ -68,8 +68,10 @@ def test_batch1_fused_and_unfused_steps_match_float64(fused, one_launch):
     assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL and r.greedy_match
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_session5_launch_options_match_float64(batch):
+# one_tile: the precise attention's in-kernel merge with one-block splits (DecodeConfig.one_tile, on in
+# LaunchConfigs since session 8); the 40-token prompt makes 3 splits of one 16-token block
+@pytest.mark.parametrize("batch,one_tile", [(1, False), (2, False), (1, True)])
+def test_session5_launch_options_match_float64(batch, one_tile):
     """The options the batch-1 tuner can now pick, all at once: router_b1 split over K (partials summed
     in the last program; the batch > 1 router runs it unsplit), double-buffered expert GEMV K loops
     (odd tile counts), and the precise attention merging its splits in-kernel (v2 + fuse_combine)."""
@@ -80,9 +82,10 @@ def test_session5_launch_options_match_float64(batch):
     launch = LaunchConfigs(router=GemvConfig(block_n=2, block_k=32, num_warps=1, split_k=3),
                            gate_up=GemvConfig(block_n=16, block_k=16, double_buffer=True),
                            down=GemvConfig(block_n=16, block_k=16, double_buffer=True),
-                           attention=DecodeConfig(block_n=16, num_splits=3, variant="v2", fuse_combine=True))
+                           attention=DecodeConfig(block_n=16, num_splits=3, variant="v2", fuse_combine=True,
+                                                  one_tile=one_tile))
     w = random_weights(builtin("tiny-moe"), dtype="bf16", seed=11)
-    prompts = [[3, 4, 5, 6, 7], [9, 2]][:batch]
+    prompts = [list(range(3, 43)) if one_tile else [3, 4, 5, 6, 7], [9, 2]][:batch]
     r = check(w, prompts, steps=3, launch=launch)
     assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL and r.greedy_match
 
