@@ -23,7 +23,7 @@ echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$OUT/pytest.txt" | head -20; tai
 stage timeline
 timeout ${TIMELINE_S:-130} python3 -m floorline bench decode-timeline \
   --launch-from ${PACKET:-results/$(python3 -c "from floorline.gpu.probe import device_slug; print(device_slug())" | sed "s/^cpu$/nvidia-h200/")/bench-decode-qwen3-30b-a3b-L48-E128-bf16-b1-c1024.json} \
-  --out "$OUT/timeline.json" --variants ${VARIANTS:-tuned,pdl-all-no-down-prefetch,pdl-all-evict-first,moe-persistent}
+  --out "$OUT/timeline.json" --variants ${VARIANTS:-tuned,attn-one-tile,gemv-preload,down-preload}
 echo "timeline rc=$?"
 python3 -c "
 import json; d=json.load(open('$OUT/timeline.json'))
