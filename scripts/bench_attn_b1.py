@@ -62,25 +62,10 @@ def launcher(name: str, s: dict, cfg: DecodeConfig, max_len: int, sms: int, pdl:
 
 
 def time_graph(fn, n: int = 100, reps: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(n):
-            fn()
-    g.replay()
-    torch.cuda.synchronize()
-    t = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        t.append(a.elapsed_time(b) * 1e3 / n)
-    t.sort()
-    return t[len(t) // 2]
+    """Median us per launch, n launches back to back in one CUDA graph (the project's timing harness)."""
+    from floorline.gpu.timing import TimingConfig, time_cuda
+
+    return time_cuda(lambda i: fn(), TimingConfig(warmup=3, iters=reps, graph=True, ops_per_graph=n)).median
 
 
 def main() -> None:
