@@ -118,3 +118,62 @@ def test_one_tile_without_rope_matches_the_loop(device):
         outs.append(out.cpu().double())
     assert torch.isfinite(outs[0]).all()
     assert float((outs[0] - outs[1]).norm() / outs[1].norm()) < 1e-6
+
+
+def _one_tile_case(device, seed):
+    """A small one-tile RoPE launch's inputs (as above, one cache): the new token mid-split, pages shuffled."""
+    g = torch.Generator().manual_seed(seed)
+    lengths, max_len = [37, 5, 90], 128
+    B, pages_per_seq = len(lengths), max_len // PAGE
+    perm = torch.randperm(B * pages_per_seq, generator=g).to(torch.int32).view(B, pages_per_seq).to(device)
+    cache = allocate_kv_cache(B * pages_per_seq, HK, PAGE, D, "bf16", device)
+    cache.k.copy_(torch.randn(cache.k.shape, generator=g).to(torch.bfloat16))
+    cache.v.copy_(torch.randn(cache.v.shape, generator=g).to(torch.bfloat16))
+    pos = torch.tensor([n - 1 for n in lengths], dtype=torch.int32, device=device)
+    qkv = (4 * torch.randn(B, (HQ + 2 * HK) * D, generator=g)).to(device)
+    qg, kg = (1 + 0.2 * torch.randn(D, generator=g)).to(device), (1 + 0.2 * torch.randn(D, generator=g)).to(device)
+    inv_freq = (1.0 / (10000 ** (torch.arange(0, D, 2, dtype=torch.float64) / D))).to(device)
+    return dict(qkv=qkv, pos=pos, inv_freq=inv_freq, qg=qg, kg=kg, cache=cache, perm=perm, seq_lens=pos + 1, B=B,
+                max_len=max_len)
+
+
+def _run_one_tile(c, l2_next, pdl, device):
+    cfg = DecodeConfig(block_n=32, num_splits=4, one_tile=True)
+    out = torch.full((c["B"], 1, HQ, D), float("nan"), device=device)
+    ws = decode_workspace(c["B"], 1, HQ, D, 4, device)
+    decode_attention_rope_f32(c["qkv"], c["pos"], c["inv_freq"], 1.0, c["qg"], c["kg"], EPS, c["cache"], c["perm"],
+                              c["seq_lens"], q_heads=HQ, max_len=c["max_len"], out=out, workspace=ws, sm_count=4,
+                              cfg=cfg, pdl=pdl, l2_next=l2_next)
+    return out
+
+
+def test_l2_next_must_be_contiguous(device):
+    """l2_next (LaunchConfigs.prefetch_next) is checked on every device, PDL or not."""
+    from floorline.errors import InputError
+
+    c = _one_tile_case(device, 5)
+    w = torch.randn(64, 40, device=device).to(torch.bfloat16)
+    with pytest.raises(InputError, match="l2_next must be a contiguous"):
+        _run_one_tile(c, (w.t(), False), False, device)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("evict_last", [False, True])
+def test_l2_next_prefetch_changes_no_result(evict_last):
+    """Under PDL, the attention's programs ask L2 for another tensor's lines (an odd number of them, so
+    the last program's share is partial): the output and the cache it writes are bit-identical to the
+    launch without the prefetch, and the prefetched tensor is untouched."""
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs sm_90+")
+    runs = []
+    w = torch.randn(1237, 333, device="cuda").to(torch.bfloat16)  # 411,921 elements: 6437 lines, the last partial
+    w0 = w.clone()
+    for nxt in (None, (w, evict_last)):
+        c = _one_tile_case("cuda", 6)
+        out = _run_one_tile(c, nxt, True, "cuda")
+        torch.cuda.synchronize()
+        runs.append((out.cpu(), c["cache"].k.cpu(), c["cache"].v.cpu()))
+    assert not torch.isnan(runs[0][0]).any()
+    for a, b in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(w, w0)

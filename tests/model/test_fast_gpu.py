@@ -85,3 +85,14 @@ def test_batch1_session5_options_match_float64(pdl_experts):
                                                                             fuse_combine=True))):
         r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=launch)
         assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match
+
+
+@pytest.mark.parametrize("mode", ["l2", "evict-last"])
+def test_batch1_prefetch_next_matches_float64(mode):
+    """Session 9: the attention's programs pull the next layer's qkv weight into L2 (LaunchConfigs.prefetch_next)
+    in the default PDL step; the step still matches float64 and greedy tokens hold."""
+    from floorline.model.fast import LaunchConfigs
+
+    w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=14)
+    r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=LaunchConfigs(prefetch_next=mode))
+    assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match

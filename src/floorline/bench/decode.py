@@ -270,7 +270,8 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     best = min(ms, key=ms.get)
     # then, one at a time on top of the best so far, each kept only if the step gets faster:
     # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
-    # router's weight tiles loaded before the PDL wait, and expert-down's (GemvConfig.preload)
+    # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), and the next
+    # layer's qkv weight pulled into L2 during the attention (plain, then evict-last)
     for i in range(len(step_flips(launch))):
         label, flip = step_flips(variants[best])[i]
         name = f"{best}, {label}"
@@ -293,7 +294,12 @@ def step_flips(launch: Any) -> list[tuple[str, Any]]:
              replace(launch, attention=replace(launch.attention, one_tile=one_tile))),
             (f"dense GEMV + router weights preloaded {'on' if pre else 'off'}", replace(launch, **dense)),
             (f"expert-down weights preloaded {'off' if launch.down.preload else 'on'}",
-             replace(launch, down=replace(launch.down, preload=not launch.down.preload)))]
+             replace(launch, down=replace(launch.down, preload=not launch.down.preload))),
+            # session 9: the next layer's qkv weight into L2 during the attention (LaunchConfigs.prefetch_next)
+            (f"next layer's qkv prefetched {'off' if launch.prefetch_next != 'off' else 'on'}",
+             replace(launch, prefetch_next="off" if launch.prefetch_next != "off" else "l2")),
+            (f"next layer's qkv prefetched {'off' if launch.prefetch_next == 'evict-last' else 'evict-last'}",
+             replace(launch, prefetch_next="off" if launch.prefetch_next == "evict-last" else "evict-last"))]
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:

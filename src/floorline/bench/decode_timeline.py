@@ -115,6 +115,9 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "gemv-preload": replace(base, **{k: replace(getattr(base, k), preload=not getattr(base, k).preload)
                                          for k in ("qkv", "o", "lm_head", "router")}),
         "down-preload": replace(base, down=replace(base.down, preload=not base.down.preload)),
+        # session 9: the next layer's qkv weight into L2 during the attention (off <-> l2, off <-> evict-last)
+        "next-qkv-l2": replace(base, prefetch_next="off" if base.prefetch_next == "l2" else "l2"),
+        "next-qkv-evict-last": replace(base, prefetch_next="off" if base.prefetch_next == "evict-last" else "evict-last"),
     }
 
 

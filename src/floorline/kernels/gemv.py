@@ -82,6 +82,27 @@ def prefetch_l2(ptrs):
 
 
 @triton.jit
+def prefetch_share(ptr, n_lines, LINE: tl.constexpr, EVICT_LAST: tl.constexpr, BLOCK: tl.constexpr = 512):
+    """Ask L2 for this program's share of the n_lines 128-byte lines at ptr (LINE elements each), the
+    grid's programs splitting them evenly. For a weight a *later* kernel reads (LaunchConfigs.prefetch_next):
+    a latency-bound kernel leaves HBM idle, so its programs can stream the next dense weight meanwhile.
+    EVICT_LAST marks the lines to outlive the evict-first expert streams between here and their reader."""
+    nprog = tl.num_programs(0) * tl.num_programs(1) * tl.num_programs(2)
+    pid = (tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(2) + tl.program_id(2)
+    per = tl.cdiv(n_lines, nprog)
+    lo = pid * per
+    hi = tl.minimum(lo + per, n_lines)
+    for l0 in range(lo, hi, BLOCK):
+        line = tl.minimum(l0 + tl.arange(0, BLOCK), hi - 1)  # no mask on a prefetch: repeat the last line
+        p = ptr + line.to(tl.int64) * LINE
+        if EVICT_LAST:
+            tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1];\n\tmov.u32 $0, 0;", "=r,l", [p],
+                                      dtype=tl.int32, is_pure=False, pack=1)
+        else:
+            prefetch_l2(p)
+
+
+@triton.jit
 def preload_tile(w_rows, k_lo, k_hi, nmask, BLOCK_K: tl.constexpr, PDL: tl.constexpr):
     """GemvConfig.preload: a one-tile program's weight tile [rows, BLOCK_K] into registers, then (PDL)
     the wait, so the tile is in hand when the previous kernel finishes; weights are no kernel's output."""

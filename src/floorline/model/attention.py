@@ -26,7 +26,7 @@ import triton.language as tl
 from floorline.errors import InputError
 from floorline.kernels.attention_combine import D_CHUNK, _combine_kernel, combine_splits
 from floorline.kernels.decode_attention import DecodeConfig, split_plan
-from floorline.kernels.gemv import pdl_enter, pdl_kwargs, prefetch_l2
+from floorline.kernels.gemv import pdl_enter, pdl_kwargs, prefetch_l2, prefetch_share
 from floorline.kernels.kv_cache import KVCache
 
 LOG2E = 1.4426950408889634
@@ -76,10 +76,11 @@ def _rope_tables(pos, inv_freq_ptr, qg_ptr, kg_ptr, cos_scale, d, D: tl.constexp
 def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, cnt_ptr,
                  sq_b, sq_h, sk_page, sk_head, sk_slot, pt_stride, so_b, so_h, so_s, sl_b, sl_h, sout_b, sout_h,
                  PAGE_SIZE, split_len, qk_scale, pos_ptr, inv_freq_ptr, qg_ptr, kg_ptr, HQ, HK, eps, cos_scale,
-                 G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 nx_ptr, nx_lines, G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  UPCAST: tl.constexpr, PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False,
                  ROPE: tl.constexpr = False, NORM: tl.constexpr = False, FUSE: tl.constexpr = False,
-                 BLOCK_G: tl.constexpr = 2, BLOCK_S: tl.constexpr = 2, ONE_TILE: tl.constexpr = False):
+                 BLOCK_G: tl.constexpr = 2, BLOCK_S: tl.constexpr = 2, ONE_TILE: tl.constexpr = False,
+                 NEXT: tl.constexpr = 0, NEXT_LINE: tl.constexpr = 64):
     # ROPE: q_ptr is the raw qkv GEMV output [B, (HQ + 2 HK) * D]; this kernel does the QK-norm +
     # RoPE itself (q for its G heads; in the split that holds this step's position, the new k and v,
     # which it also stores into the cache) - one launch per layer fewer than qk_norm_rope + attention.
@@ -130,6 +131,10 @@ def _attn_kernel(q_ptr, k_ptr, v_ptr, pt_ptr, len_ptr, o_ptr, lse_ptr, out_ptr, 
         tl.extra.cuda.gdc_wait()
     else:
         pdl_enter(PDL)
+    if NEXT > 0:
+        # LaunchConfigs.prefetch_next: the previous kernel (the qkv GEMV) has finished and this launch is
+        # latency-bound, so HBM would idle until o-proj; stream the next layer's qkv weight into L2
+        prefetch_share(nx_ptr, nx_lines, NEXT_LINE, NEXT == 2)
     if not ONE_TILE:
         seq_len = tl.load(len_ptr + b)
         start = split * split_len
@@ -311,30 +316,34 @@ def _prefetch_ok(d: int) -> bool:  # one 128-byte line per 64 bf16 of a row
 
 def decode_attention_f32(q: Any, cache: KVCache, page_table: Any, seq_lens: Any, *, max_len: int, out: Any,
                          workspace: tuple[Any, ...], sm_count: int, cfg: DecodeConfig = DecodeConfig(),
-                         pdl: bool = False, prefetch: bool = True) -> Any:
+                         pdl: bool = False, prefetch: bool = True, l2_next: tuple[Any, bool] | None = None) -> Any:
     """q: float32 [B, Hq, D]; cache: bf16 or fp16 KVCache; seq_lens int32 [B] (incl. this token); out: float32
     [B, 1, Hq, D]; workspace from decode_workspace(B, 1, Hq, D, splits), with fused=True (its third
     tensor, the ticket counters) when cfg.fuse_combine: then one launch, no combine kernel. max_len fixes the launch.
     pdl: programmatic dependent launch for both kernels (see floorline.kernels.gemv); with it and
-    prefetch, each program pulls its split's K/V lines into L2 before waiting on the previous kernel."""
+    prefetch, each program pulls its split's K/V lines into L2 before waiting on the previous kernel.
+    l2_next=(tensor, evict_last), under PDL only: after the wait, the programs also ask L2 for that
+    tensor's lines (a weight a later kernel reads; LaunchConfigs.prefetch_next)."""
     assert cache.kv_dtype in ("bf16", "fp16"), "decode_attention_f32 reads bf16/fp16 caches"
     B, hq, d = q.shape
     if q.stride(2) != 1:
         raise InputError("attention: q must have a contiguous head_dim")
     _launch(q, q.stride(0), q.stride(1), hq, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg,
-            pdl and prefetch, pdl, None)
+            pdl and prefetch, pdl, None, l2_next)
     return out
 
 
 def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale: float, q_gain: Any, k_gain: Any,
                               eps: float, cache: KVCache, page_table: Any, seq_lens: Any, *, q_heads: int,
                               max_len: int, out: Any, workspace: tuple[Any, ...], sm_count: int,
-                              cfg: DecodeConfig = DecodeConfig(), pdl: bool = False, prefetch: bool = True) -> Any:
+                              cfg: DecodeConfig = DecodeConfig(), pdl: bool = False, prefetch: bool = True,
+                              l2_next: tuple[Any, bool] | None = None) -> Any:
     """QK-norm + RoPE + KV append + attention in one launch (then the split combine, unless
     cfg.fuse_combine; workspace as for decode_attention_f32): qkv is the raw
     float32 qkv GEMV output [B, (q_heads + 2 kv_heads) * D]; positions int32 [B] (this step's slot,
     seq_lens - 1); inv_freq float64 [D/2]; q_gain/k_gain [D] or None (no QK-norm). Same math as
-    kernels.rope.qk_norm_rope followed by decode_attention_f32; the new k/v land in the cache too."""
+    kernels.rope.qk_norm_rope followed by decode_attention_f32; the new k/v land in the cache too.
+    l2_next: as for decode_attention_f32."""
     B = qkv.shape[0]
     d = cache.head_dim
     if qkv.shape[1] != (q_heads + 2 * cache.kv_heads) * d or qkv.stride(1) != 1:
@@ -343,13 +352,13 @@ def decode_attention_rope_f32(qkv: Any, positions: Any, inv_freq: Any, cos_scale
         raise InputError(f"rope: inv_freq must be float64 [{d // 2}] and positions [{B}]")
     rope = (positions, inv_freq, q_gain, k_gain, eps, cos_scale)
     _launch(qkv, qkv.stride(0), d, q_heads, cache, page_table, seq_lens, max_len, out, workspace, sm_count, cfg,
-            pdl and prefetch, pdl, rope)
+            pdl and prefetch, pdl, rope, l2_next)
     return out
 
 
 def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: Any, seq_lens: Any, max_len: int,
             out: Any, workspace: tuple[Any, ...], sm_count: int, cfg: DecodeConfig, prefetch: bool, pdl: bool,
-            rope: Any) -> None:
+            rope: Any, l2_next: tuple[Any, bool] | None = None) -> None:
     if cache.kv_dtype not in ("bf16", "fp16") or cache.k.stride(3) != 1:
         raise InputError(f"attention: reads bf16/fp16 caches with a contiguous head_dim, got {cache.kv_dtype}")
     B, d, hk = q.shape[0], cache.head_dim, cache.kv_heads
@@ -368,6 +377,11 @@ def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: A
         counter = seq_lens  # never touched when the combine is a second launch
     pos, inv_freq, qg, kg, eps, cos_scale = rope if rope is not None else (seq_lens, q, q, q, 0.0, 1.0)
     norm = rope is not None and qg is not None
+    # a prefetch is inline PTX (no interpreter path) and only pays while a PDL chain keeps HBM busy
+    if l2_next is not None and not l2_next[0].is_contiguous():
+        raise InputError(f"attention: l2_next must be a contiguous tensor, got strides {l2_next[0].stride()}")
+    nx, nx_last = l2_next if l2_next is not None and pdl else (None, False)
+    nx_line = 128 // nx.element_size() if nx is not None else 64
     _attn_kernel[(B, hk, splits)](
         q, cache.k, cache.v, page_table, seq_lens, o_part, lse, out, counter,
         sq_b, sq_h, cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
@@ -375,12 +389,13 @@ def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: A
         out.stride(0), out.stride(2),
         cache.page_size, split_len, d**-0.5 * LOG2E,
         pos, inv_freq, qg if norm else q, kg if norm else q, hq, hk, eps, cos_scale,
-        G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
+        nx if nx is not None else q, triton.cdiv(nx.numel(), nx_line) if nx is not None else 0, G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
         PREFETCH=prefetch and _prefetch_ok(d), ROPE=rope is not None, NORM=norm, FUSE=fuse,
         # read by the fused merge only: constants otherwise, so the split count does not force a recompile
         BLOCK_G=max(2, triton.next_power_of_2(g)) if fuse else 2,
         BLOCK_S=max(2, triton.next_power_of_2(splits)) if fuse else 2,
         ONE_TILE=cfg.one_tile and split_len == cfg.block_n,
+        NEXT=0 if nx is None else 2 if nx_last else 1, NEXT_LINE=nx_line,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **pdl_kwargs(pdl),
     )
     if not fuse:

@@ -49,6 +49,9 @@ class Sampling:
     seed: int = 0
 
 
+PREFETCH_NEXT = ("off", "l2", "evict-last")
+
+
 @dataclass(frozen=True)
 class LaunchConfigs:
     """GEMV launch shapes per weight class (tuned on the device: model/tune.py)."""
@@ -88,6 +91,15 @@ class LaunchConfigs:
     # fused batch-1 step: gate-up + down in one persistent launch with a grid barrier
     # (kernels/moe_b1_persistent.py; not yet run on a GPU). None: the two moe_gemv_b1 launches.
     moe_persistent: MoePersistentConfig | None = None
+    # fused batch-1 step under PDL: the attention's programs, once the qkv GEMV has finished, ask L2 for
+    # the next layer's qkv weight, which HBM would otherwise idle through (attention, combine and the
+    # router are latency-bound); "evict-last" marks the lines to outlive the evict-first expert streams
+    # before their reader. "off", "l2" or "evict-last"; bench.decode.choose_step keeps it only if faster
+    prefetch_next: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.prefetch_next not in PREFETCH_NEXT:
+            raise InputError(f"launch.prefetch_next: must be one of {', '.join(PREFETCH_NEXT)}, got {self.prefetch_next!r}")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form for evidence packets (nested configs become dicts, flags stay bools)."""
@@ -290,19 +302,22 @@ class FastDecoder:
         for i, L in enumerate(w.layers):
             gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf)
             attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), self._attn_workspace(1)
+            nxt = None  # the last layer's successor is the LM head, far larger than L2
+            if L_.prefetch_next != "off" and i + 1 < len(w.layers):
+                nxt = (w.layers[i + 1].qkv.w, L_.prefetch_next == "evict-last")
             if L_.attn_rope:
                 decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
                                           L.k_norm, eps, self.caches[i], self.page_table[:1], self.seq_lens[:1],
                                           q_heads=cfg.num_attention_heads, max_len=self.max_len, out=attn_out,
                                           workspace=ws, sm_count=self.sm_count, cfg=L_.attention, pdl=pdl,
-                                          prefetch=pf)
+                                          prefetch=pf, l2_next=nxt)
             else:
                 qk_norm_rope(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm, L.k_norm,
                              eps, self.q32[:1], None, None, cfg.num_attention_heads, cfg.num_key_value_heads,
                              cache=self.caches[i], page_table=self.page_table, seq_ids=self.seq_ids[:1], pdl=pdl)
                 decode_attention_f32(self.q32[:1], self.caches[i], self.page_table[:1], self.seq_lens[:1],
                                      max_len=self.max_len, out=attn_out, workspace=ws, sm_count=self.sm_count,
-                                     cfg=L_.attention, pdl=pdl, prefetch=pf)
+                                     cfg=L_.attention, pdl=pdl, prefetch=pf, l2_next=nxt)
             gemv(self.attn32[:1], L.o.w, res, L.o.scale, L_.o, accumulate=True, pdl=pdl, prefetch=pf)
             if L.is_moe:
                 k = cfg.num_experts_per_tok
