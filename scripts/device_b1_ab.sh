@@ -41,8 +41,9 @@ B=$(( $(left) - ${TIMELINE_S:-150} ))
 # BASELINE=1: the committed run: transformers' fastest setting in the same process, packets into results/
 if [ "${BASELINE:-0}" = 1 ]; then BL="--baseline-settings ${HF_SETTINGS:-static-compile-cudagraphs-grouped}"; RD=results/$SLUG; RA=""
 else BL="--no-baseline"; RD="$OUT/ab"; RA="--results $RD"; fi
+# --time-budget: the bench drops its same-run A/B itself rather than be killed with its packets unwritten
 timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch 1 --context 1k --iters ${ITERS:-30} \
-  $BL $RA --json > "$OUT/bench.json"
+  --time-budget $(( B - 10 )) $BL $RA --json > "$OUT/bench.json"
 echo "bench rc=$?"; python3 -c "
 import json, glob; d=json.load(open('$OUT/bench.json'))
 print('ceiling', d['hbm_read_ceiling_tbps']); print('launch', json.dumps(d.get('launch')))
