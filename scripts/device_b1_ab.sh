@@ -68,7 +68,7 @@ P=$(ls "$RD"/bench-decode-*-b1-c1024.json "$RD"/*/bench-decode-*-b1-c1024.json 2
 T=$(( $(left) - 5 ))
 if [ -n "$P" ] && [ "$T" -gt 40 ]; then
   timeout $T python3 -m floorline bench decode-timeline --launch-from "$P" --out "$OUT/timeline.json" \
-    --variants ${VARIANTS:-tuned,next-qkv-l2,next-qkv-evict-last,attn-one-tile,gemv-preload,down-preload}
+    --variants ${VARIANTS:-tuned,next-qkv-l2,next-qkv-evict-last,attn-8-warps,attn-one-tile,gemv-preload,down-preload}
   echo "timeline rc=$?"
 else echo "timeline skipped (packet ${P:-none}, ${T}s left)"; fi
 stage pack

@@ -99,7 +99,7 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     from floorline.bench.decode import step_flips
 
     base = LaunchConfigs()
-    (l1, a), (l2, b), (l3, c), (l4, d), (l5, e) = step_flips(base)
+    (l1, a), (l2, b), (l3, c), (l4, d), (l5, e), (l6, f) = step_flips(base)
     assert c.down.preload != base.down.preload and replace(c, down=base.down) == base and "down" in l3
     assert a.attention.one_tile != base.attention.one_tile and replace(a, attention=base.attention) == base
     dense = ("qkv", "o", "lm_head", "router")
@@ -113,6 +113,8 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     assert step_flips(d)[3][1] == base and step_flips(e)[4][1] == base
     assert step_flips(d)[4][1].prefetch_next == "evict-last"  # the second flip lands on the first's choice
     assert LaunchConfigs.from_dict(e.as_dict()) == e
+    assert f.attention.num_warps == 8 and replace(f, attention=base.attention) == base and "8 warps" in l6
+    assert step_flips(f)[5][1] == base
 
 
 def test_prefetch_next_refuses_unknown_values():

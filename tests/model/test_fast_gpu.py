@@ -87,12 +87,14 @@ def test_batch1_session5_options_match_float64(pdl_experts):
         assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match
 
 
-@pytest.mark.parametrize("mode", ["l2", "evict-last"])
-def test_batch1_prefetch_next_matches_float64(mode):
-    """Session 9: the attention's programs pull the next layer's qkv weight into L2 (LaunchConfigs.prefetch_next)
-    in the default PDL step; the step still matches float64 and greedy tokens hold."""
+@pytest.mark.parametrize("mode,warps", [("l2", 4), ("evict-last", 4), ("off", 8)])
+def test_batch1_session9_options_match_float64(mode, warps):
+    """Session 9's step-choice flips in the default PDL step: the attention's programs pull the next layer's
+    qkv weight into L2 (LaunchConfigs.prefetch_next), and the attention at 8 warps; float64 and greedy hold."""
+    from floorline.kernels.decode_attention import DecodeConfig
     from floorline.model.fast import LaunchConfigs
 
     w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=14)
-    r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=LaunchConfigs(prefetch_next=mode))
+    launch = LaunchConfigs(prefetch_next=mode, attention=DecodeConfig(one_tile=True, num_warps=warps))
+    r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=launch)
     assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match

@@ -271,7 +271,7 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # then, one at a time on top of the best so far, each kept only if the step gets faster:
     # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
     # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), and the next
-    # layer's qkv weight pulled into L2 during the attention (plain, then evict-last)
+    # layer's qkv weight pulled into L2 during the attention (plain, then evict-last), the attention at 8 warps
     for i in range(len(step_flips(launch))):
         label, flip = step_flips(variants[best])[i]
         name = f"{best}, {label}"
@@ -299,7 +299,14 @@ def step_flips(launch: Any) -> list[tuple[str, Any]]:
             (f"next layer's qkv prefetched {'off' if launch.prefetch_next != 'off' else 'on'}",
              replace(launch, prefetch_next="off" if launch.prefetch_next != "off" else "l2")),
             (f"next layer's qkv prefetched {'off' if launch.prefetch_next == 'evict-last' else 'evict-last'}",
-             replace(launch, prefetch_next="off" if launch.prefetch_next == "evict-last" else "evict-last"))]
+             replace(launch, prefetch_next="off" if launch.prefetch_next == "evict-last" else "evict-last")),
+            # session 9: the one-tile attention holds its K/V tile in registers; 8 warps halve each thread's share
+            (f"attention {_other_warps(launch.attention.num_warps)} warps",
+             replace(launch, attention=replace(launch.attention, num_warps=_other_warps(launch.attention.num_warps))))]
+
+
+def _other_warps(n: int) -> int:
+    return 4 if n == 8 else 8
 
 
 def step_variants(w: Any, context: int, kv_dtype: str, launch: Any, iters: int, progress: Any) -> dict[str, float]:

@@ -118,6 +118,7 @@ def launch_variants(base: Any) -> dict[str, Any]:
         # session 9: the next layer's qkv weight into L2 during the attention (off <-> l2, off <-> evict-last)
         "next-qkv-l2": replace(base, prefetch_next="off" if base.prefetch_next == "l2" else "l2"),
         "next-qkv-evict-last": replace(base, prefetch_next="off" if base.prefetch_next == "evict-last" else "evict-last"),
+        "attn-8-warps": replace(base, attention=replace(att, num_warps=4 if att.num_warps == 8 else 8)),
     }
 
 
