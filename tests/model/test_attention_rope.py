@@ -95,16 +95,23 @@ def test_rope_in_attention_matches_two_launches_and_float64(device, lengths, one
     assert float((outs[0][:, 0].double() - want).norm() / want.norm()) < 1e-5
 
 
+def _paged_cache(g, B, max_len, device):
+    """A shuffled page table and a bf16 cache of random K/V for B sequences of up to max_len tokens."""
+    pages_per_seq = max_len // PAGE
+    perm = torch.randperm(B * pages_per_seq, generator=g).to(torch.int32).view(B, pages_per_seq).to(device)
+    cache = allocate_kv_cache(B * pages_per_seq, HK, PAGE, D, "bf16", device)
+    cache.k.copy_(torch.randn(cache.k.shape, generator=g).to(torch.bfloat16))
+    cache.v.copy_(torch.randn(cache.v.shape, generator=g).to(torch.bfloat16))
+    return perm, cache
+
+
 def test_one_tile_without_rope_matches_the_loop(device):
     """decode_attention_f32 (q already normed and rotated) with one_tile against the loop kernel, on
     poisoned outputs; lengths that end mid-split, at a split's end, and past the first split only."""
     g = torch.Generator().manual_seed(9)
     lengths, max_len = [45, 64, 3], 128
-    B, pages_per_seq = len(lengths), max_len // PAGE
-    perm = torch.randperm(B * pages_per_seq, generator=g).to(torch.int32).view(B, pages_per_seq).to(device)
-    cache = allocate_kv_cache(B * pages_per_seq, HK, PAGE, D, "bf16", device)
-    cache.k.copy_(torch.randn(cache.k.shape, generator=g).to(torch.bfloat16))
-    cache.v.copy_(torch.randn(cache.v.shape, generator=g).to(torch.bfloat16))
+    B = len(lengths)
+    perm, cache = _paged_cache(g, B, max_len, device)
     q = (2 * torch.randn(B, HQ, D, generator=g)).to(device)
     seq_lens = torch.tensor(lengths, dtype=torch.int32, device=device)
     outs = []
@@ -124,11 +131,8 @@ def _one_tile_case(device, seed):
     """A small one-tile RoPE launch's inputs (as above, one cache): the new token mid-split, pages shuffled."""
     g = torch.Generator().manual_seed(seed)
     lengths, max_len = [37, 5, 90], 128
-    B, pages_per_seq = len(lengths), max_len // PAGE
-    perm = torch.randperm(B * pages_per_seq, generator=g).to(torch.int32).view(B, pages_per_seq).to(device)
-    cache = allocate_kv_cache(B * pages_per_seq, HK, PAGE, D, "bf16", device)
-    cache.k.copy_(torch.randn(cache.k.shape, generator=g).to(torch.bfloat16))
-    cache.v.copy_(torch.randn(cache.v.shape, generator=g).to(torch.bfloat16))
+    B = len(lengths)
+    perm, cache = _paged_cache(g, B, max_len, device)
     pos = torch.tensor([n - 1 for n in lengths], dtype=torch.int32, device=device)
     qkv = (4 * torch.randn(B, (HQ + 2 * HK) * D, generator=g)).to(device)
     qg, kg = (1 + 0.2 * torch.randn(D, generator=g)).to(device), (1 + 0.2 * torch.randn(D, generator=g)).to(device)
