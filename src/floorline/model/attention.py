@@ -377,11 +377,12 @@ def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: A
         counter = seq_lens  # never touched when the combine is a second launch
     pos, inv_freq, qg, kg, eps, cos_scale = rope if rope is not None else (seq_lens, q, q, q, 0.0, 1.0)
     norm = rope is not None and qg is not None
-    # a prefetch is inline PTX (no interpreter path) and only pays while a PDL chain keeps HBM busy
     if l2_next is not None and not l2_next[0].is_contiguous():
         raise InputError(f"attention: l2_next must be a contiguous tensor, got strides {l2_next[0].stride()}")
+    # a prefetch is inline PTX (no interpreter path) and only pays while a PDL chain keeps HBM busy
     nx, nx_last = l2_next if l2_next is not None and pdl else (None, False)
-    nx_line = 128 // nx.element_size() if nx is not None else 64
+    nx_line = 128 // nx.element_size() if nx is not None else 64  # elements per 128-byte line
+    nx_lines = triton.cdiv(nx.numel(), nx_line) if nx is not None else 0
     _attn_kernel[(B, hk, splits)](
         q, cache.k, cache.v, page_table, seq_lens, o_part, lse, out, counter,
         sq_b, sq_h, cache.k.stride(0), cache.k.stride(1), cache.k.stride(2),
@@ -389,7 +390,8 @@ def _launch(q: Any, sq_b: int, sq_h: int, hq: int, cache: KVCache, page_table: A
         out.stride(0), out.stride(2),
         cache.page_size, split_len, d**-0.5 * LOG2E,
         pos, inv_freq, qg if norm else q, kg if norm else q, hq, hk, eps, cos_scale,
-        nx if nx is not None else q, triton.cdiv(nx.numel(), nx_line) if nx is not None else 0, G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
+        nx if nx is not None else q, nx_lines,
+        G=g, D=d, BLOCK_M=max(16, triton.next_power_of_2(g)), BLOCK_N=cfg.block_n, UPCAST=_INTERPRET,
         PREFETCH=prefetch and _prefetch_ok(d), ROPE=rope is not None, NORM=norm, FUSE=fuse,
         # read by the fused merge only: constants otherwise, so the split count does not force a recompile
         BLOCK_G=max(2, triton.next_power_of_2(g)) if fuse else 2,
