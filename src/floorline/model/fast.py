@@ -303,7 +303,7 @@ class FastDecoder:
             gemv(res, L.qkv.w, self.qkv[:1], L.qkv.scale, L_.qkv, norm=(L.attn_norm, eps), pdl=pdl, prefetch=pf)
             attn_out, ws = self.attn32[:1].view(1, 1, -1, cfg.head_dim), self._attn_workspace(1)
             nxt = None  # the last layer's successor is the LM head, far larger than L2
-            if L_.prefetch_next != "off" and i + 1 < len(w.layers):
+            if L_.prefetch_next != "off" and i + 1 < len(w.layers) and w.layers[i + 1].qkv.w.is_contiguous():
                 nxt = (w.layers[i + 1].qkv.w, L_.prefetch_next == "evict-last")
             if L_.attn_rope:
                 decode_attention_rope_f32(self.qkv[:1], self.positions[:1], self.inv_freq, self.rope_scale, L.q_norm,
