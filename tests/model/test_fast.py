@@ -109,6 +109,7 @@ def test_session8_launch_options_match_float64():
 
     launch = LaunchConfigs(qkv=one(16, H), o=one(8, w.cfg.q_size), lm_head=one(16, H),
                            router=GemvConfig(block_n=2, block_k=p2(H // 2), num_warps=1, split_k=2, preload=True),
-                           down=one(16, inter), attention=DecodeConfig(block_n=16, num_splits=4, one_tile=True))
+                           down=one(16, inter), attention=DecodeConfig(block_n=16, num_splits=4, one_tile=True),
+                           prefetch_next="evict-last")  # a no-op without PDL; here its plumbing runs
     r = check(w, [[3, 4, 5, 6, 7, 8]], steps=3, launch=launch)
     assert max(r.per_step_kv_matched) < ARITH_TOL["bf16"] and r.max_rel_l2 < EXACT_TOL and r.greedy_match
