@@ -23,6 +23,7 @@ CASES = {
     "input_mutation": ("rmsnorm", "input_mutation"),
     "result_cache": ("rmsnorm", "result_cache"),
     "unsynchronized_work": ("rmsnorm", "unsynchronized_work"),
+    "short_thread": ("rmsnorm", "unsynchronized_work"),
     "lazy_output": ("rmsnorm", "lazy_output"),
     "harness_tampering": ("rmsnorm", "harness_tampering"),
     "forged_channel": ("rmsnorm", "harness_tampering"),

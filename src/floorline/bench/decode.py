@@ -270,8 +270,8 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     best = min(ms, key=ms.get)
     # then, one at a time on top of the best so far, each kept only if the step gets faster:
     # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
-    # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), and the next
-    # layer's qkv weight pulled into L2 during the attention (plain, then evict-last), the attention at 8 warps
+    # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), the attention at
+    # 8 warps (4 if it is at 8)
     for i in range(len(step_flips(launch))):
         label, flip = step_flips(variants[best])[i]
         name = f"{best}, {label}"
@@ -295,11 +295,8 @@ def step_flips(launch: Any) -> list[tuple[str, Any]]:
             (f"dense GEMV + router weights preloaded {'on' if pre else 'off'}", replace(launch, **dense)),
             (f"expert-down weights preloaded {'off' if launch.down.preload else 'on'}",
              replace(launch, down=replace(launch.down, preload=not launch.down.preload))),
-            # session 9: the next layer's qkv weight into L2 during the attention (LaunchConfigs.prefetch_next)
-            (f"next layer's qkv prefetched {'off' if launch.prefetch_next != 'off' else 'on'}",
-             replace(launch, prefetch_next="off" if launch.prefetch_next != "off" else "l2")),
-            (f"next layer's qkv prefetched {'off' if launch.prefetch_next == 'evict-last' else 'evict-last'}",
-             replace(launch, prefetch_next="off" if launch.prefetch_next == "evict-last" else "evict-last")),
+            # LaunchConfigs.prefetch_next is no longer tried here: it lost by 164-194 us on an H100 in session 10
+            # (docs/notes/decode.md); decode_timeline's next-qkv-* variants still measure it
             # session 9: the one-tile attention holds its K/V tile in registers; 8 warps halve each thread's share
             (f"attention {_other_warps(launch.attention.num_warps)} warps",
              replace(launch, attention=replace(launch.attention, num_warps=_other_warps(launch.attention.num_warps))))]

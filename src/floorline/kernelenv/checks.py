@@ -137,7 +137,7 @@ class Judge:
             return _f(v, "forbidden_op", f"dispatched {', '.join(bad[:6])}")
         if any(reply.get("changed_after_return", [])) or reply.get("new_threads"):
             what = "output changed after return" if any(reply.get("changed_after_return", [])) else \
-                f"threads still running: {reply['new_threads']}"
+                f"threads left running at return: {reply['new_threads']}"
             return _f(v, "unsynchronized_work", f"{what} (work not ordered with the caller's stream)")
         after = tensors.get("inputs_after", [])
         if len(after) != len(inputs) or any(_bits(a) != _bits(b) or a.shape != b.shape for a, b in zip(after, inputs, strict=False)):

@@ -650,6 +650,9 @@ class Worker:
             _S["shadow"] = None
             sys.settrace(None)
             sys.setprofile(None)
+        # a thread the call started and left running is work the caller's stream does not order, however
+        # soon it ends: taken at return, since under load it may finish, output untouched, before the settle
+        at_return = {th.ident: th.name for th in threading.enumerate() if th.ident not in before and th.is_alive()}
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         info: dict[str, Any] = {
             "types": [f"{type(o).__module__}.{type(o).__qualname__}" for o in outs],
@@ -675,7 +678,8 @@ class Worker:
         if self.device == "cuda":
             torch.cuda.synchronize()
         info["changed_after_return"] = [not _same_bits(a, b) for a, b in zip(early, plain, strict=True)]
-        info["new_threads"] = [th.name for th in threading.enumerate() if th.ident not in before and th.is_alive()]
+        later = {th.ident: th.name for th in threading.enumerate() if th.ident not in before and th.is_alive()}
+        info["new_threads"] = sorted(set((at_return | later).values()))
         info["out_spans"] = [_storage_span(o) for o in plain]
         info["in_spans"] = [_storage_span(x) for x in inputs if isinstance(x, torch.Tensor)]
         return early, info
