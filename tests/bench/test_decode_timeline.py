@@ -99,7 +99,7 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     from floorline.bench.decode import step_flips
 
     base = LaunchConfigs()
-    (l1, a), (l2, b), (l3, c), (l6, f) = step_flips(base)
+    (l1, a), (l2, b), (l3, c), (l6, f), (l7, h) = step_flips(base)
     assert c.down.preload != base.down.preload and replace(c, down=base.down) == base and "down" in l3
     assert a.attention.one_tile != base.attention.one_tile and replace(a, attention=base.attention) == base
     dense = ("qkv", "o", "lm_head", "router")
@@ -111,6 +111,8 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     assert all(x.prefetch_next == "off" for _, x in step_flips(base))  # lost in session 10: no longer a flip
     assert f.attention.num_warps == 8 and replace(f, attention=base.attention) == base and "8 warps" in l6
     assert step_flips(f)[3][1] == base
+    assert h.attention.block_n == 128 and replace(h, attention=base.attention) == base and "128-token" in l7
+    assert step_flips(h)[4][1] == base and LaunchConfigs.from_dict(h.as_dict()) == h
 
 def test_prefetch_next_refuses_unknown_values():
     """A packet's launch with a prefetch_next this version does not know is a one-line InputError."""

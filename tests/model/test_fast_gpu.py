@@ -87,14 +87,15 @@ def test_batch1_session5_options_match_float64(pdl_experts):
         assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match
 
 
-@pytest.mark.parametrize("mode,warps", [("l2", 4), ("evict-last", 4), ("off", 8)])
-def test_batch1_session9_options_match_float64(mode, warps):
-    """Session 9's step-choice flips in the default PDL step: the attention's programs pull the next layer's
-    qkv weight into L2 (LaunchConfigs.prefetch_next), and the attention at 8 warps; float64 and greedy hold."""
+@pytest.mark.parametrize("mode,warps,block", [("l2", 4, 64), ("evict-last", 4, 64), ("off", 8, 64), ("off", 8, 128)])
+def test_batch1_session9_options_match_float64(mode, warps, block):
+    """Sessions 9-10's step-choice flips in the default PDL step: the attention's programs pull the next
+    layer's qkv weight into L2 (LaunchConfigs.prefetch_next), the attention at 8 warps, its one tile at 128
+    tokens; float64 and greedy hold."""
     from floorline.kernels.decode_attention import DecodeConfig
     from floorline.model.fast import LaunchConfigs
 
     w = random_weights(builtin("small-moe"), dtype="bf16", device="cuda", seed=14)
-    launch = LaunchConfigs(prefetch_next=mode, attention=DecodeConfig(one_tile=True, num_warps=warps))
+    launch = LaunchConfigs(prefetch_next=mode, attention=DecodeConfig(one_tile=True, num_warps=warps, block_n=block))
     r = check(w, [[1, 2, 3, 4, 5]], steps=6, launch=launch)
     assert max(r.per_step_kv_matched) < 1e-3 and r.max_rel_l2 < 1e-2 and r.greedy_match

@@ -271,7 +271,7 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # then, one at a time on top of the best so far, each kept only if the step gets faster:
     # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
     # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), the attention at
-    # 8 warps (4 if it is at 8)
+    # 8 warps (4 if it is at 8), the attention's tile at 128 tokens (64 if it is at 128)
     for i in range(len(step_flips(launch))):
         label, flip = step_flips(variants[best])[i]
         name = f"{best}, {label}"
@@ -299,7 +299,15 @@ def step_flips(launch: Any) -> list[tuple[str, Any]]:
             # (docs/notes/decode.md); decode_timeline's next-qkv-* variants still measure it
             # session 9: the one-tile attention holds its K/V tile in registers; 8 warps halve each thread's share
             (f"attention {_other_warps(launch.attention.num_warps)} warps",
-             replace(launch, attention=replace(launch.attention, num_warps=_other_warps(launch.attention.num_warps))))]
+             replace(launch, attention=replace(launch.attention, num_warps=_other_warps(launch.attention.num_warps)))),
+            # session 10: at 1K a 128-token tile is still one tile (9 splits, not 17): twice the math after
+            # the PDL wait in half the programs, and a combine over half the splits
+            (f"attention {_other_block(launch.attention.block_n)}-token tile",
+             replace(launch, attention=replace(launch.attention, block_n=_other_block(launch.attention.block_n))))]
+
+
+def _other_block(n: int) -> int:
+    return 64 if n == 128 else 128
 
 
 def _other_warps(n: int) -> int:

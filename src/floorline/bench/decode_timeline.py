@@ -119,6 +119,7 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "next-qkv-l2": replace(base, prefetch_next="off" if base.prefetch_next == "l2" else "l2"),
         "next-qkv-evict-last": replace(base, prefetch_next="off" if base.prefetch_next == "evict-last" else "evict-last"),
         "attn-8-warps": replace(base, attention=replace(att, num_warps=4 if att.num_warps == 8 else 8)),
+        "attn-128-tile": replace(base, attention=replace(att, block_n=64 if att.block_n == 128 else 128)),
     }
 
 
