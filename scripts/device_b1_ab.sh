@@ -53,7 +53,7 @@ for r in (d.get('profile') or [])[:8]: print('  prof %-50s %8.1f us %5.1f launch
 for name, t in (d.get('tune') or {}).items():
   if 'candidates' not in t: continue
   print('  tune', name, [(c['config']['block_n'], c['config']['block_k'], c['config']['num_warps'], c['config']['split_k'], c['config'].get('double_buffer'), round(c.get('us', -1), 2)) for c in t['candidates']])
-for p in d['points']: print('point', p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p.get('transformers_ms'), p.get('ratio_vs_transformers'), p['skipped'])
+for p in d['points']: print('point', p['batch'], p['context'], p['ms_per_token'], p['tokens_per_s'], p['fraction_of_floor'], p.get('transformers_ms'), p.get('ratio_vs_transformers'), 'eager', p.get('transformers_eager_ms'), p.get('ratio_vs_transformers_eager'), p['skipped'])
 " 2>&1
 [ "$RD" = "results/$SLUG" ] && pack
 if [ "${CHECK:-0}" = 1 ]; then

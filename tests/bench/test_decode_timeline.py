@@ -114,6 +114,20 @@ def test_step_flips_toggle_one_switch_each_and_round_trip():
     assert h.attention.block_n == 128 and replace(h, attention=base.attention) == base and "128-token" in l7
     assert step_flips(h)[4][1] == base and LaunchConfigs.from_dict(h.as_dict()) == h
 
+
+def test_single_gemv_preload_variants_flip_only_their_gemv():
+    """Session 11's timeline variants: o's preload alone, qkv's alone (the suspects for the attention's
+    slower post-wait path in the step); each differs from the base launch in that one field."""
+    from dataclasses import replace
+
+    from floorline.bench.decode_timeline import launch_variants
+
+    base = replace(LaunchConfigs(), o=replace(LaunchConfigs().o, preload=True))
+    v = launch_variants(base)
+    assert v["o-preload"].o.preload is False and replace(v["o-preload"], o=base.o) == base
+    assert v["qkv-preload"].qkv.preload is True and replace(v["qkv-preload"], qkv=base.qkv) == base
+
+
 def test_prefetch_next_refuses_unknown_values():
     """A packet's launch with a prefetch_next this version does not know is a one-line InputError."""
     from floorline.errors import InputError

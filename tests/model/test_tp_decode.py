@@ -21,7 +21,7 @@ def test_two_ranks_match_one(B):
     prompts = [[5, 9, 11], [7, 1, 3]][:B]
     steps = 2
     group = EmulatedGroup([RankDecoder.from_full(w, r, 2, B, 16) for r in range(2)])
-    single = FastDecoder(w, B, 16, use_graph=False)
+    single = FastDecoder(w, B, 16, kv_dtype="bf16", use_graph=False)  # the ranks keep a bf16 cache (model/tp.py)
 
     class One:  # the single-rank decoder driven the same way (token by token)
         ranks = [single]

@@ -29,7 +29,8 @@ def register(bench_app: typer.Typer) -> None:
         batch: str = typer.Option("1,8,64", "--batch"),
         context: str = typer.Option("1k,32k,128k", "--context"),
         weight_dtype: str = typer.Option("bf16", "--weight-dtype", help="bf16 or fp8 (e4m3, per-channel scales)"),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype"),
+        kv_dtype: str = typer.Option(None, "--kv-dtype", help="fp16 or bf16, the same bytes (default: fp16, the "
+                                                                "datapath decode --check validates; bf16 with --tp)"),
         tp: int = typer.Option(1, "--tp"),
         tp_mode: str = typer.Option("thread", "--tp-mode", help="with --tp > 1: thread (one host thread) or process"),
         iters: int = typer.Option(30, "--iters", help="timed decode steps per point"),
@@ -49,6 +50,10 @@ def register(bench_app: typer.Typer) -> None:
 
         if tp < 1:
             raise InputError(f"--tp: must be >= 1, got {tp}")
+        if kv_dtype is None:  # the tensor-parallel ranks keep a bf16 cache (model/tp.py)
+            from floorline.model.fast import DEFAULT_KV_DTYPE
+
+            kv_dtype = DEFAULT_KV_DTYPE if tp == 1 else "bf16"
         if iters < 3:
             raise InputError(f"--iters: must be >= 3, got {iters}")
         names = None
@@ -79,19 +84,22 @@ def register(bench_app: typer.Typer) -> None:
             print_json({
                 "model": cfg.name, "layers": cfg.num_hidden_layers, "experts": cfg.num_experts,
                 "cut_down": list(cfg.cut_down), "hbm_read_ceiling_tbps": res["ceiling_tbps"],
-                "baseline": res["baseline_setting"] or res["baseline_error"],
+                "kv_dtype": kv_dtype, "baseline": res["baseline_setting"] or res["baseline_error"],
+                "eager_peer": res["eager_setting"] or res["eager_error"],
                 "launch": res["launch"].as_dict(),
                 "tune": res["tune"], "profile": res["profile"],
                 "points": [{"batch": p.batch, "context": p.context, "ms_per_token": p.ms,
                             "tokens_per_s": p.batch * 1e3 / p.ms if p.ms else None, "floor_ms": p.floor_ms,
                             "fraction_of_floor": p.floor_ms / p.ms if p.ms else None, "floor_bytes": p.floor_bytes,
                             "transformers_ms": p.hf_ms, "ratio_vs_transformers": p.hf_ms / p.ms if p.hf_ms else None,
+                            "transformers_eager_ms": p.hf_eager_ms,
+                            "ratio_vs_transformers_eager": p.hf_eager_ms / p.ms if p.hf_eager_ms else None,
                             "skipped": p.skipped, "packet": str(p.packet) if p.packet else None}
                            for p in res["points"]],
             })
             return
         cut = f" (cut down: {', '.join(cfg.cut_down)})" if cfg.cut_down else ""
-        table(f"bench decode: {cfg.name}{cut}, {weight_dtype} weights, HBM ceiling {res['ceiling_tbps']:.2f} TB/s",
+        table(f"bench decode: {cfg.name}{cut}, {weight_dtype} weights, {kv_dtype} K/V, HBM ceiling {res['ceiling_tbps']:.2f} TB/s",
               bench.HEADERS, bench.summary_rows(res))
         if res["baseline_setting"]:
             console.print(f"transformers setting: {res['baseline_setting']}")

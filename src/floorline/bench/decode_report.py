@@ -14,7 +14,7 @@ def decode_section(ctx: ReportContext) -> SectionResult:
     layers = 8 if ctx.quick else None
     batches = (1,) if ctx.quick else bench.BATCHES
     contexts = (1024,) if ctx.quick else bench.CONTEXTS
-    res = bench.run("qwen3-30b-a3b", layers, None, batches, contexts, "bf16", "bf16", 10 if ctx.quick else 30,
+    res = bench.run("qwen3-30b-a3b", layers, None, batches, contexts, "bf16", "fp16", 10 if ctx.quick else 30,
                     baseline=True, out_dir=ctx.out_dir, tune=not ctx.quick,
                     ceiling_tbps=ctx.shared.get("hbm_read_ceiling_tbps"), progress=ctx.progress)
     series: dict[str, list[tuple[float, float]]] = {}

@@ -120,6 +120,12 @@ def launch_variants(base: Any) -> dict[str, Any]:
         "next-qkv-evict-last": replace(base, prefetch_next="off" if base.prefetch_next == "evict-last" else "evict-last"),
         "attn-8-warps": replace(base, attention=replace(att, num_warps=4 if att.num_warps == 8 else 8)),
         "attn-128-tile": replace(base, attention=replace(att, block_n=64 if att.block_n == 128 else 128)),
+        # session 11: one dense GEMV's preload at a time. In session 10's timeline (H100) the attention took
+        # 8.2 us after the qkv GEMV finished with every dense preload on and 6.3 with all four off, while o's
+        # increment rose 2.7 -> 5.5: o's 16.8 MB register preload, issued while the attention runs, is the
+        # suspect; qkv's is the other one that overlaps it
+        "o-preload": replace(base, o=replace(base.o, preload=not base.o.preload)),
+        "qkv-preload": replace(base, qkv=replace(base.qkv, preload=not base.qkv.preload)),
     }
 
 

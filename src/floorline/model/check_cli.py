@@ -9,7 +9,7 @@ from floorline.errors import InputError
 
 def run_check(checkpoint: Path | None, model: str | None, layers: int | None, experts: int | None,
               prompt_ids: str | None, batch: int, prompt_len: int, steps: int, dtype: str, device: str, seed: int,
-              tolerance: float, results: Path | None, no_evidence: bool, as_json: bool, kv_dtype: str = "bf16") -> None:
+              tolerance: float, results: Path | None, no_evidence: bool, as_json: bool, kv_dtype: str = "fp16") -> None:
     import torch
 
     from floorline.model.run import CHECK_KV_DTYPES, build_weights, parse_prompts, pick_device
@@ -57,12 +57,12 @@ def _one(w, prompts, steps, dtype, dev, seed, tolerance, results, no_evidence, a
     worst = max(range(len(r.margins)), key=lambda s: r.margin_errors[s] / max(r.margins[s], 1e-30))
     notes = [
         f"datapath validated: {dtype} weights, {kv_dtype} KV cache (fp32 activations and residual, fp32-query "
-        "attention); the benchmarked datapath stores K/V in bf16" + ("" if kv_dtype == "bf16" else
-                                                                   f"; {kv_dtype} costs the same bytes"),
+        "attention); `bench decode` stores K/V in fp16 by default" + ("" if kv_dtype == "fp16" else
+                                                                        f"; {kv_dtype} costs the same bytes"),
         "correctness.value: max over steps (step 0 = prefill) and sequences of rel-L2(fast logits, float64 "
         "reference logits) on the same weights, the reference using the fast path's expert choices (shared "
         "routing) and exact float64 K/V; every reference is fed the fast path's greedy token.",
-        f"shared routing, reference K/V rounded as the bf16 cache stores them: max rel-L2 "
+        f"shared routing, reference K/V rounded as the {kv_dtype} cache stores them: max rel-L2 "
         f"{max(r.per_step_kv_matched):.3e} (the datapath's arithmetic alone).",
         f"free routing (the reference picks its own experts): max rel-L2 {max(r.per_step_free):.3e}, greedy "
         f"identical {r.greedy_match_free}; router decisions that differed: {r.routing_differences} of "

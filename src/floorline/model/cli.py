@@ -130,7 +130,8 @@ def register(app: typer.Typer) -> None:
         prompt_len: int = typer.Option(16, "--prompt-len"),
         steps: int = typer.Option(64, "--steps"),
         dtype: str = typer.Option("bf16", "--dtype", help="bf16 or fp8 weights on the fast path"),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="the fast path's KV cache: bf16 or fp16 (same bytes)"),
+        kv_dtype: str = typer.Option(None, "--kv-dtype", help="the fast path's KV cache: fp16 or bf16, the same bytes "
+                                                                "(default: fp16, what bench decode runs; bf16 with --tp)"),
         device: str = typer.Option("cuda", "--device"),
         tp: int = typer.Option(1, "--tp"),
         seed: int = typer.Option(0, "--seed"),
@@ -147,9 +148,14 @@ def register(app: typer.Typer) -> None:
         if tp > 1:
             from floorline.model.tp_check import run_tp_check
 
+            if kv_dtype not in (None, "bf16"):
+                raise InputError(f"--kv-dtype: the tensor-parallel ranks keep a bf16 cache, got {kv_dtype!r}")
+
             run_tp_check(model, checkpoint, layers, experts, prompt_ids, batch, prompt_len, steps, dtype, device, tp,
                          seed, tolerance, results, no_evidence, as_json)
             return
         _common_checks(tp)
+        from floorline.model.fast import DEFAULT_KV_DTYPE
+
         run_check(checkpoint, model, layers, experts, prompt_ids, batch, prompt_len, steps, dtype, device, seed,
-                  tolerance, results, no_evidence, as_json, kv_dtype)
+                  tolerance, results, no_evidence, as_json, kv_dtype or DEFAULT_KV_DTYPE)
