@@ -117,3 +117,65 @@ def test_cli_defaults_match_the_decoder(monkeypatch, capsys):
     for argv in (["--no-evidence"], ["--no-evidence", "--tp", "2"], ["--no-evidence", "--kv-dtype", "bf16"]):
         assert cli("bench", "decode", *argv) == 0
     assert seen == [("check", DEFAULT_KV_DTYPE), ("single", DEFAULT_KV_DTYPE), ("tp", "bf16"), ("single", "bf16")]
+
+
+def _row(bn, bk, warps, split, dbuf, us):
+    from floorline.kernels.gemv import GemvConfig
+
+    return {"config": GemvConfig(block_n=bn, block_k=bk, num_warps=warps, split_k=split, double_buffer=dbuf).__dict__,
+            "us": us}
+
+
+def test_gemv_runner_ups_are_the_near_ties_with_the_launch_flags():
+    from dataclasses import replace
+
+    from floorline.kernels.gemv import GemvConfig
+
+    table = {"gate_up": {"candidates": [_row(16, 256, 4, 1, True, 18.77), _row(16, 256, 4, 1, False, 19.38),
+                                        _row(1, 2048, 4, 1, False, 19.43), _row(8, 256, 4, 1, True, 19.95),
+                                        {"config": GemvConfig().__dict__, "error": "compile"}]},
+             "o": {"candidates": [_row(8, 2048, 8, 2, False, 6.91), _row(2, 2048, 4, 2, False, 7.22),
+                                  _row(8, 512, 4, 4, False, 8.06)]},
+             "step": {"chosen": "x"}}
+    pick = {c: GemvConfig(**table[c]["candidates"][0]["config"]) for c in ("gate_up", "o")}
+    # the launch as the tuner and then the step choice left it: the picks, with evict-first / preload set
+    launch = replace(LaunchConfigs(), gate_up=replace(pick["gate_up"], evict_first=True),
+                     o=replace(pick["o"], preload=True))
+    ups = bench.gemv_runner_ups(launch, table)
+    got = [(lbl.split()[0], getattr(v, lbl.split()[0])) for lbl, v in ups]
+    # within 6% of the pick, the two nearest per class; the pick itself and errors are not runner-ups
+    assert [(c, x.block_n, x.block_k, x.double_buffer) for c, x in got] == [
+        ("gate_up", 16, 256, False), ("gate_up", 1, 2048, False), ("o", 2, 2048, False)]
+    assert all(x.evict_first for c, x in got if c == "gate_up") and all(x.preload for c, x in got if c == "o")
+    for lbl, v in ups:  # each changes its own class only
+        cls = lbl.split()[0]
+        assert replace(v, **{cls: getattr(launch, cls)}) == launch
+    # a launch already on a runner-up tile gets the pick offered back, and not itself
+    on_second = replace(launch, o=replace(GemvConfig(**table["o"]["candidates"][1]["config"]), preload=True))
+    assert [(v.o.block_n, v.o.block_k) for lbl, v in bench.gemv_runner_ups(on_second, table, ("o",))] == [(8, 2048)]
+    assert bench.gemv_runner_ups(launch, {}) == []
+
+
+def test_choose_step_keeps_a_runner_up_only_if_the_step_is_faster(monkeypatch):
+    """choose_step with a stand-in for the device measurement: the step is 3 ms except with a 1 x 2048
+    gate-up tile (2.9 ms); that runner-up is kept and the later classes' runner-ups build on it."""
+    seen = []
+
+    def fake_measure(w, batch, context, kv_dtype, launch, iters):
+        seen.append(launch)
+        ms = 2.9 if launch.gate_up.block_n == 1 else 3.0
+
+        class R:
+            median = ms * 1e3
+
+        return R(), []
+
+    monkeypatch.setattr(bench, "measure_ours", fake_measure)
+    table = {"gate_up": {"candidates": [_row(16, 256, 4, 1, True, 18.77), _row(1, 2048, 4, 1, False, 19.43)]},
+             "down": {"candidates": [_row(8, 1024, 8, 1, False, 9.91), _row(8, 256, 4, 1, False, 10.08)]}}
+    chosen, info = bench.choose_step(None, LaunchConfigs(), 1024, "fp16", 3, lambda m: None, table)
+    assert chosen.gate_up.block_n == 1 and chosen.gate_up.block_k == 2048
+    assert "gate_up 1x2048" in info["chosen"] and "down 8x256" not in info["chosen"]
+    assert info["ms_per_token"][info["chosen"]] == pytest.approx(2.9)
+    down_try = [v for v in seen if v.down.block_k == 256]
+    assert len(down_try) == 1 and down_try[0].gate_up.block_n == 1  # built on the kept gate-up tile

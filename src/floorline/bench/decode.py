@@ -172,7 +172,7 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         launch, table = tune_batch1(w, progress, base=launch)
         tune_table.update(table)
         if 1 in batches and launch.pdl:
-            launch, tune_table["step"] = choose_step(w, launch, min(contexts), kv_dtype, iters, progress)
+            launch, tune_table["step"] = choose_step(w, launch, min(contexts), kv_dtype, iters, progress, tune_table)
         if 1 in batches:
             progress("profile one batch-1 step, kernel by kernel")
             try:
@@ -286,11 +286,13 @@ STEP_CHOICES = ("PDL on every kernel", "PDL on every kernel, expert-down not pre
                 "PDL except the expert GEMVs, no L2 prefetch", "no PDL")
 
 
-def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, progress: Any
-                ) -> tuple[Any, dict[str, Any]]:
+def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, progress: Any,
+                tune_table: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Which kernels launch with PDL, chosen on the whole batch-1 step (graph replay, ms per token):
     PDL can cost a kernel as much as it saves (the next kernel's waiting programs sit beside it), and
-    only the whole step shows the net."""
+    only the whole step shows the net. Then the switches of step_flips, one at a time, and (with the
+    tuner's table) the GEMV tiles it timed nearly as fast as its pick, each kept only if the step gets
+    faster."""
     import torch
 
     # Session 5 (H200): every kernel under PDL 2.795 ms, all but the expert GEMVs 2.679, none 2.646. A
@@ -325,7 +327,50 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
         progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
         if ms[name] < ms[best]:
             best = name
+    # last, the GEMV tiles the tuner timed within IN_STEP_MARGIN of its pick, each in the whole step: the
+    # tuner times a GEMV alone, but o streams while the attention runs and the expert GEMVs ramp after
+    # the router, and only the step shows which tile does that best
+    for cls in IN_STEP_CLASSES:
+        base = best  # a class's runner-ups all go on the launch the classes before it left
+        for label, flip in gemv_runner_ups(variants[base], tune_table or {}, (cls,)):
+            name = f"{base}, {label}"
+            variants[name] = flip
+            res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
+            ms[name] = res.median / 1e3
+            progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
+            if ms[name] < ms[best]:
+                best = name
     return variants[best], {"chosen": best, "ms_per_token": ms, "context": context}
+
+
+IN_STEP_CLASSES = ("gate_up", "down", "o", "qkv")  # the GEMVs whose neighbours change their time most
+IN_STEP_MARGIN = 0.06  # runner-ups within 6% of the tuner's pick (session 10, H100: 3-4 per class)
+IN_STEP_MAX = 2  # per class: ~3 s of device time each
+
+
+def gemv_runner_ups(launch: Any, tune_table: dict[str, Any], classes: tuple[str, ...] = IN_STEP_CLASSES
+                    ) -> list[tuple[str, Any]]:
+    """(label, launch) for each GEMV tile the tuner timed within IN_STEP_MARGIN of its pick, the two
+    nearest per class, with the launch's own preload / evict-first flags (the step choice set those)."""
+    from floorline.kernels.gemv import GemvConfig
+
+    out = []
+    for cls in classes:
+        t = tune_table.get(cls) or {}
+        rows = sorted((r for r in t.get("candidates", []) if "us" in r), key=lambda r: r["us"])
+        if not rows:
+            continue
+        best_us, cur = rows[0]["us"], getattr(launch, cls)
+        picked = 0
+        for r in rows:
+            c = replace(GemvConfig(**r["config"]), preload=cur.preload, evict_first=cur.evict_first)
+            if c == cur or r["us"] > best_us * (1 + IN_STEP_MARGIN) or picked == IN_STEP_MAX:
+                continue
+            picked += 1
+            label = (f"{cls} {c.block_n}x{c.block_k} {c.num_warps} warps split {c.split_k}"
+                     f"{' double-buffered' if c.double_buffer else ''} ({r['us']:.2f} us alone)")
+            out.append((label, replace(launch, **{cls: c})))
+    return out
 
 
 def step_flips(launch: Any) -> list[tuple[str, Any]]:
