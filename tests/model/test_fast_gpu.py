@@ -13,12 +13,15 @@ from floorline.model.weights import random_weights
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize("dtype,batch", [("bf16", 1), ("bf16", 5), ("fp8", 3), ("bf16", 64)])
-def test_graph_decode_matches_float64(dtype, batch):
+# fp16 K/V is the default cache (model.fast.DEFAULT_KV_DTYPE); one case keeps bf16 K/V on the GPU
+@pytest.mark.parametrize("dtype,batch,kv", [("bf16", 1, "fp16"), ("bf16", 5, "fp16"), ("bf16", 5, "bf16"),
+                                            ("fp8", 3, "fp16"), ("bf16", 64, "fp16")])
+def test_graph_decode_matches_float64(dtype, batch, kv):
     w = random_weights(builtin("small-moe"), dtype=dtype, device="cuda", seed=11)
     g = torch.Generator().manual_seed(batch)
     prompts = [torch.randint(0, w.cfg.vocab_size, (3 + b % 7,), generator=g).tolist() for b in range(batch)]
-    r = check(w, prompts, steps=6 if batch < 64 else 3)
+    r = check(w, prompts, steps=6 if batch < 64 else 3, kv_dtype=kv)
+    assert r.kv_dtype == kv
     assert max(r.per_step_kv_matched) < 1e-3  # see test_fast.py ARITH_TOL
     assert r.max_rel_l2 < 1e-2
     assert r.greedy_match
