@@ -13,8 +13,8 @@ _KEY_PARAMS = {
     "bench.hbm": ("op", "bytes"),
     "bench.attention": ("context", "batch", "kv_dtype", "page_size", "graph"),
     "bench.allreduce": ("size_bytes", "world", "mode", "graph", "algorithm"),
-    "bench.decode": ("model", "layers", "batch", "context", "weight_dtype", "tp"),
-    "decode.check": ("model", "steps", "layers", "experts"),
+    "bench.decode": ("model", "layers", "batch", "context", "weight_dtype", "kv_dtype", "tp"),
+    "decode.check": ("model", "steps", "layers", "experts", "kv_dtype"),
 }
 
 
