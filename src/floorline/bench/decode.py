@@ -318,28 +318,24 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
     # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), the attention at
     # 8 warps (4 if it is at 8), the attention's tile at 128 tokens (64 if it is at 128)
-    for i in range(len(step_flips(launch))):
-        label, flip = step_flips(variants[best])[i]
-        name = f"{best}, {label}"
+    def trial(on: str, label: str, flip: Any) -> str:
+        """Measure `flip` (launch `on` with one thing changed); return the faster of the two's name."""
+        name = f"{on}, {label}"
         variants[name] = flip
         res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
         ms[name] = res.median / 1e3
         progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
-        if ms[name] < ms[best]:
-            best = name
+        return name if ms[name] < ms[best] else best
+
+    for i in range(len(step_flips(launch))):
+        best = trial(best, *step_flips(variants[best])[i])
     # last, the GEMV tiles the tuner timed within IN_STEP_MARGIN of its pick, each in the whole step: the
     # tuner times a GEMV alone, but o streams while the attention runs and the expert GEMVs ramp after
     # the router, and only the step shows which tile does that best
     for cls in IN_STEP_CLASSES:
         base = best  # a class's runner-ups all go on the launch the classes before it left
         for label, flip in gemv_runner_ups(variants[base], tune_table or {}, (cls,)):
-            name = f"{base}, {label}"
-            variants[name] = flip
-            res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
-            ms[name] = res.median / 1e3
-            progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
-            if ms[name] < ms[best]:
-                best = name
+            best = trial(base, label, flip)
     return variants[best], {"chosen": best, "ms_per_token": ms, "context": context}
 
 
