@@ -29,6 +29,10 @@ if [ "${ATOMICS:-1}" = 1 ]; then  # a few seconds: the fp32 atomic cost behind a
   stage atomics; timeout 60 python3 scripts/bench_atomics.py --json > "$OUT/atomics.json"; echo "atomics rc=$?"
   python3 -c "import json; [print('  %-22s %8.2f us' % (r['shape'], r['us_per_launch'])) for r in json.load(open('$OUT/atomics.json'))]"
 fi
+if [ "${L2SET:-1}" = 1 ]; then  # seconds: does an L2 set-aside keep 21 MB across a 75 MB stream (notes/decode.md, session 11)
+  stage l2-setaside; timeout 60 python3 scripts/bench_l2_setaside.py --json > "$OUT/l2_setaside.json"; echo "l2-setaside rc=$?"
+  python3 -c "import json; d=json.load(open('$OUT/l2_setaside.json')); [print('  %-55s %8.2f us' % kv) for kv in d['us'].items()]; print('  ', {k: d[k] for k in ('l2_bytes', 'setaside_bytes', 'window_bytes', 'graph_window_error') if k in d})"
+fi
 stage pytest
 if [ "${SKIP_TESTS:-0}" = 1 ]; then echo "tests skipped"; else
 timeout ${PYTEST_S:-120} python3 -m pytest -q -p no:cacheprovider --timeout 100 $XD --tb=short -rfE \

@@ -1,0 +1,177 @@
+"""Does an L2 set-aside keep the next layer's qkv weight (21 MB at the 30B shape) resident across one
+layer's expert stream (75 MB), eagerly and inside a CUDA graph? The question is in
+docs/notes/decode.md, session 11, "The idle HBM": session 10's prefetch into L2 lost because the lines
+did not survive gate-up and down. This answers the survival half before any decoder change.
+
+Each case reads A (the stand-in for the next qkv), then B (the experts), then A again, and times the
+second read of A (CUDA events; medians over --iters). The references: A read twice back to back
+(resident, the best case) and A, B, A with no set-aside (what session 10 had). With the set-aside,
+the stream carries an access-policy window over A (hit: persisting, miss: streaming) while A is read
+and none while B is. The graph cases capture the same three reads, the window set on the capture
+stream, and time replay(A, B, A) - replay(A, B): if the window reaches the captured kernel nodes,
+the difference drops as the eager one does.
+
+    python3 scripts/bench_l2_setaside.py [--a-mb 21] [--b-mb 75] [--iters 20] [--json]
+
+It sets the persisting L2 limit (CU_LIMIT_PERSISTING_L2_CACHE_SIZE, a context limit, not a clock)
+and puts it back, and resets the persisting lines, before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+
+def _ok(ret):
+    """cuda.bindings calls return (CUresult, *values): raise on an error, return the values."""
+    from cuda.bindings import driver
+
+    err, *vals = ret if isinstance(ret, tuple) else (ret,)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"CUDA driver call failed: {err}")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _window(stream, ptr: int, nbytes: int) -> None:
+    """An access-policy window over [ptr, ptr + nbytes) on the stream; nbytes 0 clears it."""
+    from cuda.bindings import driver
+
+    v = driver.CUstreamAttrValue()
+    w = v.accessPolicyWindow
+    w.base_ptr, w.num_bytes, w.hitRatio = ptr, nbytes, 1.0
+    w.hitProp = driver.CUaccessProperty.CU_ACCESS_PROPERTY_PERSISTING if nbytes else driver.CUaccessProperty.CU_ACCESS_PROPERTY_NORMAL
+    w.missProp = driver.CUaccessProperty.CU_ACCESS_PROPERTY_STREAMING if nbytes else driver.CUaccessProperty.CU_ACCESS_PROPERTY_NORMAL
+    _ok(driver.cuStreamSetAttribute(driver.CUstream(stream.cuda_stream), driver.CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, v))
+
+
+def run(a_mb: float, b_mb: float, iters: int) -> dict:
+    import torch
+    from cuda.bindings import driver
+
+    dev = torch.device("cuda")
+    cu_dev = _ok(driver.cuDeviceGet(torch.cuda.current_device()))
+    l2 = torch.cuda.get_device_properties(dev).L2_cache_size
+    max_persist = _ok(driver.cuDeviceGetAttribute(driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE, cu_dev))
+    max_window = _ok(driver.cuDeviceGetAttribute(driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE, cu_dev))
+    a = torch.randn(int(a_mb * 2**20) // 2, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(int(b_mb * 2**20) // 2, device=dev, dtype=torch.bfloat16)
+    sink = torch.empty(2, device=dev, dtype=torch.float32)
+    win = min(a.numel() * 2, max_window)
+    setaside = min(int(0.75 * l2), max_persist)
+
+    def read(t, i: int) -> None:
+        torch.sum(t, dtype=torch.float32, out=sink[i])
+
+    stream = torch.cuda.current_stream()
+
+    def eager(case: str) -> float:
+        times = []
+        for _ in range(iters + 2):
+            on = case == "set-aside"
+            if on:
+                _window(stream, a.data_ptr(), win)
+            read(a, 0)
+            if case != "back-to-back":
+                if on:
+                    _window(stream, 0, 0)
+                read(b, 1)
+                if on:
+                    _window(stream, a.data_ptr(), win)
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            read(a, 0)
+            e1.record()
+            if on:
+                _window(stream, 0, 0)
+            torch.cuda.synchronize()
+            times.append(e0.elapsed_time(e1) * 1e3)
+        return statistics.median(times[2:])
+
+    def graph(on: bool, second: bool) -> float:
+        g = torch.cuda.CUDAGraph()
+        side = torch.cuda.Stream()
+        side.wait_stream(stream)
+        with torch.cuda.stream(side):  # warm-up outside capture (allocator, kernels)
+            read(a, 0)
+            read(b, 1)
+        stream.wait_stream(side)
+        with torch.cuda.graph(g):
+            cap = torch.cuda.current_stream()
+            if on:
+                _window(cap, a.data_ptr(), win)
+            read(a, 0)
+            if on:
+                _window(cap, 0, 0)
+            read(b, 1)
+            if second:
+                if on:
+                    _window(cap, a.data_ptr(), win)
+                read(a, 0)
+                if on:
+                    _window(cap, 0, 0)
+        times = []
+        for _ in range(iters + 2):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            g.replay()
+            e1.record()
+            torch.cuda.synchronize()
+            times.append(e0.elapsed_time(e1) * 1e3)
+        return statistics.median(times[2:])
+
+    old_limit = _ok(driver.cuCtxGetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE))
+    out = {"device": torch.cuda.get_device_name(dev), "l2_bytes": l2, "max_persisting_bytes": max_persist,
+           "max_window_bytes": max_window, "a_bytes": a.numel() * 2, "b_bytes": b.numel() * 2, "window_bytes": win,
+           "setaside_bytes": setaside, "iters": iters, "us": {}}
+    try:
+        out["us"]["A twice back to back (resident)"] = eager("back-to-back")
+        out["us"]["A, B, A without a set-aside"] = eager("none")
+        out["us"]["graph: A, B, A minus A, B, without a set-aside"] = graph(False, True) - graph(False, False)
+        _ok(driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE, setaside))
+        out["us"]["A, B, A with the set-aside and a window on A"] = eager("set-aside")
+        try:
+            out["us"]["graph: the same, window set on the capture stream"] = graph(True, True) - graph(True, False)
+        except RuntimeError as e:  # setting a stream attribute during capture may be refused
+            out["graph_window_error"] = str(e)
+    finally:
+        _window(stream, 0, 0)
+        _ok(driver.cuCtxResetPersistingL2Cache())
+        _ok(driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE, old_limit))
+        torch.cuda.synchronize()
+    out["hbm_read_tbps_implied"] = out["a_bytes"] / out["us"]["A, B, A without a set-aside"] / 1e6
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--a-mb", type=float, default=21.0, help="the array to keep (MiB; the next layer's qkv)")
+    ap.add_argument("--b-mb", type=float, default=75.0, help="the stream between its reads (MiB; the experts)")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    if a.a_mb <= 0 or a.b_mb <= 0 or a.iters < 1:
+        print("bench_l2_setaside: --a-mb and --b-mb must be > 0 and --iters >= 1", file=sys.stderr)
+        return 2
+    import torch
+
+    if not torch.cuda.is_available():
+        print("bench_l2_setaside: needs a CUDA GPU (this machine has none)", file=sys.stderr)
+        return 2
+    out = run(a.a_mb, a.b_mb, a.iters)
+    if a.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"{out['device']}: L2 {out['l2_bytes'] / 2**20:.0f} MiB, set-aside {out['setaside_bytes'] / 2**20:.1f} MiB "
+              f"(max {out['max_persisting_bytes'] / 2**20:.1f}), window {out['window_bytes'] / 2**20:.1f} MiB")
+        for k, v in out["us"].items():
+            print(f"  {k:<55} {v:8.2f} us")
+        if "graph_window_error" in out:
+            print(f"  graph window: {out['graph_window_error']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
