@@ -99,3 +99,28 @@ def test_evidence_table_markdown(tmp_path):
     r = run("evidence", "table", str(tmp_path / "results"), "--markdown")
     assert r.returncode == 0, r.stderr
     assert "| nvidia-h200 | bench.hbm | op=read bytes=10 |" in r.stdout
+
+
+def test_help_texts_keep_their_brackets():
+    """rich reads "[word ...]" (a lowercase letter, #, / or @ after the bracket) as a style tag and drops
+    it from --help, so sources like "[seed 003: 0.05]" vanished; such brackets must be escaped."""
+    import re
+
+    from typer.main import get_command
+
+    from floorline.cli import app
+
+    tag = re.compile(r"(?<!\\)\[[a-z#/@]")
+    eaten = []
+
+    def walk(cmd, path):
+        for p in getattr(cmd, "params", []):
+            if tag.search(getattr(p, "help", None) or ""):
+                eaten.append((" ".join(path), p.name))
+        if tag.search(cmd.help or ""):
+            eaten.append((" ".join(path), "<help>"))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(get_command(app), ["floorline"])
+    assert not eaten, eaten

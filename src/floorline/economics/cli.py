@@ -117,7 +117,7 @@ def _cost(app: typer.Typer) -> None:
     @cost.command("training")
     def cost_training(
         total_params: str = typer.Option("2T,4T,10T", "--total-params", help="total parameters, K/M/B/T suffixes; a comma list gives a table"),
-        active_ratio: float = typer.Option(None, "--active-ratio", help="active/total parameters per token [seed 003: 0.05]"),
+        active_ratio: float = typer.Option(None, "--active-ratio", help="active/total parameters per token \\[seed 003: 0.05]"),
         tokens_per_param: float = typer.Option(None, "--tokens-per-param", help="training tokens per total parameter [40]"),
         gpu: str = typer.Option("b200", "--gpu", help="catalog device(s), comma list allowed"),
         precision: str = typer.Option("bf16", "--precision", help="bf16|fp8|fp4 (comma list allowed)"),
@@ -172,7 +172,7 @@ def _cost(app: typer.Typer) -> None:
 
     @cost.command("capacity")
     def cost_capacity(
-        before: float = typer.Option(None, "--before", help="tokens/s/GPU before [seed 002: 2173]"),
+        before: float = typer.Option(None, "--before", help="tokens/s/GPU before \\[seed 002: 2173]"),
         after: float = typer.Option(None, "--after", help="tokens/s/GPU after [12576]"),
         tokens_per_hour: str = typer.Option(None, "--tokens-per-hour", help="target tokens/hour [1B]"),
         gpus_per_rack: float = typer.Option(None, "--gpus-per-rack", help="[72]"),
@@ -211,7 +211,7 @@ def _cost(app: typer.Typer) -> None:
         input_tokens_per_s: float = typer.Option(None, "--input-tokens-per-s", help="input (prefill) tokens/s per GPU"),
         input_per_output: float = typer.Option(None, "--input-per-output", help="prompt tokens per output token, for a blended price"),
         evidence: Path = typer.Option(None, "--evidence", help="a `bench decode` packet: its measured tokens/s"),
-        rack_capex: float = typer.Option(None, "--rack-capex", help="rack capex, USD [seed 002: 3.9M]"),
+        rack_capex: float = typer.Option(None, "--rack-capex", help="rack capex, USD \\[seed 002: 3.9M]"),
         years: float = typer.Option(None, "--years", help="depreciation years [3]"),
         rack_kw: float = typer.Option(None, "--rack-kw", help="rack IT power, kW [132]"),
         pue: float = typer.Option(None, "--pue", help="[1.2]"),

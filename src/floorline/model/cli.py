@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("bf16", "--dtype", help="float64|float32 (reference) or bf16|fp8 (fast path)"),
         tp: int = typer.Option(1, "--tp"),
         seed: int = typer.Option(0, "--seed", help="weights seed (random weights) and sampling seed"),
-        logits_out: Path = typer.Option(None, "--logits-out", help="write every step's logits [steps, B, V] as .npy"),
+        logits_out: Path = typer.Option(None, "--logits-out", help="write every step's logits \\[steps, B, V] as .npy"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Generate tokens: the float64 reference (--device cpu --dtype float64) or the fast path."""
