@@ -30,7 +30,7 @@ def fails(capsys, *argv: str) -> str:
     (["cost", "serving", "--tokens-per-s", "0"], "--tokens-per-s"),
     (["cost", "serving", "--tokens-per-s", "100", "--pue", "-1"], "--pue"),
     (["cost", "serving"], "--tokens-per-s"),
-    (["hw", "show", "nope"], "--gpu"),
+    (["hw", "show", "nope"], "name: unknown device"),  # the positional argument, not an option
     (["hw", "read-time", "--params", "70B", "--dtype", "fp3"], "--dtype"),
 ])
 def test_bad_input_one_line_exit_2(capsys, argv, field):

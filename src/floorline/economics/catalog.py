@@ -97,11 +97,12 @@ def devices() -> dict[str, Device]:
     return out
 
 
-def device(name: str) -> Device:
+def device(name: str, field: str = "--gpu") -> Device:
+    """The catalog entry for `name`; field: how the caller's CLI names the input, for the error."""
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     devs = devices()
     if key not in devs:
-        raise InputError(f"--gpu: unknown device {name!r}; allowed: {', '.join(devs)}")
+        raise InputError(f"{field}: unknown device {name!r}; allowed: {', '.join(devs)}")
     return devs[key]
 
 

@@ -72,7 +72,7 @@ def _hw(app: typer.Typer) -> None:
         """One device: every number with its unit, source and confidence."""
         from floorline.economics.catalog import device
 
-        d = device(name)
+        d = device(name, "name")
         fields = {k: {"value": q.value, "unit": q.unit, "source": q.source, "confidence": q.confidence}
                   for k, q in d.fields}
         if json_out:
