@@ -103,6 +103,8 @@ def test_malformed_csv_line(capsys, tmp_path):
     (["--success-rate", "1.5"], "--success-rate"),
     (["--bandwidth-efficiency", "0"], "--bandwidth-efficiency"),
     (["--compare", "colour=blue"], "--compare"),
+    (["--compare", "block-size=256"], "--compare block-size: the trace's blocks are fixed"),
+    (["--compare", "cache-blocks=many"], "--compare cache-blocks: expected an integer"),
     (["--model", "llama-3.1-70b"], "--model"),  # 141 GB of bf16 weights do not fit one H100
 ])
 def test_bad_flags(capsys, trace_slice, argv, needle):

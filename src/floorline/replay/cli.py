@@ -99,8 +99,6 @@ def register(app: typer.Typer) -> None:
                            success_rate=success_rate, compute_efficiency=compute_efficiency,
                            bandwidth_efficiency=bandwidth_efficiency, calibrate=str(calibrate) if calibrate else None)
         other = parse_compare(compare, s) if compare else None
-        if other is not None and other.block_size != s.block_size:
-            raise InputError("--compare block-size: the trace's blocks are fixed when it is read; compare other keys")
         from floorline.replay.run import prepare
 
         prepare(s)  # bad settings fail before the trace is read

@@ -40,7 +40,8 @@ class ReplaySettings:
     calibrate: str | None = None  # a bench.decode packet
 
 
-COMPARABLE = {"routing": str, "cache-blocks": int, "instances": int, "block-size": int, "gpu": str,
+# block-size is not here: a trace's blocks are fixed when it is read, so both sides would need two loads
+COMPARABLE = {"routing": str, "cache-blocks": int, "instances": int, "gpu": str,
               "model": str, "kv-dtype": str, "weight-dtype": str, "gpus-per-instance": int, "max-batch": int}
 
 
@@ -48,6 +49,9 @@ def parse_compare(text: str, base: ReplaySettings) -> ReplaySettings:
     if "=" not in text:
         raise InputError(f"--compare: expected KEY=VALUE with KEY one of {', '.join(COMPARABLE)}, got {text!r}")
     key, value = (s.strip() for s in text.split("=", 1))
+    if key == "block-size":
+        raise InputError(f"--compare block-size: the trace's blocks are fixed when it is read; compare one of "
+                         f"{', '.join(COMPARABLE)}")
     if key not in COMPARABLE:
         raise InputError(f"--compare: KEY must be one of {', '.join(COMPARABLE)}, got {key!r}")
     try:
