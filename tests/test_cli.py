@@ -124,3 +124,15 @@ def test_help_texts_keep_their_brackets():
 
     walk(get_command(app), ["floorline"])
     assert not eaten, eaten
+
+
+@pytest.mark.parametrize("argv", [["bench", "hbm"], ["bench", "attention"], ["bench", "decode", "--no-evidence"]])
+def test_gpu_commands_without_a_gpu_print_only_the_error(argv):
+    """No GPU here: stdout stays empty (no progress-bar residue) and stderr is the one-line error."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = run(*argv)
+    assert r.stdout == "" and r.stderr.count("\n") == 1
+    assert_one_line_error(r, "GPU")

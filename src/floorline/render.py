@@ -15,6 +15,13 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def progress(*columns: Any, disable: bool = False) -> Any:
+    """A transient rich progress display on stderr, off when stderr is not a terminal (a log or a pipe
+    gets no bar, and stdout stays the command's output alone)."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err_console, transient=True, disable=disable or not err_console.is_terminal)
+
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(finite(obj), indent=2, default=str) + "\n")

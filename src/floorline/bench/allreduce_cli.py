@@ -50,12 +50,12 @@ def register(bench_app: typer.Typer) -> None:
         from dataclasses import asdict
         from pathlib import Path
 
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from floorline.bench.allreduce import HEADERS, QUICK_SIZES, BenchConfig, run, table_rows
         from floorline.comm.errors import CommError
         from floorline.gpu.probe import device_slug
-        from floorline.render import console, print_json, table
+        from floorline.render import console, print_json, progress, table
 
         def _median(v: list[float]) -> float:
             import statistics
@@ -71,8 +71,8 @@ def register(bench_app: typer.Typer) -> None:
         cfg = replace(cfg, sizes=size_list or cfg.sizes, variants=var, tune_crossover=tune_crossover)
         out_dir = Path(out) if out else Path("results") / device_slug()
         try:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                          transient=True, disable=json_out) as prog:
+            with progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                          disable=json_out) as prog:
                 task = prog.add_task("bench allreduce")
                 result = run(cfg, out_dir, progress=lambda m: prog.update(task, description=m))
         except CommError as e:

@@ -36,11 +36,10 @@ def register(bench_app: typer.Typer) -> None:
         for c in context:
             if c < 1:
                 raise InputError(f"--context: must be >= 1, got {c}")
-        from rich.progress import Progress
 
         from floorline.bench.attention import run, sweep
         from floorline.gpu.probe import device_slug
-        from floorline.render import console, print_json, table
+        from floorline.render import console, print_json, progress, table
 
         cases = [c for c in sweep(quick) if (not context or c.context in context) and (not kv_dtype or c.kv_dtype in kv_dtype)
                  and (not batch or c.batch in batch) and (not page_size or c.page_size in page_size)]
@@ -49,7 +48,7 @@ def register(bench_app: typer.Typer) -> None:
         if kv_dtype:  # dtypes run in the order given (a time-limited device call runs the first first)
             cases.sort(key=lambda c: kv_dtype.index(c.kv_dtype))
         out_dir = Path(out) if out else Path("results") / device_slug()
-        with Progress(console=console, transient=True, disable=json_out) as prog:
+        with progress(disable=json_out) as prog:
             task = prog.add_task("bench attention", total=None)
             res = run(quick, out_dir, progress=lambda m: prog.update(task, description=m), cases=cases,
                       families=tuple(dict.fromkeys(variant)))

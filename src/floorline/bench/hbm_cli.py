@@ -23,15 +23,13 @@ def register(bench_app: typer.Typer) -> None:
         for o in op:
             if o not in OPS:
                 raise InputError(f"--op: must be one of {', '.join(OPS)}, got {o!r}")
-        from rich.progress import Progress
-
         from floorline.bench.hbm import tune, write_packet_for
         from floorline.gpu.probe import device_slug
-        from floorline.render import console, print_json, table
+        from floorline.render import print_json, progress, table
 
         out_dir = Path(out) if out else Path("results") / device_slug()
         results, paths = [], []
-        with Progress(console=console, transient=True, disable=json_out) as prog:
+        with progress(disable=json_out) as prog:
             task = prog.add_task("bench hbm", total=len(op))
             for o in op:
                 r = tune(o, quick=quick, progress=lambda m: prog.update(task, description=m))

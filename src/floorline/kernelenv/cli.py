@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from floorline.errors import InputError
-from floorline.render import console, print_json, table
+from floorline.render import console, print_json, progress, table
 
 
 def _out_dir(out: Path | None, no_evidence: bool) -> Path | None:
@@ -89,7 +89,6 @@ def register(app: typer.Typer) -> None:
               out: Path | None = typer.Option(None, "--out", help="evidence directory (default results/<device>/kernelenv)"),
               no_timing: bool = typer.Option(False, "--no-timing", help="correctness and anti-hack checks only")) -> None:
         """Judge a candidate for every task that has one: one attempt and one packet each."""
-        from rich.progress import Progress
 
         from floorline.gpu.probe import cuda_available
         from floorline.kernelenv.evidence import run_attempt
@@ -105,7 +104,7 @@ def register(app: typer.Typer) -> None:
         dev = "cuda" if cuda_available() else "cpu"
         h = Harness(HarnessConfig.for_device(dev, timing=not no_timing))
         rows = []
-        with Progress(console=console, transient=True, disable=json_out) as prog:
+        with progress(disable=json_out) as prog:
             bar = prog.add_task("kernelenv suite", total=len(pairs))
             for t, c in pairs:
                 prog.update(bar, description=f"{t.name} ({dev})")

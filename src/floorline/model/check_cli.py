@@ -42,13 +42,13 @@ def run_check(checkpoint: Path | None, model: str | None, layers: int | None, ex
 def _one(w, prompts, steps, dtype, dev, seed, tolerance, results, no_evidence, as_json, kv_dtype) -> dict:
     import gc
 
-    from rich.progress import Progress
+    from floorline.render import progress
 
     gc.collect()  # the previous run's decoder and its CUDA graphs
 
     from floorline.model.run import check
 
-    with Progress(transient=True, disable=as_json) as bar:
+    with progress(disable=as_json) as bar:
         task = bar.add_task("decode --check", total=steps + 1)
         r = check(w, prompts, steps, progress=lambda s: bar.update(task, completed=s + 1), kv_dtype=kv_dtype)
     passed = r.max_rel_l2 <= tolerance and r.greedy_match

@@ -106,12 +106,11 @@ def register(app: typer.Typer) -> None:
             prepare(other)
         reqs = load(trace, block_size, limit)
 
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-        from floorline.render import err_console
+        from floorline.render import progress
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as prog:
+        with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as prog:
             a = run(reqs, s, prog)
             b = run(reqs, other, prog) if other is not None else None
         if packet_dir is not None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from floorline.render import console, print_json, table
+from floorline.render import console, print_json, progress, table
 
 
 def register(app: typer.Typer) -> None:
@@ -17,13 +17,13 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Run every section this machine can run; write packets, report.html and a summary."""
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from floorline.report.html import render
         from floorline.report.runner import run_report
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=True, disable=json_out) as prog:
+        with progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      disable=json_out) as prog:
             task = prog.add_task("report", total=None)
             out_dir, outcomes = run_report(results, only or None, quick,
                                            lambda m: prog.update(task, description=m))
