@@ -45,6 +45,7 @@ def test_check_exit_1_on_fail(capsys):
     (["--set", "gpu.power=abc"], "gpu.power: not a number"),
     (["--set", "gpu.power=-5"], "gpu.power: must be a number > 0"),
     (["--set", "cooling.tray_flow=0"], "cooling.tray_flow: must be a number > 0"),
+    (["--set", "cooling.tray_flow=0 L/min"], "got 0 L/min"),  # the user's own spelling, not pint's
     (["--set", "gpu.power=nan"], "gpu.power: must be"),
     (["--set", "gpu.power=inf"], "gpu.power: must be"),
     (["--set", "gpu.power=3 kg"], "gpu.power: unit"),

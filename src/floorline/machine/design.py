@@ -129,8 +129,9 @@ def _spec(key: str) -> Spec:
     return spec
 
 
-def _check_range(key: str, spec: Spec, value: float, unit: str) -> None:
-    """Convert to the canonical unit (refusing a wrong dimension) and check the allowed range."""
+def _check_range(key: str, spec: Spec, value: float, unit: str, given: str | None = None) -> None:
+    """Convert to the canonical unit (refusing a wrong dimension) and check the allowed range.
+    given: the user's own text, which the error quotes (pint spells units out in full)."""
     from floorline.machine.units import Q
 
     if not math.isfinite(value):
@@ -140,7 +141,7 @@ def _check_range(key: str, spec: Spec, value: float, unit: str) -> None:
     except Exception:
         raise InputError(f"{key}: unit {unit!r} is not a unit of {spec.unit}; allowed: {spec.allowed()}") from None
     if not spec.ok(float(canon)):
-        shown = f"{value:g} {unit}" if unit not in ("", "1") else f"{value:g}"
+        shown = given or (f"{value:g} {unit}" if unit not in ("", "1") else f"{value:g}")
         raise InputError(f"{key}: must be {spec.allowed()}, got {shown}")
 
 
@@ -164,7 +165,7 @@ def parse_value(key: str, raw, unit: str) -> float:
         mag, given = float(q.magnitude), str(q.units)
     except Exception:
         raise InputError(f"{key}: not a number: {text[:40]!r}; allowed: {spec.allowed()}") from None
-    _check_range(key, spec, mag, given)
+    _check_range(key, spec, mag, given, text)
     return float(Q(mag, given).to(unit if unit not in ("", "1") else "dimensionless").magnitude)
 
 
