@@ -24,6 +24,8 @@ def test_passing_attempt_packet(timed_harness, tmp_path):
     assert p.timing.median == att.timing["median"] and p.timing.method == att.timing["method"]
     assert p.baselines[0].name == "Baseline" and p.baselines[0].ratio == att.speedup
     assert p.command[:3] == ["floorline", "kernelenv", "eval"] and "--seed" in p.command
+    # the replay runs on the device kind the attempt ran on
+    assert p.command[p.command.index("--device") + 1] == p.params["device"]
     names = {Path(a.path).name for a in p.artifacts}
     assert "candidate.py" in names
     cand = next(a for a in p.artifacts if a.path.endswith("candidate.py"))

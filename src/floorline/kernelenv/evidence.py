@@ -49,8 +49,11 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-def replay_command(task: Task, candidate_path: Path, seed: int | None) -> list[str]:
+def replay_command(task: Task, candidate_path: Path, seed: int | None, device: str | None = None) -> list[str]:
+    """The argv that re-runs the attempt: on the device kind it ran on (a CPU attempt replayed on a GPU
+    machine would otherwise run on cuda and compare interpreter timings with device ones)."""
     cmd = ["floorline", "kernelenv", "eval", _rel(task.path), _rel(candidate_path), "--json"]
+    cmd += ["--device", device] if device else []
     return cmd + (["--seed", str(seed)] if seed is not None else [])
 
 
@@ -107,7 +110,7 @@ def write_attempt(att: Attempt, task: Task, source: str, out_dir: Path, device: 
     status = "passed" if att.status == "passed" else "failed"
     packet = new_packet(
         KIND, status=status, failure_class=att.failure_class,
-        command=replay_command(task, cand, att.seed),
+        command=replay_command(task, cand, att.seed, device),
         # the first four are what `evidence table` shows for a kind it has no column list for
         params={"task": task.name, "device": device, "reward": att.reward, "speedup": att.speedup,
                 "op": task.op, "task_sha256": task.source_sha256, "candidate_sha256": att.candidate_sha256,
