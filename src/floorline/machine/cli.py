@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(m, name="machine")
 
     @m.command("list")
-    def list_cmd(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def list_cmd(json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """The shipped designs and how their checks come out."""
         from floorline.machine.checks import evaluate
         from floorline.machine.design import DEFAULT_DESIGN, resolve, shipped
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
 
     @m.command("keys")
     def keys_cmd(design: str = typer.Argument(None, help=DESIGN_HELP),
-                 json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+                 json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """Every constant of a design: the keys --set takes, their units, confidence and allowed range."""
         from floorline.machine.schema import KEYS
         from floorline.render import print_json, table
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
     @m.command("check")
     def check_cmd(design: str = typer.Argument(None, help=DESIGN_HELP),
                   set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
-                  json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+                  json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """Run every check. Exit 0 with no FAIL, 1 on any FAIL, 2 on bad input."""
         from floorline.machine.checks import evaluate, public
         from floorline.render import console, print_json, table
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
     def explain_cmd(check_id: str = typer.Argument(..., help="A check id, e.g. cooling.junction."),
                     design: str = typer.Argument(None, help=DESIGN_HELP),
                     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
-                    json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+                    json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """One check: its formula, the inputs with their sources, and its margin."""
         from floorline.machine.explain import explain
         from floorline.render import console, print_json, table
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
                   design: str = typer.Argument(None, help=DESIGN_HELP),
                   steps: int = typer.Option(11, "--steps", help="Number of values from START to STOP (2-1000)."),
                   set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
-                  json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+                  json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """How every margin moves as one constant changes, and where the first check turns FAIL."""
         from floorline.machine.sweep import sweep
         from floorline.render import console, print_json, table
