@@ -179,3 +179,21 @@ def test_choose_step_keeps_a_runner_up_only_if_the_step_is_faster(monkeypatch):
     assert info["ms_per_token"][info["chosen"]] == pytest.approx(2.9)
     down_try = [v for v in seen if v.down.block_k == 256]
     assert len(down_try) == 1 and down_try[0].gate_up.block_n == 1  # built on the kept gate-up tile
+
+
+def test_choose_step_skips_a_variant_that_fails_to_build(monkeypatch):
+    def fake_measure(w, batch, context, kv_dtype, launch, iters):
+        if launch.down.block_k == 256:
+            raise RuntimeError("out of resources: shared memory")
+
+        class R:
+            median = 3.0e3
+
+        return R(), []
+
+    monkeypatch.setattr(bench, "measure_ours", fake_measure)
+    table = {"down": {"candidates": [_row(8, 1024, 8, 1, False, 9.91), _row(8, 256, 4, 1, False, 10.08)]}}
+    chosen, info = bench.choose_step(None, LaunchConfigs(), 1024, "fp16", 3, lambda m: None, table)
+    (name, why), = info["failed"].items()
+    assert "down 8x256" in name and "shared memory" in why and name not in info["ms_per_token"]
+    assert chosen.down.block_k != 256

@@ -319,13 +319,21 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
     # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), the attention at
     # 8 warps (4 if it is at 8), the attention's tile at 128 tokens (64 if it is at 128)
     def trial(on: str, label: str, flip: Any) -> str:
-        """Measure `flip` (launch `on` with one thing changed); return the faster of the two's name."""
+        """Measure `flip` (launch `on` with one thing changed); return the name of the faster so far.
+        A launch that fails to build (a tile the compiler refuses in this step) is recorded and skipped."""
         name = f"{on}, {label}"
         variants[name] = flip
-        res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
+        try:
+            res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
+        except Exception as e:  # noqa: BLE001 - one variant must not cost the bench its packets
+            failed[name] = f"{type(e).__name__}: {str(e)[:200]}"
+            progress(f"step choice, batch 1 context {context}: {name}: failed ({failed[name]})")
+            return best
         ms[name] = res.median / 1e3
         progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
         return name if ms[name] < ms[best] else best
+
+    failed: dict[str, str] = {}
 
     for i in range(len(step_flips(launch))):
         best = trial(best, *step_flips(variants[best])[i])
@@ -336,7 +344,10 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
         base = best  # a class's runner-ups all go on the launch the classes before it left
         for label, flip in gemv_runner_ups(variants[base], tune_table or {}, (cls,)):
             best = trial(base, label, flip)
-    return variants[best], {"chosen": best, "ms_per_token": ms, "context": context}
+    info = {"chosen": best, "ms_per_token": ms, "context": context}
+    if failed:
+        info["failed"] = failed
+    return variants[best], info
 
 
 IN_STEP_CLASSES = ("gate_up", "down", "o", "qkv")  # the GEMVs whose neighbours change their time most
