@@ -4,7 +4,9 @@ docs/notes/decode.md, session 11, "The idle HBM": session 10's prefetch into L2 
 did not survive gate-up and down. This answers the survival half before any decoder change.
 
 Each case reads A (the stand-in for the next qkv), then B (the experts), then A again, and times the
-second read of A (CUDA events; medians over --iters). The references: A read twice back to back
+second read of A (CUDA events; medians over --iters). In the "prefetched" cases the first touch of A
+is not a read but `prefetch.global.L2` from 128 programs (kernels.gemv.prefetch_share, what the
+decoder's prefetch_next issues): whether such hints take the window's persisting property too. The references: A read twice back to back
 (resident, the best case) and A, B, A with no set-aside (what session 10 had). With the set-aside,
 the stream carries an access-policy window over A (hit: persisting, miss: streaming) while A is read
 and none while B is. The graph cases capture the same three reads, the window set on the capture
@@ -23,6 +25,11 @@ import argparse
 import json
 import statistics
 import sys
+
+import triton
+import triton.language as tl
+
+from floorline.kernels.gemv import prefetch_share
 
 
 def _ok(ret):
@@ -47,6 +54,12 @@ def _window(stream, ptr: int, nbytes: int) -> None:
     _ok(driver.cuStreamSetAttribute(driver.CUstream(stream.cuda_stream), driver.CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, v))
 
 
+@triton.jit
+def _prefetch(ptr, n_lines, LINE: tl.constexpr):
+    """Each program asks L2 for its share of n_lines 128-byte lines at ptr (hints only, no loads)."""
+    prefetch_share(ptr, n_lines, LINE, False)
+
+
 def run(a_mb: float, b_mb: float, iters: int) -> dict:
     import torch
     from cuda.bindings import driver
@@ -65,15 +78,21 @@ def run(a_mb: float, b_mb: float, iters: int) -> dict:
     def read(t, i: int) -> None:
         torch.sum(t, dtype=torch.float32, out=sink[i])
 
+    def touch_a(prefetch: bool) -> None:
+        if prefetch:  # 64 bf16 = one 128-byte line per hint
+            _prefetch[(128,)](a, a.numel() // 64, LINE=64)
+        else:
+            read(a, 0)
+
     stream = torch.cuda.current_stream()
 
-    def eager(case: str) -> float:
+    def eager(case: str, prefetch: bool = False) -> float:
         times = []
         for _ in range(iters + 2):
             on = case == "set-aside"
             if on:
                 _window(stream, a.data_ptr(), win)
-            read(a, 0)
+            touch_a(prefetch)
             if case != "back-to-back":
                 if on:
                     _window(stream, 0, 0)
@@ -129,9 +148,12 @@ def run(a_mb: float, b_mb: float, iters: int) -> dict:
     try:
         out["us"]["A twice back to back (resident)"] = eager("back-to-back")
         out["us"]["A, B, A without a set-aside"] = eager("none")
+        out["us"]["A prefetched, B, A, without a set-aside"] = eager("none", prefetch=True)
+        out["us"]["A prefetched, nothing between, A"] = eager("back-to-back", prefetch=True)
         out["us"]["graph: A, B, A minus A, B, without a set-aside"] = graph(False, True) - graph(False, False)
         _ok(driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE, setaside))
         out["us"]["A, B, A with the set-aside and a window on A"] = eager("set-aside")
+        out["us"]["A prefetched, B, A, with the set-aside and the window"] = eager("set-aside", prefetch=True)
         try:
             out["us"]["graph: the same, window set on the capture stream"] = graph(True, True) - graph(True, False)
         except RuntimeError as e:  # setting a stream attribute during capture may be refused
