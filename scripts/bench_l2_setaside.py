@@ -3,20 +3,23 @@ layer's expert stream (75 MB), eagerly and inside a CUDA graph? The question is 
 docs/notes/decode.md, session 11, "The idle HBM": session 10's prefetch into L2 lost because the lines
 did not survive gate-up and down. This answers the survival half before any decoder change.
 
-Each case reads A (the stand-in for the next qkv), then B (the experts), then A again, and times the
-second read of A (CUDA events; medians over --iters). In the "prefetched" cases the first touch of A
-is not a read but `prefetch.global.L2` from 128 programs (kernels.gemv.prefetch_share, what the
-decoder's prefetch_next issues): whether such hints take the window's persisting property too. The references: A read twice back to back
-(resident, the best case) and A, B, A with no set-aside (what session 10 had). With the set-aside,
-the stream carries an access-policy window over A (hit: persisting, miss: streaming) while A is read
-and none while B is. The graph cases capture the same three reads, the window set on the capture
-stream, and time replay(A, B, A) - replay(A, B): if the window reaches the captured kernel nodes,
-the difference drops as the eager one does.
+Every case runs B (a flush), a first touch of A (the stand-in for the next qkv), B again (the
+experts), then a timed read of A (CUDA events; medians over --iters). Before each repetition the GPU
+is idle, the persisting lines are reset, and a sleep kernel heads the queue, so the host has issued
+everything before the GPU reaches it and no launch gap lands inside a timed read. With the set-aside,
+an access-policy window over A (hit: persisting, miss: streaming) is on the stream for the first touch
+only. In the "prefetched" cases that first touch is not a read but `prefetch.global.L2` hints from 128
+programs (kernels.gemv.prefetch_share, what the decoder's prefetch_next issues): do hints take the
+window's persisting property? References: the first touch followed directly by the timed read (A
+resident, no B in between), and every case without a set-aside (what session 10 had). The graph cases
+capture [B, A under the window, B, A] and [B, A under the window, B] on their own stream and time the
+difference of their replays: if the window reaches the captured kernel nodes, it drops as the eager
+one does.
 
     python3 scripts/bench_l2_setaside.py [--a-mb 21] [--b-mb 75] [--iters 20] [--json]
 
-It sets the persisting L2 limit (CU_LIMIT_PERSISTING_L2_CACHE_SIZE, a context limit, not a clock)
-and puts it back, and resets the persisting lines, before it exits.
+It sets the context's persisting-L2 limit (CU_LIMIT_PERSISTING_L2_CACHE_SIZE, a context limit, not a
+clock), and before it exits resets the persisting lines and puts the limit back.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ def _prefetch(ptr, n_lines, LINE: tl.constexpr):
     prefetch_share(ptr, n_lines, LINE, False)
 
 
+SLEEP_CYCLES = 400_000  # ~200 us at 2 GHz: the queue fills behind it before the GPU gets to work
+
+
 def run(a_mb: float, b_mb: float, iters: int) -> dict:
     import torch
     from cuda.bindings import driver
@@ -74,96 +80,89 @@ def run(a_mb: float, b_mb: float, iters: int) -> dict:
     sink = torch.empty(2, device=dev, dtype=torch.float32)
     win = min(a.numel() * 2, max_window)
     setaside = min(int(0.75 * l2), max_persist)
+    stream = torch.cuda.Stream()  # attributes go on a stream of ours, not the legacy default stream
 
     def read(t, i: int) -> None:
         torch.sum(t, dtype=torch.float32, out=sink[i])
 
-    def touch_a(prefetch: bool) -> None:
+    def first_touch(window: bool, prefetch: bool, s) -> None:
+        if window:
+            _window(s, a.data_ptr(), win)
         if prefetch:  # 64 bf16 = one 128-byte line per hint
             _prefetch[(128,)](a, a.numel() // 64, LINE=64)
         else:
             read(a, 0)
+        if window:
+            _window(s, 0, 0)
 
-    stream = torch.cuda.current_stream()
-
-    def eager(case: str, prefetch: bool = False) -> float:
-        times = []
-        for _ in range(iters + 2):
-            on = case == "set-aside"
-            if on:
-                _window(stream, a.data_ptr(), win)
-            touch_a(prefetch)
-            if case != "back-to-back":
-                if on:
-                    _window(stream, 0, 0)
-                read(b, 1)
-                if on:
-                    _window(stream, a.data_ptr(), win)
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            read(a, 0)
-            e1.record()
-            if on:
-                _window(stream, 0, 0)
-            torch.cuda.synchronize()
-            times.append(e0.elapsed_time(e1) * 1e3)
-        return statistics.median(times[2:])
-
-    def graph(on: bool, second: bool) -> float:
-        g = torch.cuda.CUDAGraph()
-        side = torch.cuda.Stream()
-        side.wait_stream(stream)
-        with torch.cuda.stream(side):  # warm-up outside capture (allocator, kernels)
-            read(a, 0)
-            read(b, 1)
-        stream.wait_stream(side)
-        with torch.cuda.graph(g):
-            cap = torch.cuda.current_stream()
-            if on:
-                _window(cap, a.data_ptr(), win)
-            read(a, 0)
-            if on:
-                _window(cap, 0, 0)
-            read(b, 1)
-            if second:
-                if on:
-                    _window(cap, a.data_ptr(), win)
+    def eager(window: bool, prefetch: bool = False, between: bool = True) -> float:
+        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters + 2)]
+        with torch.cuda.stream(stream):
+            for e0, e1 in ev:
+                torch.cuda.synchronize()
+                _ok(driver.cuCtxResetPersistingL2Cache())
+                torch.cuda._sleep(SLEEP_CYCLES)
+                read(b, 1)  # flush: A is not in L2 before its first touch
+                first_touch(window, prefetch, stream)
+                if between:
+                    read(b, 1)
+                e0.record()
                 read(a, 0)
-                if on:
-                    _window(cap, 0, 0)
-        times = []
-        for _ in range(iters + 2):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            g.replay()
-            e1.record()
-            torch.cuda.synchronize()
-            times.append(e0.elapsed_time(e1) * 1e3)
-        return statistics.median(times[2:])
+                e1.record()
+        torch.cuda.synchronize()
+        return statistics.median(e0.elapsed_time(e1) * 1e3 for e0, e1 in ev[2:])
+
+    def graph(window: bool, last_read: bool) -> float:
+        g, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+        with torch.cuda.stream(side):  # warm-up outside capture
+            read(a, 0)
+            read(b, 1)
+        torch.cuda.synchronize()
+        with torch.cuda.graph(g, stream=side):
+            read(b, 1)
+            first_touch(window, False, side)
+            read(b, 1)
+            if last_read:
+                read(a, 0)
+        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters + 2)]
+        with torch.cuda.stream(stream):
+            for e0, e1 in ev:
+                torch.cuda.synchronize()
+                _ok(driver.cuCtxResetPersistingL2Cache())
+                torch.cuda._sleep(SLEEP_CYCLES)
+                e0.record()
+                g.replay()
+                e1.record()
+        torch.cuda.synchronize()
+        return statistics.median(e0.elapsed_time(e1) * 1e3 for e0, e1 in ev[2:])
 
     old_limit = _ok(driver.cuCtxGetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE))
     out = {"device": torch.cuda.get_device_name(dev), "l2_bytes": l2, "max_persisting_bytes": max_persist,
            "max_window_bytes": max_window, "a_bytes": a.numel() * 2, "b_bytes": b.numel() * 2, "window_bytes": win,
            "setaside_bytes": setaside, "iters": iters, "us": {}}
+    us = out["us"]
     try:
-        out["us"]["A twice back to back (resident)"] = eager("back-to-back")
-        out["us"]["A, B, A without a set-aside"] = eager("none")
-        out["us"]["A prefetched, B, A, without a set-aside"] = eager("none", prefetch=True)
-        out["us"]["A prefetched, nothing between, A"] = eager("back-to-back", prefetch=True)
-        out["us"]["graph: A, B, A minus A, B, without a set-aside"] = graph(False, True) - graph(False, False)
+        us["A read, then A (resident)"] = eager(False, between=False)
+        us["A read, B, A; no set-aside"] = eager(False)
+        us["A prefetched, then A"] = eager(False, prefetch=True, between=False)
+        us["A prefetched, B, A; no set-aside"] = eager(False, prefetch=True)
+        us["graph [B, A, B, A] - [B, A, B]; no set-aside"] = graph(False, True) - graph(False, False)
         _ok(driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE, setaside))
-        out["us"]["A, B, A with the set-aside and a window on A"] = eager("set-aside")
-        out["us"]["A prefetched, B, A, with the set-aside and the window"] = eager("set-aside", prefetch=True)
+        us["A read under the window, B, A; set-aside"] = eager(True)
+        us["A prefetched under the window, B, A; set-aside"] = eager(True, prefetch=True)
         try:
-            out["us"]["graph: the same, window set on the capture stream"] = graph(True, True) - graph(True, False)
-        except RuntimeError as e:  # setting a stream attribute during capture may be refused
+            us["graph, window set on the capture stream; set-aside"] = graph(True, True) - graph(True, False)
+        except RuntimeError as e:  # a stream attribute set during capture may be refused
             out["graph_window_error"] = str(e)
-    finally:
-        _window(stream, 0, 0)
-        _ok(driver.cuCtxResetPersistingL2Cache())
-        _ok(driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE, old_limit))
+    finally:  # each undo on its own, so a failure in one does not skip the others or hide the first error
+        for undo in (lambda: _window(stream, 0, 0), lambda: _ok(driver.cuCtxResetPersistingL2Cache()),
+                     lambda: _ok(driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE, old_limit))):
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - reported, not raised over the original error
+                print(f"bench_l2_setaside: cleanup: {e}", file=sys.stderr)
         torch.cuda.synchronize()
-    out["hbm_read_tbps_implied"] = out["a_bytes"] / out["us"]["A, B, A without a set-aside"] / 1e6
+    out["hbm_read_tbps_implied"] = out["a_bytes"] / us["A read, B, A; no set-aside"] / 1e6
     return out
 
 

@@ -51,7 +51,8 @@ timeout $B python3 -m floorline bench decode --model qwen3-30b-a3b --batch 1 --c
 echo "bench rc=$?"; python3 -c "
 import json, glob; d=json.load(open('$OUT/bench.json'))
 print('ceiling', d['hbm_read_ceiling_tbps']); print('launch', json.dumps(d.get('launch')))
-for f in glob.glob('$RD/*/bench-decode-*-b1-c1024.profile.json') + glob.glob('$RD/bench-decode-*-b1-c1024.profile.json'):
+import os; t0 = os.path.getmtime('$OUT/.t0')
+for f in [f for f in glob.glob('$RD/*/bench-decode-*-b1-c1024.profile.json') + glob.glob('$RD/bench-decode-*-b1-c1024.profile.json') if os.path.getmtime(f) > t0]:
   for k, v in (json.load(open(f)).get('same_run_variants_ms_per_token') or {}).items(): print('  A/B %-50s %.3f ms' % (k, v))
 for r in (d.get('profile') or [])[:8]: print('  prof %-50s %8.1f us %5.1f launches' % (r['kernel'][:50], r['us_per_step'], r['launches_per_step']))
 for name, t in (d.get('tune') or {}).items():
@@ -68,7 +69,8 @@ if [ "${CHECK:-0}" = 1 ]; then
   pack
 fi
 stage timeline
-P=$(ls "$RD"/bench-decode-*-b1-c1024.json "$RD"/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
+# the packet this run wrote (results/<card> also holds older ones, e.g. the bf16-K/V packets before session 11)
+P=$(ls -t "$RD"/bench-decode-*-b1-c1024.json "$RD"/*/bench-decode-*-b1-c1024.json 2>/dev/null | head -1)
 T=$(( $(left) - 5 ))
 if [ -n "$P" ] && [ "$T" -gt 40 ]; then
   timeout $T python3 -m floorline bench decode-timeline --launch-from "$P" --out "$OUT/timeline.json" \

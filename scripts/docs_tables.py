@@ -170,7 +170,7 @@ def allreduce_fused() -> str:
 
 def decode_bench() -> str:
     cases = load_cases(RESULTS, "bench.decode", H200)
-    cases.sort(key=lambda c: (c.params["batch"], c.params["context"]))
+    cases.sort(key=lambda c: (c.params["batch"], c.params["context"], c.params.get("kv_dtype", "bf16")))
 
     def hf_setting(c: Case) -> str:
         b = c.packet.baseline("transformers")
@@ -181,6 +181,7 @@ def decode_bench() -> str:
     return table(cases, [
         ("batch", lambda c: str(c.params["batch"])),
         ("context", lambda c: tokens(c.params["context"])),
+        ("K/V", lambda c: c.params.get("kv_dtype", "bf16")),
         ("ms/token", lambda c: num(c.packet.timing.median, 3)),
         ("tokens/s", lambda c: num(c.params["tokens_per_s"], 0)),
         ("floor ms (GB/step)", lambda c: f"{c.packet.floor.value:.2f} ({c.packet.floor.bytes / 1e9:.2f})"),
@@ -188,6 +189,7 @@ def decode_bench() -> str:
         ("same-run ceiling TB/s", lambda c: num(c.packet.floor.ceiling, 2)),
         ("transformers (peer/ours)", peer("transformers", 2)),
         ("transformers setting", hf_setting),
+        ("transformers eager (peer/ours)", peer("transformers-eager", 2)),
     ])
 
 

@@ -185,6 +185,8 @@ def test_choose_step_skips_a_variant_that_fails_to_build(monkeypatch):
     def fake_measure(w, batch, context, kv_dtype, launch, iters):
         if launch.down.block_k == 256:
             raise RuntimeError("out of resources: shared memory")
+        if not launch.pdl:  # one of the initial PDL settings
+            raise RuntimeError("no PDL here")
 
         class R:
             median = 3.0e3
@@ -194,6 +196,7 @@ def test_choose_step_skips_a_variant_that_fails_to_build(monkeypatch):
     monkeypatch.setattr(bench, "measure_ours", fake_measure)
     table = {"down": {"candidates": [_row(8, 1024, 8, 1, False, 9.91), _row(8, 256, 4, 1, False, 10.08)]}}
     chosen, info = bench.choose_step(None, LaunchConfigs(), 1024, "fp16", 3, lambda m: None, table)
-    (name, why), = info["failed"].items()
+    assert info["failed"]["no PDL"] == "RuntimeError: no PDL here" and "no PDL" not in info["ms_per_token"]
+    (name, why), = [(n, y) for n, y in info["failed"].items() if n != "no PDL"]
     assert "down 8x256" in name and "shared memory" in why and name not in info["ms_per_token"]
     assert chosen.down.block_k != 256

@@ -178,7 +178,7 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
             try:
                 # without PDL: a PDL kernel's measured duration would include the time its programs
                 # sit resident waiting on the previous kernel, and the per-kernel sums would overlap
-                profile = profile_step(w, replace(launch, pdl=False), 1, min(contexts))
+                profile = profile_step(w, replace(launch, pdl=False), 1, min(contexts), kv_dtype=kv_dtype)
             except Exception as e:  # noqa: BLE001 - the profile is a diagnostic; the bench goes on without it
                 progress(f"profile failed: {type(e).__name__}: {e}")
             gc.collect()
@@ -195,7 +195,7 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         hf_setting["not_tried"] = [s.name for s in SETTINGS if s not in settings]
         if hf is None:
             hf_error = "; ".join(f"{t['setting']}: {t.get('reason', t['status'])}" for t in hf_setting["tried"])
-        elif hf.setting.compile_mode is not None:
+        elif hf.setting.compile_mode is not None and 1 in batches:  # timed at the batch-1 headline only
             eager, eager_setting, eager_error = _eager_peer(w, progress)
     elif baseline:
         hf_error = "transformers runs bf16 weights only; no FP8 baseline"
@@ -237,7 +237,9 @@ def run(model: str, layers: int | None, experts: int | None, batches: tuple[int,
         headline = b == 1 and c == min(contexts)
         if headline and (eager is not None or eager_error):
             p.hf_eager_reason = eager_error
-            if eager is not None and p.hf_reason is None:
+            if eager is not None and p.hf_reason is not None:
+                p.hf_eager_reason = f"not measured: {p.hf_reason}"
+            elif eager is not None:
                 progress(f"batch {b} context {c}: transformers eager")
                 try:
                     p.hf_eager_timing = eager.measure(b, c, 3)
@@ -306,34 +308,40 @@ def choose_step(w: Any, launch: Any, context: int, kv_dtype: str, iters: int, pr
                                        replace(launch, pdl_experts=False),
                                        replace(launch, pdl_experts=False, prefetch=False), replace(launch, pdl=False)),
                         strict=True))
-    ms = {}
-    for name, v in variants.items():
-        res, _ = measure_ours(w, 1, context, kv_dtype, v, iters)
+    ms: dict[str, float] = {}
+    failed: dict[str, str] = {}
+
+    def measure(name: str, v: Any) -> bool:
+        """The step's ms/token with launch v into ms[name]; a launch that fails to build (a tile the
+        compiler refuses in this step) goes into failed[name] instead, and the choice goes on."""
+        variants[name] = v
+        try:
+            res, _ = measure_ours(w, 1, context, kv_dtype, v, iters)
+        except Exception as e:  # noqa: BLE001 - one variant must not cost the bench its packets
+            failed[name] = f"{type(e).__name__}: {str(e)[:200]}"
+            progress(f"step choice, batch 1 context {context}: {name}: failed ({failed[name]})")
+            return False
+        finally:
+            gc.collect()
+            torch.cuda.empty_cache()
         ms[name] = res.median / 1e3
         progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
-        gc.collect()
-        torch.cuda.empty_cache()
+        return True
+
+    for name, v in list(variants.items()):
+        measure(name, v)
+    if not ms:
+        raise RuntimeError(f"bench decode: every PDL setting of the step failed: {failed}")
     best = min(ms, key=ms.get)
+
     # then, one at a time on top of the best so far, each kept only if the step gets faster:
     # the one-block attention (DecodeConfig.one_tile, on by default) flipped, the dense GEMVs' and
     # router's weight tiles loaded before the PDL wait, expert-down's (GemvConfig.preload), the attention at
     # 8 warps (4 if it is at 8), the attention's tile at 128 tokens (64 if it is at 128)
     def trial(on: str, label: str, flip: Any) -> str:
-        """Measure `flip` (launch `on` with one thing changed); return the name of the faster so far.
-        A launch that fails to build (a tile the compiler refuses in this step) is recorded and skipped."""
+        """Launch `on` with one thing changed: the name of the faster of it and the best so far."""
         name = f"{on}, {label}"
-        variants[name] = flip
-        try:
-            res, _ = measure_ours(w, 1, context, kv_dtype, flip, iters)
-        except Exception as e:  # noqa: BLE001 - one variant must not cost the bench its packets
-            failed[name] = f"{type(e).__name__}: {str(e)[:200]}"
-            progress(f"step choice, batch 1 context {context}: {name}: failed ({failed[name]})")
-            return best
-        ms[name] = res.median / 1e3
-        progress(f"step choice, batch 1 context {context}: {name}: {ms[name]:.3f} ms/token")
-        return name if ms[name] < ms[best] else best
-
-    failed: dict[str, str] = {}
+        return name if measure(name, flip) and ms[name] < ms[best] else best
 
     for i in range(len(step_flips(launch))):
         best = trial(best, *step_flips(variants[best])[i])
@@ -374,7 +382,7 @@ def gemv_runner_ups(launch: Any, tune_table: dict[str, Any], classes: tuple[str,
             if c == cur or r["us"] > best_us * (1 + IN_STEP_MARGIN) or picked == IN_STEP_MAX:
                 continue
             picked += 1
-            label = (f"{cls} {c.block_n}x{c.block_k} {c.num_warps} warps split {c.split_k}"
+            label = (f"{cls} {c.block_n}x{c.block_k} {c.num_warps} warps {c.num_stages} stages split {c.split_k}"
                      f"{' double-buffered' if c.double_buffer else ''} ({r['us']:.2f} us alone)")
             out.append((label, replace(launch, **{cls: c})))
     return out
@@ -490,7 +498,8 @@ def write_point(w: Any, p: Point, weight_dtype: str, kv_dtype: str, ceiling: flo
     if cfg.cut_down:
         notes.append("cut down: " + ", ".join(cfg.cut_down))
     directory = out_dir or Path("results") / device_slug()
-    name = f"bench-decode-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{weight_dtype}-b{p.batch}-c{p.context}"
+    kv = "" if kv_dtype == "bf16" else f"-kv{kv_dtype}"  # bf16 keeps the names of the packets before session 11
+    name = f"bench-decode-{cfg.name}-L{cfg.num_hidden_layers}-E{cfg.num_experts}-{weight_dtype}{kv}-b{p.batch}-c{p.context}"
     artifacts = []
     if profile or tune_table:
         directory.mkdir(parents=True, exist_ok=True)

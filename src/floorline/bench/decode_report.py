@@ -24,8 +24,12 @@ def decode_section(ctx: ReportContext) -> SectionResult:
     cfg = res["config"]
     notes = [f"HBM read ceiling {res['ceiling_tbps']:.3f} TB/s (same run)",
              f"transformers: {res['baseline_setting'] or res['baseline_error']}"]
-    if res.get("eager_setting") or res.get("eager_error"):
-        notes.append(f"second peer, transformers eager at batch 1: {res['eager_setting'] or res['eager_error']}")
+    eager = [p for p in res["points"] if p.hf_eager_ms]
+    if eager:
+        notes.append(f"second peer, transformers eager ({res['eager_setting'].get('setting')}): "
+                     + ", ".join(f"batch {p.batch} context {p.context} {p.hf_eager_ms:.1f} ms" for p in eager))
+    elif res.get("eager_error"):
+        notes.append(f"second peer, transformers eager: not measured ({res['eager_error']})")
     if cfg.cut_down:
         notes.append("cut down: " + ", ".join(cfg.cut_down))
     return SectionResult(

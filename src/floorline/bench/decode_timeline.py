@@ -129,16 +129,18 @@ def launch_variants(base: Any) -> dict[str, Any]:
     }
 
 
-def timeline(w: Any, launch: Any, context: int, replays: int = 5, iters: int = 50) -> dict[str, Any]:
+def timeline(w: Any, launch: Any, context: int, replays: int = 5, iters: int = 50, kv_dtype: str | None = None
+             ) -> dict[str, Any]:
     """One batch-1 decode step's graph at `context` tokens: replay time (CUDA events) and the kernel
     timeline of `replays` profiled replays."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from floorline.gpu.timing import TimingConfig, time_cuda
-    from floorline.model.fast import FastDecoder, Sampling
+    from floorline.model.fast import DEFAULT_KV_DTYPE, FastDecoder, Sampling
 
-    dec = FastDecoder(w, max_batch=1, max_len=context + iters + replays + 32, launch=launch)
+    dec = FastDecoder(w, max_batch=1, max_len=context + iters + replays + 32, kv_dtype=kv_dtype or DEFAULT_KV_DTYPE,
+                      launch=launch)
     dec.set_context([context])
     graph = dec._capture(1, Sampling())
     res = time_cuda(lambda i: graph.replay(), TimingConfig(warmup=5, iters=iters, timeout_s=120))
@@ -175,10 +177,12 @@ def run_timeline(model: str, layers: int | None, context: int, launch_from: Path
     bad = [v for v in variants if v not in names]
     if bad or not variants:
         raise InputError(f"--variants: each must be one of {', '.join(names)}, got {','.join(variants)!r}")
-    base = None
+    base, kv_dtype = None, None
     if launch_from is not None:
         try:
-            base = LaunchConfigs.from_dict(json.loads(Path(launch_from).read_text())["params"]["launch"])
+            params = json.loads(Path(launch_from).read_text())["params"]
+            base = LaunchConfigs.from_dict(params["launch"])
+            kv_dtype = params.get("kv_dtype", "bf16")  # the packet's cache (packets before session 11: bf16)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise InputError(f"--launch-from: {launch_from} is not a bench.decode packet with params.launch "
                              f"({type(e).__name__})") from None
@@ -195,10 +199,11 @@ def run_timeline(model: str, layers: int | None, context: int, launch_from: Path
         base, _ = tune_batch1(w, progress)
     known = launch_variants(base)
     result: dict[str, Any] = {"model": cfg.name, "layers": cfg.num_hidden_layers, "context": context,
+                              "kv_dtype": kv_dtype or "default",
                               "base_launch": base.as_dict(), "variants": {}}
     for name in variants:
         try:
-            r = timeline(w, known[name], context)
+            r = timeline(w, known[name], context, kv_dtype=kv_dtype)
         except Exception as e:  # noqa: BLE001 - one failing variant must not lose the others
             r = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
         result["variants"][name] = r

@@ -147,14 +147,17 @@ def _unfused_cases(w: Any, L: Any, x: Any, xo: Any, slot_e: Any, act: Any, wts: 
     return cases
 
 
-def profile_step(w: Any, launch: LaunchConfigs, batch: int, context: int, steps: int = 3) -> list[dict[str, Any]]:
-    """Device time per kernel name over eager decode steps (torch.profiler / CUPTI), per step."""
+def profile_step(w: Any, launch: LaunchConfigs, batch: int, context: int, steps: int = 3,
+                 kv_dtype: str | None = None) -> list[dict[str, Any]]:
+    """Device time per kernel name over eager decode steps (torch.profiler / CUPTI), per step;
+    kv_dtype: the cache the profiled step stores (default: the decoder's)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from floorline.model.fast import FastDecoder, Sampling
+    from floorline.model.fast import DEFAULT_KV_DTYPE, FastDecoder, Sampling
 
-    dec = FastDecoder(w, max_batch=batch, max_len=context + steps + 8, launch=launch, use_graph=False)
+    dec = FastDecoder(w, max_batch=batch, max_len=context + steps + 8, kv_dtype=kv_dtype or DEFAULT_KV_DTYPE,
+                      launch=launch, use_graph=False)
     dec.set_context([context] * batch)
     dec._step(batch, Sampling())  # compile outside the profile
     torch.cuda.synchronize()
