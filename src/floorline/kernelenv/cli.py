@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from floorline.errors import InputError
-from floorline.render import console, print_json, progress, table
+from floorline.render import console, err_console, print_json, progress, table
 
 
 def _out_dir(out: Path | None, no_evidence: bool) -> Path | None:
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         t = resolve_task(task)
         source = candidate.read_text()
         h = Harness(HarnessConfig.for_device(dev, timing=not no_timing))
-        with console.status(f"judging {candidate.name} on {t.name} ({dev})", spinner="dots") if not json_out else _null():
+        with err_console.status(f"judging {candidate.name} on {t.name} ({dev})", spinner="dots") if not json_out else _null():
             att, path = run_attempt(h, t, source, _out_dir(out, no_evidence), seed=seed)
         result = {**att.summary(), "message": att.message, "sol_fraction": att.sol_fraction,
                   "median_us": att.timing["median"] if att.timing else None,
