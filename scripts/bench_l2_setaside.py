@@ -95,22 +95,30 @@ def run(a_mb: float, b_mb: float, iters: int) -> dict:
         if window:
             _window(s, 0, 0)
 
-    def eager(window: bool, prefetch: bool = False, between: bool = True) -> float:
+    def timed(setup, body) -> float:
+        """Median us of body() over the repetitions: each starts on an idle GPU with the persisting lines
+        reset and a sleep kernel at the head of the queue, then runs setup() untimed."""
         ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters + 2)]
         with torch.cuda.stream(stream):
             for e0, e1 in ev:
                 torch.cuda.synchronize()
                 _ok(driver.cuCtxResetPersistingL2Cache())
                 torch.cuda._sleep(SLEEP_CYCLES)
-                read(b, 1)  # flush: A is not in L2 before its first touch
-                first_touch(window, prefetch, stream)
-                if between:
-                    read(b, 1)
+                setup()
                 e0.record()
-                read(a, 0)
+                body()
                 e1.record()
         torch.cuda.synchronize()
         return statistics.median(e0.elapsed_time(e1) * 1e3 for e0, e1 in ev[2:])
+
+    def eager(window: bool, prefetch: bool = False, between: bool = True) -> float:
+        def setup() -> None:
+            read(b, 1)  # flush: A is not in L2 before its first touch
+            first_touch(window, prefetch, stream)
+            if between:
+                read(b, 1)
+
+        return timed(setup, lambda: read(a, 0))
 
     def graph(window: bool, last_read: bool) -> float:
         g, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
@@ -124,17 +132,7 @@ def run(a_mb: float, b_mb: float, iters: int) -> dict:
             read(b, 1)
             if last_read:
                 read(a, 0)
-        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters + 2)]
-        with torch.cuda.stream(stream):
-            for e0, e1 in ev:
-                torch.cuda.synchronize()
-                _ok(driver.cuCtxResetPersistingL2Cache())
-                torch.cuda._sleep(SLEEP_CYCLES)
-                e0.record()
-                g.replay()
-                e1.record()
-        torch.cuda.synchronize()
-        return statistics.median(e0.elapsed_time(e1) * 1e3 for e0, e1 in ev[2:])
+        return timed(lambda: None, g.replay)
 
     old_limit = _ok(driver.cuCtxGetLimit(driver.CUlimit.CU_LIMIT_PERSISTING_L2_CACHE_SIZE))
     out = {"device": torch.cuda.get_device_name(dev), "l2_bytes": l2, "max_persisting_bytes": max_persist,
