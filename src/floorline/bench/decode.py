@@ -18,17 +18,18 @@ from typing import Any
 
 from floorline.bench.decode_hf import hf_model  # noqa: F401 - moved there; tests import it from here
 from floorline.errors import InputError
+from floorline.model.run import CHECK_KV_DTYPES
 
 BATCHES = (1, 8, 64)
 CONTEXTS = (1024, 32768, 131072)
 # Order of measurement when time is short: the headline target first.
 PRIORITY = ((1, 1024), (64, 1024), (8, 1024), (1, 32768), (8, 32768), (1, 131072), (64, 32768), (8, 131072), (64, 131072))
 HEADROOM_BYTES = 6 << 30  # workspaces, logits, allocator slack
-# The K/V caches `decode --check` validates (model.run.CHECK_KV_DTYPES). Both cost 2 bytes a value;
-# fp16 is the default because its 3 more mantissa bits are what keep the 64-step check under 1e-3
-# (docs/notes/decode.md: bf16 K/V 2.9e-3 on an H200, fp16 3.7e-4), so the benchmarked datapath is the
+# The bench runs the caches `decode --check` validates. Both cost 2 bytes a value; fp16 is the default
+# (model.fast.DEFAULT_KV_DTYPE) because its 3 more mantissa bits keep the 64-step check under 1e-3
+# (docs/notes/decode.md: bf16 K/V 2.9e-3 on an H200, fp16 3.7e-4): the benchmarked datapath is the
 # validated one.
-BENCH_KV_DTYPES = ("fp16", "bf16")
+BENCH_KV_DTYPES = CHECK_KV_DTYPES
 
 
 @dataclass
